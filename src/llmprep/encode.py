@@ -1,0 +1,215 @@
+"""Rendered text + trained character spans -> token ids + labels. Labels are made here and only here.
+
+The ids are those of `tokenizer(text, add_special_tokens=False)` — what apply_chat_template(tokenize=True)
+gives — computed for a whole batch at once with the Rust tokenizer (`encode_batch`, threaded).
+A token is trained when its characters overlap a trained span; every other label is IGNORE_INDEX.
+
+Control-token text inside message content (a user typing "<|im_end|>") is encoded as plain text by
+default: such rows are split at the template's own control tokens and the pieces encoded with
+special-token matching turned off, so only the template can emit control tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from llmprep.constants import IGNORE_INDEX
+from llmprep.errors import ConfigError
+
+Span = tuple[int, int]
+
+
+@dataclass
+class Encoded:
+    """A batch of encoded rows as flat arrays + offsets (cheap to turn into Arrow list columns).
+
+    Row r is ids[offsets[r]:offsets[r+1]]. Example: ids=[5,6,7,8], offsets=[0,3,4] -> rows [5,6,7], [8]
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    offsets: np.ndarray
+    token_type_ids: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, r: int) -> tuple[list[int], list[int]]:
+        a, b = self.offsets[r], self.offsets[r + 1]
+        return self.ids[a:b].tolist(), self.labels[a:b].tolist()
+
+
+def backend(tokenizer):
+    """The Rust `tokenizers.Tokenizer` behind a fast HF tokenizer; slow tokenizers can't give offsets."""
+    inner = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if inner is None or not hasattr(inner, "encode_batch"):
+        raise ConfigError(f"--tokenizer: {type(tokenizer).__name__} is not a fast (Rust) tokenizer; "
+                          "llmprep needs one for exact label masks. Save it with tokenizers' tokenizer.json.")
+    return inner
+
+
+def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Sequence[Span]) -> np.ndarray:
+    """Labels for one row: the id where the token overlaps a span, IGNORE_INDEX elsewhere.
+
+    Example: ids=[10,11,12,13], token chars (0,2),(2,4),(4,6),(6,7), spans=[(3,6)] -> [-100,11,12,-100]
+    """
+    keep = np.zeros(len(ids), dtype=bool)
+    for a, b in spans:
+        keep |= (ends > a) & (starts < b)
+    return np.where(keep, ids, IGNORE_INDEX)
+
+
+class ChatEncoder:
+    """Encode rendered conversations in batches. Built once per tokenizer."""
+
+    def __init__(self, tokenizer, *, literal_control_text: bool = True):
+        self.tokenizer = tokenizer
+        self.backend = backend(tokenizer)
+        self.literal_control_text = literal_control_text
+        specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special},
+                          key=len, reverse=True)
+        self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None
+        self._special_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+
+    def has_control_text(self, text: str) -> bool:
+        """Does this (message content) text contain the text of a control token?"""
+        return bool(self._special_re and self._special_re.search(text))
+
+    def encode(self, texts: list[str], spans: list[list[Span]], literal_rows: Sequence[list[Span]] | None = None,
+               *, train_all: bool = False) -> Encoded:
+        """Encode a batch. `literal_rows[r]`, when not None, lists content spans of row r whose control-token
+        text must stay plain text. `train_all` labels every token (--train-on-prompt)."""
+        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
+        ids_parts, label_parts, lengths = [], [], []
+        for r, enc in enumerate(encodings):
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            off = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            if literal_rows is not None and literal_rows[r]:
+                ids, off = self._encode_literal(texts[r], literal_rows[r])
+            labels = ids.copy() if train_all else span_labels(ids, off[:, 0], off[:, 1], spans[r])
+            ids_parts.append(ids)
+            label_parts.append(labels)
+            lengths.append(len(ids))
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+        return Encoded(cat(ids_parts), cat(label_parts), offsets)
+
+    def _encode_literal(self, text: str, content_spans: list[Span]) -> tuple[np.ndarray, np.ndarray]:
+        """Encode with control tokens recognised only outside `content_spans`.
+
+        The text is cut at the template's own control tokens (exactly where the tokenizer would cut it)
+        and each piece is encoded with special-token matching off.
+        """
+        cuts: list[tuple[int, int, int]] = []  # (start, end, id) of template control tokens
+        for m in self._special_re.finditer(text):
+            if not any(a < m.end() and m.start() < b for a, b in content_spans):
+                cuts.append((m.start(), m.end(), self._special_ids[m.group(0)]))
+        ids: list[int] = []
+        offs: list[tuple[int, int]] = []
+        pos = 0
+        previous = self.backend.encode_special_tokens
+        self.backend.encode_special_tokens = True
+        try:
+            for start, end, tid in cuts + [(len(text), len(text), None)]:
+                if start > pos:
+                    enc = self.backend.encode(text[pos:start], add_special_tokens=False)
+                    ids += enc.ids
+                    offs += [(a + pos, b + pos) for a, b in enc.offsets]
+                if tid is not None:
+                    ids.append(tid)
+                    offs.append((start, end))
+                pos = end
+        finally:
+            self.backend.encode_special_tokens = previous
+        return np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2)
+
+
+def encode_documents(tokenizer, texts: list[str]) -> Encoded:
+    """Plain documents: BOS as the tokenizer adds it, EOS appended once; labels = input_ids.
+
+    Example (Mistral): ["Hi"] -> ids [1, 15359, 2] ("<s> Hi </s>"), labels the same.
+    """
+    enc = backend(tokenizer).encode_batch(texts, add_special_tokens=True)
+    eos = tokenizer.eos_token_id
+    parts, lengths = [], []
+    for e in enc:
+        ids = list(e.ids)
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        parts.append(np.asarray(ids, dtype=np.int64))
+        lengths.append(len(ids))
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return Encoded(ids, ids.copy(), offsets)
+
+
+def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, max_length: int,
+                 truncation: str) -> Encoded:
+    """Sentence pairs (BERT-style): [CLS] a [SEP] b [SEP] with token_type_ids; labels = the class ids.
+
+    Truncation follows the tokenizer's pair strategy ("longest_first"); --truncation drop is applied
+    by the caller on the untruncated lengths.
+    """
+    enc = tokenizer(first, second, truncation=truncation != "drop", max_length=max_length,
+                    return_token_type_ids=True)
+    ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
+    tt = [np.asarray(x, dtype=np.int64) for x in enc["token_type_ids"]]
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in ids], out=offsets[1:])
+    flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    out = Encoded(flat, np.full(len(flat), IGNORE_INDEX, dtype=np.int64), offsets,
+                  token_type_ids=np.concatenate(tt) if tt else np.zeros(0, dtype=np.int64))
+    out.extra["class_labels"] = labels
+    return out
+
+
+def gather_index(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of the ranges [starts[i], ends[i]) and the new row offsets, without a Python loop.
+
+    Example: starts=[5, 0], ends=[7, 1] -> index [5, 6, 0], offsets [0, 2, 3]
+    """
+    lengths = np.asarray(ends, dtype=np.int64) - np.asarray(starts, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.arange(offsets[-1], dtype=np.int64) + np.repeat(np.asarray(starts, np.int64) - offsets[:-1], lengths)
+    return index, offsets
+
+
+def concat(parts: Sequence[Encoded]) -> Encoded:
+    """Join batches row-wise. Example: rows [a], [b, c] -> rows [a, b, c]"""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Encoded(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64))
+    lengths = np.concatenate([p.lengths for p in parts])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tt = None
+    if all(p.token_type_ids is not None for p in parts):
+        tt = np.concatenate([p.token_type_ids for p in parts])
+    out = Encoded(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels for p in parts]), offsets, tt)
+    if all("class_labels" in p.extra for p in parts):
+        out.extra["class_labels"] = [x for p in parts for x in p.extra["class_labels"]]
+    return out
+
+
+def take(enc: Encoded, rows: Sequence[int] | np.ndarray) -> Encoded:
+    """Select rows (in the given order). Example: rows [a, b, c], take [2, 0] -> rows [c, a]"""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, ends = enc.offsets[:-1][rows], enc.offsets[1:][rows]
+    index, offsets = gather_index(starts, ends)
+    tt = enc.token_type_ids[index] if enc.token_type_ids is not None else None
+    out = Encoded(enc.ids[index], enc.labels[index], offsets, tt)
+    if "class_labels" in enc.extra:
+        out.extra["class_labels"] = [enc.extra["class_labels"][r] for r in rows]
+    return out

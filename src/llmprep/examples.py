@@ -1,0 +1,68 @@
+"""Records -> examples: rename fields, pick the format, convert, and keep rejects with their reasons.
+
+Example: Record("a.jsonl", 3, {"question": "Hi", "answer": "Yo"})
+-> Example(source="a.jsonl", line=3, kind="chat", data={"messages": [...]})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping
+
+from llmprep.errors import FormatError, RecordError
+from llmprep.formats import Format, detect_format, get_format, rename_fields
+from llmprep.records import Record
+
+
+@dataclass
+class Example:
+    source: str
+    line: int
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass
+class Rejected:
+    source: str
+    line: int
+    field: str | None
+    reason: str
+    record: Any
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "line": self.line, "field": self.field, "reason": self.reason,
+                "record": self.record}
+
+    def message(self) -> str:
+        return RecordError(self.reason, source=self.source, line=self.line, field=self.field).describe()
+
+
+def reject(rec_or_ex, err: RecordError, record: Any) -> Rejected:
+    return Rejected(rec_or_ex.source, rec_or_ex.line, err.field, err.reason, record)
+
+
+def to_examples(records: Iterable[Record], *, format: str | None = None,
+                columns: Mapping[str, str] | None = None) -> Iterator[Example | Rejected]:
+    """Convert records in order, yielding an Example or a Rejected for each.
+
+    The format is `format` when given, else detected per file from its first readable record; a file
+    whose fields match no format raises FormatError (a whole-input problem, not a per-record one).
+    """
+    fixed: Format | None = get_format(format) if format else None
+    per_file: dict[str, Format] = {}
+    for rec in records:
+        if rec.error is not None:
+            yield Rejected(rec.source, rec.line, rec.error.field, rec.error.reason, rec.raw)
+            continue
+        data = rename_fields(rec.data, columns or {})
+        fmt = fixed or per_file.get(rec.source)
+        if fmt is None:
+            fmt = per_file[rec.source] = detect_format(set(data), source=rec.source)
+        try:
+            yield Example(rec.source, rec.line, fmt.kind, fmt.convert(data))
+        except RecordError as err:
+            yield reject(rec, err, rec.data)
+
+
+__all__ = ["Example", "Rejected", "to_examples", "FormatError"]

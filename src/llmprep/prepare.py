@@ -1,0 +1,297 @@
+"""`prepare`: files of records -> a DatasetDict of training-ready rows on disk, with a report.
+
+    records -> examples (formats) -> render -> encode -> fit (truncate/drop) -> split -> [pack] -> [pad]
+    -> Arrow -> DIR (atomic) + report.json + rejected.jsonl
+
+Every record read ends up kept, rejected (bad input) or dropped (truncation), and the report's counts
+add up: read = kept + rejected + dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
+from llmprep.encode import Encoded, concat, take
+from llmprep.errors import ConfigError, LlmprepError
+from llmprep.examples import Example, Rejected, to_examples
+from llmprep.formats import CHAT
+from llmprep.output import build_splits, length_stats
+from llmprep.records import expand_inputs, read_records
+from llmprep.render import resolve_template, template_fingerprint
+from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
+from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
+from llmprep.truncate import TRUNCATION
+
+SHARD_SIZE = 2048
+PADDING = ("none", "longest", "max-length")
+PACK = ("none", "wrap", "bfd")
+TRAIN_TURNS = ("all", "last")
+
+
+class StrictStop(LlmprepError):
+    """--strict: the first rejected record stops the run."""
+
+
+@dataclass
+class PrepareConfig:
+    """Options of `llmprep prepare`; field names mirror the CLI flags."""
+
+    tokenizer: object = DEFAULT_TOKENIZER
+    format: str | None = None
+    template: str = "auto"
+    max_length: int = DEFAULT_MAX_LENGTH
+    truncation: str = "right"
+    test_size: float = 0.0
+    seed: int = 42
+    train_on_prompt: bool = False
+    train_turns: str = "all"
+    strict: bool = False
+    columns: Mapping[str, str] = field(default_factory=dict)
+    padding: str = "none"
+    padding_side: str = "right"
+    pack: str = "none"
+    remainder: str = "drop"
+    literal_control_text: bool = True
+    num_proc: int | None = None
+    progress: bool = True
+
+    def check(self) -> None:
+        """Collect every bad option and report them together."""
+        problems = []
+        for name, value, valid in [("--truncation", self.truncation, TRUNCATION), ("--padding", self.padding, PADDING),
+                                   ("--padding-side", self.padding_side, ("left", "right")),
+                                   ("--pack", self.pack, PACK), ("--train-turns", self.train_turns, TRAIN_TURNS),
+                                   ("--remainder", self.remainder, ("drop", "pad", "keep"))]:
+            if value not in valid:
+                problems.append(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
+        if not isinstance(self.max_length, int) or self.max_length < 1:
+            problems.append(f"--max-length {self.max_length!r}: expected a positive integer")
+        if self.test_size < 0 or (self.test_size >= 1 and float(self.test_size) != int(self.test_size)):
+            problems.append(f"--test-size {self.test_size!r}: expected a fraction in [0, 1) or a whole count")
+        if self.num_proc is not None and self.num_proc < 1:
+            problems.append(f"--num-proc {self.num_proc!r}: expected 1 or more")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def prepare(inputs: list[str] | str, *, out: str | os.PathLike | None = None, **options):
+    """Prepare INPUTs (files, directories, globs) and return a datasets.DatasetDict.
+
+    Options are PrepareConfig's fields (tokenizer, format, template, max_length, truncation, test_size,
+    seed, train_on_prompt, ...). With `out`, the result is also written to that directory atomically.
+
+    Example: prepare("chats.jsonl", out="data/sft", test_size=0.1)
+    -> DatasetDict({"train": ..., "test": ...}) with input_ids, attention_mask, labels
+    """
+    cfg = PrepareConfig(**options)
+    result = run(cfg, [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
+    if out is not None:
+        result.save(out)
+    return result.splits
+
+
+@dataclass
+class PrepareResult:
+    splits: object  # datasets.DatasetDict
+    report: dict
+    rejected: list[Rejected]
+    dropped: list[Rejected]
+    seconds: float = 0.0
+
+    def save(self, out: str | os.PathLike) -> Path:
+        from llmprep.store import atomic_output_dir, save_output
+
+        with atomic_output_dir(out) as tmp:
+            save_output(tmp, self.splits, self.report,
+                        [r.to_json() for r in self.rejected] + [{**r.to_json(), "dropped": True} for r in self.dropped])
+        return Path(out)
+
+
+def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
+    """The whole pipeline; see the module docstring."""
+    cfg.check()
+    started = time.perf_counter()
+    files = expand_inputs([str(i) for i in inputs])
+    tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) or cfg.tokenizer is None else cfg.tokenizer
+    examples = to_examples(read_records(files), format=cfg.format, columns=cfg.columns)
+    head, examples = _peek_kinds(examples)
+    template_name, source = (resolve_template(cfg.template, tok) if CHAT in head else (None, None))
+    settings = ShardSettings(
+        tokenizer=resolve_tokenizer_path(cfg.tokenizer) if isinstance(cfg.tokenizer, str) else tok,
+        template_source=source, max_length=cfg.max_length, truncation=cfg.truncation,
+        train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
+        literal_control_text=cfg.literal_control_text)
+    results = list(_process_all(examples, settings, cfg))
+    encoded = concat([r.encoded for r in results])
+    rejected = [x for r in results for x in r.rejected]
+    dropped = [x for r in results for x in r.dropped]
+    read = len(encoded) + len(rejected) + len(dropped)
+    if len(encoded) == 0:
+        raise LlmprepError(f"no usable rows: {read} records read, {len(rejected)} rejected, {len(dropped)} "
+                           f"dropped. First reasons: " + "; ".join(r.message() for r in (rejected + dropped)[:3]))
+    train_idx, test_idx = split_indices(len(encoded), cfg.test_size, cfg.seed)
+    parts = {"train": take(encoded, train_idx)}
+    if len(test_idx):
+        parts["test"] = take(encoded, test_idx)
+    options = {k: v for k, v in asdict(cfg).items() if k not in ("tokenizer", "progress", "num_proc")}
+    digests = [_sha256(f) for f in files]
+    fingerprint = hashlib.sha256(repr((_version(), digests, _tokenizer_fingerprint(tok), source,
+                                       sorted(options.items()))).encode()).hexdigest()[:16]
+    splits, pack_stats = build_splits(parts, cfg, tok, fingerprint)
+    report = {
+        "llmprep_version": _version(),
+        "records": {"read": read, "kept": sum(len(p) for p in parts.values()), "rejected": len(rejected),
+                    "dropped": len(dropped)},
+        "kept": {name: len(p) for name, p in parts.items()},
+        "rows": {name: len(ds) for name, ds in splits.items()},
+        "rejected_reasons": _count_reasons(rejected),
+        "dropped_reasons": _count_reasons(dropped),
+        "truncated": sum(r.truncated for r in results),
+        "control_text_rows": sum(r.control_text_rows for r in results),
+        "tokens": {"total": int(len(encoded.ids)), "trained": int((encoded.labels != -100).sum())
+                   if encoded.token_type_ids is None else 0},
+        "lengths": length_stats(encoded.lengths),
+        "inputs": [{"path": str(f), "sha256": d} for f, d in zip(files, digests)],
+        "tokenizer": {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
+                      "fingerprint": _tokenizer_fingerprint(tok)},
+        "template": {"name": template_name, "sha256": template_fingerprint(source) if source else None},
+        "options": options,
+    }
+    if pack_stats:
+        report["packing"] = pack_stats
+    return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started)
+
+
+def _peek_kinds(examples: Iterator) -> tuple[set[str], Iterator]:
+    """Read ahead until the first example to learn whether chats are present (the template is needed
+    only then), without losing anything. Example kinds beyond the first are checked per shard."""
+    buffered = []
+    kinds: set[str] = set()
+    for item in examples:
+        buffered.append(item)
+        if isinstance(item, Example):
+            kinds.add(item.kind)
+            break
+
+    def chain():
+        yield from buffered
+        yield from examples
+    return kinds, chain()
+
+
+def _shards(items: Iterable, cfg: PrepareConfig) -> Iterator[tuple[list[Example], list[Rejected]]]:
+    """Group examples into shards; rejects ride along with the shard they were read in."""
+    it = iter(items)
+    while True:
+        chunk = list(islice(it, SHARD_SIZE))
+        if not chunk:
+            return
+        good = [x for x in chunk if isinstance(x, Example)]
+        bad = [x for x in chunk if isinstance(x, Rejected)]
+        if cfg.strict and bad:
+            raise StrictStop(f"--strict: {bad[0].message()}")
+        kinds = {x.kind for x in good}
+        if "pair" in kinds and len(kinds) > 1:
+            raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
+        yield good, bad
+
+
+def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig) -> Iterator[ShardResult]:
+    """Run shards through process_shard, in parallel when there is more than one, in input order."""
+    from tqdm.auto import tqdm
+
+    shards = _shards(examples, cfg)
+    nproc = cfg.num_proc or min(os.cpu_count() or 1, 4)
+    bar = tqdm(desc="prepare", unit="rec", disable=not cfg.progress, leave=False)
+    first = next(shards, None)
+    second = next(shards, None)
+    if first is None:
+        bar.close()
+        return
+    if second is None or nproc == 1:
+        pending = [first] + ([second] if second else [])
+        for good, bad in _chain(pending, shards):
+            yield _finish(process_shard(good, settings), bad, cfg, bar)
+        bar.close()
+        return
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ctx.Pool(nproc, initializer=worker_init) as pool:
+        stream = _chain([first, second], shards)
+        queue = []
+        bad_queue = []
+        for good, bad in stream:
+            queue.append(pool.apply_async(process_shard, (good, settings)))
+            bad_queue.append(bad)
+            while len(queue) > 2 * nproc:  # bounded read-ahead keeps memory flat
+                yield _finish(queue.pop(0).get(), bad_queue.pop(0), cfg, bar)
+        while queue:
+            yield _finish(queue.pop(0).get(), bad_queue.pop(0), cfg, bar)
+    bar.close()
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def _finish(result: ShardResult, bad: list[Rejected], cfg: PrepareConfig, bar) -> ShardResult:
+    """Merge a shard's read-time rejects with its processing rejects; --strict stops here too."""
+    result.rejected = sorted(bad + result.rejected, key=lambda r: (r.source, r.line))
+    if cfg.strict and result.rejected:
+        raise StrictStop(f"--strict: {result.rejected[0].message()}")
+    bar.update(len(result.encoded) + len(result.rejected) + len(result.dropped))
+    return result
+
+
+def split_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/test split of n rows; test_size is a fraction (0.1) or a count (100).
+
+    Example: n=10, test_size=0.2, seed=0 -> (8 train indices, 2 test indices), sorted within each split
+    """
+    if not test_size:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    n_test = int(test_size) if test_size >= 1 else int(round(n * test_size))
+    if n_test >= n or n_test < 1:
+        raise ConfigError(f"--test-size {test_size!r}: gives {n_test} test rows out of {n}; "
+                          "leave at least one row in each split")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def _count_reasons(items: list[Rejected]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in items:
+        key = r.reason if len(r.reason) < 80 else r.reason[:77] + "..."
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tokenizer_fingerprint(tok) -> str:
+    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match."""
+    inner = getattr(tok, "backend_tokenizer", None)
+    blob = inner.to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
+    extra = repr((tok.bos_token, tok.eos_token, tok.pad_token, getattr(tok, "chat_template", None)))
+    return hashlib.sha256((blob + extra).encode("utf-8")).hexdigest()[:16]
+
+
+def _version() -> str:
+    from llmprep import __version__
+    return __version__

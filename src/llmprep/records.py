@@ -1,0 +1,207 @@
+"""Read input files into raw records, each tagged with its file and line.
+
+Supported: .jsonl, .json (an array of objects), .csv, .parquet, .txt (one document per non-empty
+line), and the gzip variant of each text format (.jsonl.gz, ...). Inputs may be files, directories
+(read recursively) or globs; files are read in sorted order so runs are reproducible.
+
+A record that can't be read (malformed JSON, non-UTF-8 bytes, not an object) is yielded as a
+RecordError in its place, so the caller can reject it and go on: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from llmprep.errors import ConfigError, RecordError
+
+EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+
+
+@dataclass
+class Record:
+    """One input record: where it came from and either its fields or why it can't be read."""
+
+    source: str
+    line: int  # 1-based line (jsonl/txt/csv) or item number (json array, parquet row)
+    data: dict[str, Any] | None = None
+    error: RecordError | None = None
+    raw: str | None = None  # the undecodable text, kept for rejected.jsonl
+
+
+def file_kind(path: Path) -> str | None:
+    """Extension that decides the reader. Example: "a/b.jsonl.gz" -> ".jsonl"; "x.md" -> None"""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return next((ext for ext in EXTENSIONS if name.endswith(ext)), None)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, directories and globs -> sorted, de-duplicated list of readable files.
+
+    Example: ["data/", "extra/*.jsonl"] -> [data/a.jsonl, data/sub/b.csv, extra/c.jsonl]
+    """
+    if not inputs:
+        raise ConfigError("INPUT: no input given; pass files, directories or globs")
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and file_kind(f))
+            if not files:
+                raise ConfigError(f"INPUT {item!r}: directory holds no {'/'.join(EXTENSIONS)} files (or .gz)")
+            found += files
+        elif p.is_file():
+            if not file_kind(p):
+                raise ConfigError(f"INPUT {item!r}: unsupported file type; expected one of "
+                                  f"{', '.join(EXTENSIONS)} (optionally .gz)")
+            found.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if file_kind(Path(m)))
+            if not matches:
+                raise ConfigError(f"INPUT {item!r}: no such file, directory or matching glob")
+            found += matches
+    seen: set[Path] = set()
+    return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
+
+
+def _open_bytes(path: Path) -> io.BufferedIOBase:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def read_file(path: Path) -> Iterator[Record]:
+    """Yield every record of one file. An empty file yields one rejected record (line 0)."""
+    kind = file_kind(path)
+    reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
+              ".parquet": _read_parquet, ".txt": _read_txt}[kind]
+    empty = True
+    try:
+        for rec in reader(path):
+            empty = False
+            yield rec
+    except (OSError, EOFError) as exc:  # truncated gzip, unreadable file
+        empty = False
+        yield Record(str(path), 0, error=RecordError(f"cannot read file: {exc}", source=str(path), line=0))
+    if empty:
+        yield Record(str(path), 0, error=RecordError("empty file: no records", source=str(path), line=0))
+
+
+def read_records(paths: list[Path]) -> Iterator[Record]:
+    """All records of all files, in order."""
+    for path in paths:
+        yield from read_file(path)
+
+
+def _decode(raw: bytes, source: str, line: int) -> str | RecordError:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RecordError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 4]!r})",
+                           source=source, line=line)
+
+
+def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
+    if isinstance(value, dict):
+        return Record(source, line, data=value)
+    err = RecordError(f"expected a JSON object, got {type(value).__name__}", source=source, line=line)
+    return Record(source, line, error=err, raw=raw)
+
+
+def _read_jsonl(path: Path) -> Iterator[Record]:
+    source = str(path)
+    with _open_bytes(path) as fh:
+        for n, raw in enumerate(fh, start=1):
+            text = _decode(raw, source, n)
+            if isinstance(text, RecordError):
+                yield Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
+                continue
+            if not text.strip():
+                continue  # blank lines separate nothing in JSONL; they are not records
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                err = RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}", source=source, line=n)
+                yield Record(source, n, error=err, raw=text.rstrip("\n"))
+                continue
+            yield _as_object(value, source, n, text.rstrip("\n"))
+
+
+def _read_json(path: Path) -> Iterator[Record]:
+    source = str(path)
+    with _open_bytes(path) as fh:
+        raw = fh.read()
+    text = _decode(raw, source, 1)
+    if isinstance(text, RecordError):
+        yield Record(source, 1, error=text)
+        return
+    if not text.strip():
+        return
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield Record(source, exc.lineno, error=RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}",
+                                                           source=source, line=exc.lineno))
+        return
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        yield Record(source, 1, error=RecordError(f"expected a JSON array of objects, got {type(value).__name__}",
+                                                  source=source, line=1))
+        return
+    for n, item in enumerate(value, start=1):
+        yield _as_object(item, source, n, json.dumps(item, ensure_ascii=False)[:10000])
+
+
+def _read_csv(path: Path) -> Iterator[Record]:
+    source = str(path)
+    with _open_bytes(path) as fh:
+        # surrogateescape keeps undecodable bytes visible per row, so one bad row is rejected, not the file
+        text = fh.read().decode("utf-8", "surrogateescape")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    for row in reader:
+        line = reader.line_num
+        if None in row:  # more cells than header columns
+            n_head = len(reader.fieldnames or [])
+            err = RecordError(f"row has {n_head + len(row[None])} cells, the header has {n_head}",
+                              source=source, line=line)
+            yield Record(source, line, error=err, raw=str(row))
+            continue
+        bad = next((k for k, v in row.items() if isinstance(v, str) and _has_surrogate(v)), None)
+        if bad is not None:
+            err = RecordError("not valid UTF-8", source=source, line=line, field=bad)
+            yield Record(source, line, error=err, raw=row[bad].encode("utf-8", "surrogateescape")
+                         .decode("utf-8", "replace"))
+            continue
+        yield Record(source, line, data=dict(row))
+
+
+def _has_surrogate(text: str) -> bool:
+    """True if text holds bytes that were not UTF-8 (decoded with surrogateescape)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _read_parquet(path: Path) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    source = str(path)
+    table = pq.read_table(path)
+    for n, row in enumerate(table.to_pylist(), start=1):
+        yield Record(source, n, data=row)
+
+
+def _read_txt(path: Path) -> Iterator[Record]:
+    source = str(path)
+    with _open_bytes(path) as fh:
+        for n, raw in enumerate(fh, start=1):
+            text = _decode(raw, source, n)
+            if isinstance(text, RecordError):
+                yield Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
+            elif text.strip():
+                yield Record(source, n, data={"text": text.rstrip("\r\n")})

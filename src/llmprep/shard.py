@@ -1,0 +1,123 @@
+"""Process one shard of examples: render, encode, fit to --max-length. Runs in worker processes.
+
+A shard is a list of Examples; the result holds the encoded rows plus what was rejected or dropped,
+each with its file, line and reason, so the caller can account for every record.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, encode_pairs, take
+from llmprep.errors import RecordError
+from llmprep.examples import Example, Rejected, reject
+from llmprep.formats import CHAT, PAIR, TEXT
+from llmprep.render import ChatRenderer
+from llmprep.tokenizer import load_tokenizer
+from llmprep.truncate import fit
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """Everything a worker needs; picklable (the tokenizer travels as a name or an object)."""
+
+    tokenizer: object
+    template_source: str | None
+    max_length: int
+    truncation: str
+    train_on_prompt: bool = False
+    train_turns: str = "all"
+    literal_control_text: bool = True
+
+
+@dataclass
+class ShardResult:
+    encoded: Encoded
+    rejected: list[Rejected] = field(default_factory=list)
+    dropped: list[Rejected] = field(default_factory=list)
+    truncated: int = 0
+    control_text_rows: int = 0
+
+
+_STATE: dict = {}
+
+
+def _tools(settings: ShardSettings):
+    """Tokenizer, renderer and encoder, built once per process and settings."""
+    key = id(settings) if not isinstance(settings.tokenizer, str) else (settings.tokenizer, settings.template_source)
+    if _STATE.get("key") != key:
+        tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
+        renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
+        _STATE.update(key=key, tok=tok, renderer=renderer,
+                      encoder=ChatEncoder(tok, literal_control_text=settings.literal_control_text))
+    return _STATE["tok"], _STATE["renderer"], _STATE["encoder"]
+
+
+def worker_init() -> None:
+    # Each worker encodes single-threaded: the processes already fill the cores.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def process_shard(examples: list[Example], settings: ShardSettings) -> ShardResult:
+    """Examples -> encoded, fitted rows (in input order) + rejects + drops."""
+    tok, renderer, encoder = _tools(settings)
+    rejected: list[Rejected] = []
+    parts: list[Encoded] = []
+    order: list[int] = []  # example index of each encoded row, to restore input order
+    control_rows = 0
+    chats = [i for i, ex in enumerate(examples) if ex.kind == CHAT]
+    if chats:
+        texts, spans, literal, ok = [], [], [], []
+        for i in chats:
+            ex = examples[i]
+            try:
+                text, sp, contents = renderer.locate(ex.data["messages"])
+            except RecordError as err:
+                rejected.append(reject(ex, err, ex.data))
+                continue
+            if settings.train_turns == "last":
+                sp = sp[-1:]
+            lit = _literal_spans(encoder, ex.data["messages"], text, contents) if settings.literal_control_text else []
+            control_rows += bool(lit)
+            texts.append(text), spans.append(sp), literal.append(lit), ok.append(i)
+        if ok:
+            parts.append(encoder.encode(texts, spans, literal, train_all=settings.train_on_prompt))
+            order += ok
+    docs = [i for i, ex in enumerate(examples) if ex.kind == TEXT]
+    if docs:
+        parts.append(encode_documents(tok, [examples[i].data["text"] for i in docs]))
+        order += docs
+    pairs = [i for i, ex in enumerate(examples) if ex.kind == PAIR]
+    if pairs:
+        d = [examples[i].data for i in pairs]
+        parts.append(encode_pairs(tok, [x["text"] for x in d], [x["text_pair"] for x in d],
+                                  [x["label"] for x in d], settings.max_length, settings.truncation))
+        order += pairs
+    enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
+    order = sorted(order)
+    fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
+    dropped = [Rejected(examples[order[r]].source, examples[order[r]].line, None, why, examples[order[r]].data)
+               for r, why in fitted.dropped]
+    rejected.sort(key=lambda r: (r.source, r.line))
+    return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows)
+
+
+def _literal_spans(encoder: ChatEncoder, messages, text: str, contents) -> list[tuple[int, int]]:
+    """Content spans holding control-token text that must stay literal ([] when there are none)."""
+    flagged = [i for i, m in enumerate(messages) if encoder.has_control_text(m["content"])]
+    if not flagged:
+        return []
+    if contents is not None:
+        return [contents[i] for i in flagged]
+    # The template rewrote content (e.g. trimmed it): find the visible text of each flagged message.
+    spans = []
+    for i in flagged:
+        body = messages[i]["content"].strip()
+        start = text.find(body)
+        while start != -1:
+            spans.append((start, start + len(body)))
+            start = text.find(body, start + 1)
+    return spans

@@ -1,0 +1,66 @@
+"""Fit rows into --max-length: cut the right or left end, or drop the row.
+
+A row left with no trained token (the answer was cut away) is dropped and counted, never kept: it
+would cost compute and teach nothing, and usually means --max-length is too small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmprep.constants import IGNORE_INDEX
+from llmprep.encode import Encoded, gather_index, take
+
+TRUNCATION = ("right", "left", "drop")
+TOO_LONG = "longer than --max-length {max_length} ({length} tokens) with --truncation drop"
+NO_TRAINED = "no trained token left after --truncation {side} to --max-length {max_length}"
+
+
+@dataclass
+class Fitted:
+    encoded: Encoded
+    kept: np.ndarray  # indices (into the input rows) of the rows kept, in order
+    dropped: list[tuple[int, str]]  # (row index, reason)
+    truncated: int
+
+
+def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = True) -> Fitted:
+    """Truncate or drop rows longer than max_length; drop rows without a trained token.
+
+    Example: rows [1,2,3,4] (labels [-100,-100,3,4]), max_length=2, side="right"
+    -> labels [-100,-100]: nothing trained is left -> dropped;  side="left" -> [3,4] kept
+    """
+    lengths = enc.lengths
+    starts = enc.offsets[:-1].copy()
+    ends = enc.offsets[1:].copy()
+    over = lengths > max_length
+    dropped: list[tuple[int, str]] = []
+    keep = np.ones(len(enc), dtype=bool)
+    if side == "drop":
+        for r in np.flatnonzero(over):
+            dropped.append((int(r), TOO_LONG.format(max_length=max_length, length=int(lengths[r]))))
+        keep &= ~over
+    elif side == "right":
+        ends[over] = starts[over] + max_length
+    else:
+        starts[over] = ends[over] - max_length
+    if require_trained:
+        nz = enc.labels != IGNORE_INDEX
+        csum = np.concatenate([[0], np.cumsum(nz)])
+        trained = (csum[ends] - csum[starts]) > 0
+        for r in np.flatnonzero(keep & ~trained):
+            dropped.append((int(r), NO_TRAINED.format(side=side, max_length=max_length)))
+        keep &= trained
+    dropped.sort()
+    rows = np.flatnonzero(keep)
+    index, new_offsets = gather_index(starts[rows], ends[rows])
+    tt = enc.token_type_ids[index] if enc.token_type_ids is not None else None
+    out = Encoded(enc.ids[index], enc.labels[index], new_offsets, tt)
+    if "class_labels" in enc.extra:
+        out.extra["class_labels"] = [enc.extra["class_labels"][r] for r in rows]
+    return Fitted(out, rows, dropped, int((over & keep).sum()) if side != "drop" else 0)
+
+
+__all__ = ["fit", "Fitted", "TRUNCATION", "take"]
