@@ -1,9 +1,97 @@
-"""`llmprep prepare`: records to training-ready token datasets (being written)."""
+"""`llmprep prepare INPUT... --out DIR`: records to a training-ready DatasetDict on disk."""
+
+from __future__ import annotations
+
+import importlib.resources
 
 import click
 
+from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
+from llmprep.errors import LlmprepError
+from llmprep.formats import FORMATS
+
+
+def sample_path() -> str:
+    """The bundled sample dataset, used when no INPUT is given."""
+    return str(importlib.resources.files("llmprep") / "data" / "sample.jsonl")
+
+
+def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
+    """--column NEW=OLD pairs -> {new: old}. Example: ("question=q",) -> {"question": "q"}"""
+    out = {}
+    for item in values:
+        new, sep, old = item.partition("=")
+        if not sep or not new or not old:
+            raise click.BadParameter(f"{item!r}: expected NEW=OLD, e.g. question=prompt_text", param_hint="--column")
+        out[new] = old
+    return out
+
+
+def parse_test_size(value: str) -> float:
+    """"0.1" -> 0.1 (a fraction), "500" -> 500 (a count)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected a fraction like 0.1 or a count like 500",
+                                 param_hint="--test-size") from None
+    return int(number) if number >= 1 and number == int(number) else number
+
 
 @click.command("prepare")
-def prepare_cmd() -> None:
-    """Prepare a dataset."""
-    raise click.ClickException("not implemented yet")
+@click.argument("inputs", nargs=-1)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
+@click.option("--tokenizer", default=DEFAULT_TOKENIZER, show_default=True,
+              help="Embedded name (smollm2), local tokenizer directory, .gguf file, or hub id.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
+              help="Input format; auto-detected from the fields when omitted.")
+@click.option("--column", "columns", multiple=True, metavar="NEW=OLD",
+              help="Rename an input field before format detection (repeatable).")
+@click.option("--template", default="auto", show_default=True,
+              help="'auto' (the tokenizer's chat template), a built-in name, or a .jinja file.")
+@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True, help="Row length limit in tokens.")
+@click.option("--truncation", type=click.Choice(["right", "left", "drop"]), default="right", show_default=True,
+              help="How rows longer than --max-length are fitted.")
+@click.option("--test-size", default="0", show_default=True, help="Test split: a fraction (0.1) or a count (500).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the train/test split.")
+@click.option("--train-on-prompt", is_flag=True, help="Train on every token, not only the assistant replies.")
+@click.option("--train-turns", type=click.Choice(["all", "last"]), default="all", show_default=True,
+              help="Which assistant turns are trained.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad record instead of rejecting it.")
+@click.option("--padding", type=click.Choice(["none", "longest", "max-length"]), default="none", show_default=True,
+              help="Fixed padding on disk; 'none' leaves it to the collator (dynamic padding).")
+@click.option("--padding-side", type=click.Choice(["right", "left"]), default="right", show_default=True)
+@click.option("--pack", type=click.Choice(["none", "wrap", "bfd"]), default="none", show_default=True,
+              help="Pack rows: 'wrap' concatenates documents into blocks, 'bfd' bin-packs whole examples.")
+@click.option("--block-size", type=int, default=None, help="Alias of --max-length for --pack wrap.")
+@click.option("--remainder", type=click.Choice(["drop", "pad", "keep"]), default="drop", show_default=True,
+              help="--pack wrap: what to do with the last partial block.")
+@click.option("--allow-control-text", is_flag=True,
+              help="Let control-token text inside message content become control tokens (as apply_chat_template does).")
+@click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
+                train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
+                allow_control_text, num_proc, quiet) -> None:
+    """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
+
+    Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
+    """
+    from llmprep.cli.summary import print_summary
+    from llmprep.prepare import PrepareConfig, run
+
+    if block_size is not None:
+        if pack != "wrap":
+            raise click.UsageError("--block-size is the row length of --pack wrap; use --max-length otherwise")
+        max_length = block_size
+    cfg = PrepareConfig(
+        tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
+        test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
+        strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
+        remainder=remainder, literal_control_text=not allow_control_text, num_proc=num_proc, progress=not quiet)
+    try:
+        result = run(cfg, list(inputs) or [sample_path()])
+        result.save(out)
+    except LlmprepError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not quiet:
+        print_summary(result, out)

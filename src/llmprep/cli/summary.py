@@ -1,0 +1,37 @@
+"""The summary table printed at the end of `llmprep prepare`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_summary(result, out) -> None:
+    """Counts, tokens and lengths of a finished run, and where the rejects went."""
+    rep = result.report
+    rec = rep["records"]
+    table = Table(title=f"llmprep prepare -> {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("records read", f"{rec['read']:,}")
+    for name, n in rep["kept"].items():
+        table.add_row(f"kept ({name})", f"{n:,}")
+    table.add_row("rejected", f"{rec['rejected']:,}")
+    table.add_row("dropped", f"{rec['dropped']:,}")
+    table.add_row("truncated", f"{rep['truncated']:,}")
+    table.add_row("tokens (total / trained)", f"{rep['tokens']['total']:,} / {rep['tokens']['trained']:,}")
+    lengths = rep.get("lengths") or {}
+    if lengths:
+        table.add_row("length p50 / p95 / max", f"{lengths['p50']:.0f} / {lengths['p95']:.0f} / {lengths['max']}")
+    for name, stats in (rep.get("packing") or {}).items():
+        if "fill" in stats:
+            table.add_row(f"packing fill ({name})", f"{stats['fill']:.2%}")
+    secs = max(result.seconds, 1e-9)
+    table.add_row("time", f"{result.seconds:.2f} s ({rep['tokens']['total'] / secs:,.0f} tokens/s)")
+    console = Console(stderr=False)
+    console.print(table)
+    for kind, reasons in (("rejected", rep["rejected_reasons"]), ("dropped", rep["dropped_reasons"])):
+        for reason, n in list(reasons.items())[:5]:
+            console.print(f"  {kind}: {n:,} x {reason}")
+    if rec["rejected"] or rec["dropped"]:
+        console.print(f"  every rejected/dropped record, with file:line and reason: {out}/rejected.jsonl")
