@@ -1,0 +1,115 @@
+"""Model side of packing: keep attention inside each packed example, per attention implementation.
+
+How transformers 5.x treats a packed row (read from masking_utils.py and
+modeling_flash_attention_utils.py of transformers 5.24):
+
+| `config._attn_implementation` | safe input for packed rows                       | llmprep mode     |
+|-------------------------------|--------------------------------------------------|------------------|
+| flash_attention_2/3/4         | ONE flattened row [1, N] + position_ids           | "padding_free"   |
+|                               | (+ cu_seq_lens_q/k, max_length_q/k: no re-derive) |                  |
+| sdpa                          | 4D bool mask [B, 1, T, T], block-diagonal causal  | "mask_4d"        |
+| eager                         | 4D additive float mask (0 / dtype min)            | "mask_4d"        |
+| flex_attention                | position_ids only, attention_mask=None            | "position_ids"   |
+
+Traps this table avoids:
+- Flash attention only splits by position_ids when the batch size is 1 (`_is_packed_sequence`
+  returns False otherwise): a [B>1, T] packed batch silently attends across examples. Flatten.
+- `create_causal_mask` derives a block-diagonal mask from position_id resets only when the 2D
+  `attention_mask` is None. A collator that also sends `attention_mask` (all ones) turns that off and
+  the examples see each other. The "position_ids" mode therefore sends no attention_mask at all.
+- That detection also needs no KV cache: outside HF Trainer (which sets config.use_cache=False) a
+  model in train or eval mode builds a DynamicCache by default and skips it. Pass use_cache=False.
+- A 4D mask is returned as-is by `create_causal_mask`: eager *adds* it to the scores (so it must be
+  an additive float mask in the model's dtype), sdpa takes bool (True = attend) or additive float;
+  flex needs a BlockMask and flash cannot take a 4D mask at all.
+- The first label of every packed example is IGNORE_INDEX (llmprep.pack): HF shifts labels inside
+  the loss, so that label would train the previous example's last token to predict this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from llmprep.constants import IGNORE_INDEX
+from llmprep.errors import ConfigError
+
+MODES = ("padding_free", "mask_4d", "position_ids")
+MODE_FOR_IMPLEMENTATION = {"flash_attention_2": "padding_free", "flash_attention_3": "padding_free",
+                           "flash_attention_4": "padding_free", "sdpa": "mask_4d", "eager": "mask_4d",
+                           "flex_attention": "position_ids"}
+
+
+def attention_implementation(model: Any) -> str:
+    """The attention implementation a HF model runs with. Example: LlamaForCausalLM on CPU -> "sdpa"."""
+    config = getattr(model, "config", model)
+    return getattr(config, "_attn_implementation", None) or "eager"
+
+
+def mode_for(model: Any) -> str:
+    """Which packed-batch layout is safe for this model. Example: sdpa model -> "mask_4d"."""
+    impl = attention_implementation(model)
+    if impl not in MODE_FOR_IMPLEMENTATION:
+        raise ConfigError(f"attention implementation {impl!r}: llmprep does not know how it treats packed rows; "
+                          f"use one of {', '.join(MODE_FOR_IMPLEMENTATION)}")
+    return MODE_FOR_IMPLEMENTATION[impl]
+
+
+def segment_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """Index of the packed example each token belongs to: a new one wherever positions don't step by 1.
+
+    Same rule as transformers' `find_packed_sequence_indices`.
+    Example: [[0, 1, 2, 0, 1, 0]] -> [[0, 0, 0, 1, 1, 2]]
+    """
+    first = position_ids[:, :1] - 1
+    return (torch.diff(position_ids, prepend=first, dim=-1) != 1).cumsum(-1)
+
+
+def block_diagonal_mask(position_ids: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """4D causal mask [B, 1, T, T] confined to each packed example (segments from position_ids).
+
+    dtype=torch.bool: True where attention is allowed (sdpa). A float dtype: additive mask, 0 where
+    allowed and the dtype's minimum elsewhere (eager; also accepted by sdpa).
+    Example: position_ids [[0, 1, 0]] -> bool [[[[1, 0, 0], [1, 1, 0], [0, 0, 1]]]]
+    """
+    seg = segment_ids(position_ids)
+    t = position_ids.shape[-1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=position_ids.device).tril()
+    allowed = (seg[:, :, None] == seg[:, None, :]) & causal
+    allowed = allowed[:, None]
+    if dtype == torch.bool:
+        return allowed
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=position_ids.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def token_losses(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+    """Per-token cross-entropy of a (packed) batch, in token order, for every label != IGNORE_INDEX.
+
+    Uses the same shift as HF's causal-LM loss: the logits at t are scored against labels[t + 1].
+    Example: batch from PackedCollator.for_model(model, ...)(rows) -> tensor([2.31, 1.97, ...])
+    """
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs.setdefault("use_cache", False)
+    logits = model(**inputs).logits.float()
+    labels = batch["labels"]
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+    shift_labels = labels[:, 1:].reshape(-1)
+    keep = shift_labels != IGNORE_INDEX
+    return F.cross_entropy(shift_logits[keep], shift_labels[keep], reduction="none")
+
+
+def run_packed(model: Any, rows: Sequence[Mapping[str, Any]], *, pad_token_id: int,
+               mode: str | None = None) -> torch.Tensor:
+    """Run a HF causal LM on packed rows the safe way for its attention implementation.
+
+    Returns token_losses of the batch. Example: run_packed(llama_sdpa, packed_rows, pad_token_id=2)
+    -> one loss per trained token, equal (to float tolerance) to running each example alone.
+    """
+    from llmprep.collate_packed import PackedCollator  # the collator imports this module
+
+    collator = PackedCollator.for_model(model, pad_token_id=pad_token_id, mode=mode)
+    with torch.no_grad():
+        return token_losses(model, collator(rows))
