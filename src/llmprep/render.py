@@ -136,6 +136,58 @@ def resolve_template(template: str | None, tokenizer=None) -> tuple[str, str]:
                       f"{', '.join(names)}, or a path to a .jinja file")
 
 
+def content_is_opaque(source: str) -> bool:
+    """True when the template only prints message content (concatenates it into output) and never
+    inspects it: then rendering with sentinel-wrapped content equals the real rendering with the
+    sentinels inserted, and one rendering per conversation is enough.
+
+    Example: ChatML's "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + ... }}" -> True;
+    Llama 3's "message['content'] | trim" -> False (the content is rewritten).
+    """
+    from jinja2 import nodes
+
+    env = ImmutableSandboxedEnvironment(extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+    try:
+        tree = env.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return False
+    message_names = {"messages"}
+    for node in tree.find_all((nodes.For, nodes.Assign)):  # loop variables and aliases of messages
+        value = node.iter if isinstance(node, nodes.For) else node.node
+        if any(n.name in message_names for n in value.find_all(nodes.Name)) or (
+                isinstance(value, nodes.Name) and value.name in message_names):
+            message_names |= {n.name for n in node.target.find_all(nodes.Name)} | (
+                {node.target.name} if isinstance(node.target, nodes.Name) else set())
+    safe_filters = {"length", "count", "first", "last"}
+
+    def visit(node, parents) -> bool:
+        is_content = (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
+                      and node.arg.value == "content") or (isinstance(node, nodes.Getattr) and node.attr == "content")
+        if is_content:
+            for parent in reversed(parents):
+                if isinstance(parent, nodes.Output):
+                    break
+                if not isinstance(parent, (nodes.Add, nodes.Concat)):
+                    return False
+            else:
+                return False
+        if isinstance(node, nodes.Filter) and node.name not in safe_filters and _mentions(node.node, message_names):
+            return False
+        if isinstance(node, nodes.Call) and any(_mentions(a, message_names) for a in node.args):
+            return False
+        return all(visit(child, parents + [node]) for child in node.iter_child_nodes())
+
+    return visit(tree, [])
+
+
+def _mentions(node, names: set[str]) -> bool:
+    from jinja2 import nodes
+
+    return node is not None and (
+        (isinstance(node, nodes.Name) and node.name in names)
+        or any(n.name in names for n in node.find_all(nodes.Name)))
+
+
 def template_fingerprint(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
@@ -157,6 +209,10 @@ class ChatRenderer:
 
     def __post_init__(self) -> None:
         self.template = compile_template(self.source)
+        # One rendering per conversation when the template provably only prints content; the first
+        # rows are still checked against a real rendering, and any mismatch turns the shortcut off.
+        self.single_render = content_is_opaque(self.source)
+        self._checks_left = 32
         ordered = sorted(set(self.end_of_turn), key=len, reverse=True)
         self._eot = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
@@ -187,8 +243,19 @@ class ChatRenderer:
 
     def locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
         """-> (text, trained spans of the assistant turns, content span of every message or None)."""
-        text = self.render(messages)
+        text = None
+        if not self.single_render or self._checks_left > 0:
+            text = self.render(messages)
         contents = self._content_spans(messages, text)
+        if text is None:
+            if contents is None:  # sentinel rendering failed: fall back to the real text
+                text = self.render(messages)
+            else:
+                text = self._last_plain
+        elif self.single_render:
+            self._checks_left -= 1
+            if contents is None and not any(OPEN in m["content"] or CLOSE in m["content"] for m in messages):
+                self.single_render = False
         if contents is None:
             return text, self._prefix_spans(messages, text), None
         starts = sorted(a for a, _ in contents)
@@ -199,7 +266,7 @@ class ChatRenderer:
                 trained.append((a, self._extend_eot(text, b, limit)))
         return text, trained, contents
 
-    def _content_spans(self, messages: Sequence[Message], text: str) -> list[Span] | None:
+    def _content_spans(self, messages: Sequence[Message], text: str | None) -> list[Span] | None:
         """Each message's content span, from one sentinel rendering; None when the template rewrote
         content, printed a message twice, or left an assistant message out."""
         if any(OPEN in m["content"] or CLOSE in m["content"] for m in messages):
@@ -219,8 +286,10 @@ class ChatRenderer:
             seen[idx] = pos
             last = match.end()
         plain.append(marked[last:])
-        if "".join(plain) != text:
+        joined = "".join(plain)
+        if text is not None and joined != text:
             return None
+        self._last_plain = joined
         spans = []
         for i, m in enumerate(messages):
             if i not in opens or i not in closes:
