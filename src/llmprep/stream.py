@@ -1,0 +1,216 @@
+"""Continued-pretraining data from text corpora larger than memory: read, tokenize, wrap, write.
+
+Memory is bounded by one tokenization batch (`batch_size` documents or `batch_chars` characters,
+whichever comes first; long documents are read in pieces of `max_doc_chars`), the carry of less than
+one block, and one Arrow record batch of rows. It does not grow with the corpus (docs/packing.md).
+
+Inputs: .txt (documents are paragraphs separated by blank lines, or lines with txt_mode="line")
+and .jsonl (one JSON object per line with a `text_field` string; bad lines go to rejected.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+from datasets import Dataset, DatasetDict, Features, Sequence, Value
+from datasets.arrow_writer import ArrowWriter
+
+from llmprep.errors import ConfigError
+from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
+from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
+
+FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
+                     "attention_mask": Sequence(Value("int8")), "position_ids": Sequence(Value("int32")),
+                     "seq_lengths": Sequence(Value("int32"))})
+TXT_MODES = ("paragraph", "line")
+Piece = tuple[str, bool, bool]  # (text, is the document's first piece, is its last piece)
+
+
+def _read_pieces(fh: IO[str], limit: int) -> Iterator[str]:
+    """Lines of a file, each cut into pieces of at most `limit` chars. Example: "abcde\\n", 2 -> ab, cd, e\\n"""
+    while piece := fh.readline(limit):
+        yield piece
+
+
+def txt_documents(path: Path, *, mode: str = "paragraph", max_doc_chars: int = 1 << 20) -> Iterator[Piece]:
+    """Documents of a text file, as pieces of at most ~max_doc_chars.
+
+    Example (paragraph): "a\\nb\\n\\nc\\n" -> ("a\\nb", True, True), ("c", True, True)
+    """
+    buf: list[str] = []
+    size, first = 0, True
+    with open(path, encoding="utf-8") as fh:
+        for piece in _read_pieces(fh, max_doc_chars):
+            line_end = piece.endswith("\n")
+            blank = not piece.strip()
+            boundary = line_end and (mode == "line" or blank)
+            if not blank or (buf and mode == "paragraph" and not boundary):
+                buf.append(piece)
+                size += len(piece)
+            if boundary:
+                if buf or not first:
+                    yield "".join(buf).rstrip("\n"), first, True
+                buf, size, first = [], 0, True
+            elif size >= max_doc_chars:
+                yield "".join(buf), first, False
+                buf, size, first = [], 0, False
+    if buf or not first:
+        yield "".join(buf).rstrip("\n"), first, True
+
+
+def _split_text(text: str, limit: int) -> list[str]:
+    """Cut a long text after a newline or space near `limit`. Example: "aa bb cc", 4 -> ["aa ", "bb ", "cc"]"""
+    pieces = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit), text.rfind(" ", 0, limit)) + 1 or limit
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return pieces + [text]
+
+
+def jsonl_documents(path: Path, *, text_field: str, rejects: IO[str],
+                    max_doc_chars: int = 1 << 20) -> Iterator[Piece]:
+    """Documents from a .jsonl file's `text_field`; unusable lines are written to `rejects`.
+
+    Example: '{"text": "hi"}' -> ("hi", True, True); '{"body": 1}' -> a rejected.jsonl line
+    """
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                text = record[text_field] if isinstance(record, dict) else None
+                if not isinstance(text, str):
+                    raise KeyError(text_field)
+            except (json.JSONDecodeError, KeyError) as exc:
+                reason = "invalid JSON" if isinstance(exc, json.JSONDecodeError) else "missing or not a string"
+                rejects.write(json.dumps({"source": str(path), "line": line_no, "field": text_field,
+                                          "reason": reason}) + "\n")
+                continue
+            pieces = _split_text(text, max_doc_chars)
+            for i, piece in enumerate(pieces):
+                yield piece, i == 0, i == len(pieces) - 1
+
+
+def _batches(pieces: Iterator[Piece], batch_size: int, batch_chars: int) -> Iterator[list[Piece]]:
+    """Group pieces by count and total characters. Example: 3 pieces, batch_size 2 -> [p1, p2], [p3]"""
+    batch: list[Piece] = []
+    chars = 0
+    for piece in pieces:
+        batch.append(piece)
+        chars += len(piece[0])
+        if len(batch) >= batch_size or chars >= batch_chars:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def _check(inputs: list[str], block_size: int, remainder: str, txt_mode: str) -> list[Path]:
+    """Validate options and input paths together; one ConfigError listing every problem."""
+    problems = []
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        problems.append("inputs: no input files given")
+    for p in paths:
+        if not p.is_file():
+            problems.append(f"input {str(p)!r}: not a file")
+        elif p.suffix not in (".txt", ".jsonl"):
+            problems.append(f"input {str(p)!r}: --stream reads .txt or .jsonl, got {p.suffix or 'no suffix'!r}")
+    if txt_mode not in TXT_MODES:
+        problems.append(f"txt_mode {txt_mode!r}: expected one of {', '.join(TXT_MODES)}")
+    try:
+        WrapPacker(block_size, pad_token_id=0, remainder=remainder)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return paths
+
+
+def _encode(tokenizer, batch: list[Piece], bos: int | None, eos: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Tokenize a batch of pieces; BOS/EOS on document edges. Returns (ids, segment starts, documents)."""
+    encoded = tokenizer([text for text, _, _ in batch], add_special_tokens=False)["input_ids"]
+    docs = [with_boundaries(ids, bos, eos, first=first, last=last)
+            for ids, (_, first, last) in zip(encoded, batch)]
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    ids = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum()))
+    starts = np.zeros(len(ids), dtype=bool)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    firsts = np.array([first for _, first, _ in batch], dtype=bool) & (lengths > 0)
+    starts[offsets[firsts]] = True
+    return ids, starts, int(firsts.sum())
+
+
+def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remainder: str = "drop",
+                   text_field: str = "text", batch_size: int = 1000, batch_chars: int = 4_000_000,
+                   txt_mode: str = "paragraph", max_doc_chars: int = 1 << 20) -> dict:
+    """Tokenize text files into wrapped blocks of `block_size` in bounded memory; write DIR.
+
+    DIR loads with `datasets.load_from_disk(DIR)` as a DatasetDict with "train"; DIR/report.json holds
+    the returned report. Example: prepare_stream(["corpus.txt"], tokenizer=tok, out="cpt", block_size=2048)
+    -> {"documents": ..., "packing": {"strategy": "wrap", "rows": ..., "fill": 1.0, ...}, ...}
+    """
+    paths = _check(inputs, block_size, remainder, txt_mode)
+    bos, eos = boundary_tokens(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    packer = WrapPacker(block_size, pad_token_id=pad if pad is not None else 0, remainder=remainder)
+    counts = {"rows": 0, "tokens": 0, "padding_tokens": 0, "documents": 0}
+    with atomic_output_dir(out) as tmp:
+        build = tmp / "_build"
+        build.mkdir()
+        writer = ArrowWriter(features=FEATURES, path=str(build / "train.arrow"))
+        with open(tmp / REJECTED, "w", encoding="utf-8") as rejects:
+            for path in paths:
+                pieces = (jsonl_documents(path, text_field=text_field, rejects=rejects, max_doc_chars=max_doc_chars)
+                          if path.suffix == ".jsonl" else txt_documents(path, mode=txt_mode, max_doc_chars=max_doc_chars))
+                for batch in _batches(pieces, batch_size, batch_chars):
+                    ids, starts, docs = _encode(tokenizer, batch, bos, eos)
+                    counts["documents"] += docs
+                    _write(writer, packer.add_arrays(ids, ids, starts), counts)
+            _write(writer, packer.finish(), counts)
+        writer.finalize()
+        writer.close()
+        rejected = sum(1 for _ in open(tmp / REJECTED, encoding="utf-8"))
+        train = Dataset.from_file(str(build / "train.arrow"))
+        DatasetDict({"train": train}).save_to_disk(str(tmp), max_shard_size="500MB")
+        del train
+        shutil.rmtree(build)
+        report = _report(paths, tokenizer, block_size, remainder, bos, eos, packer, counts, rejected)
+        write_json(tmp / REPORT, report)
+    return report
+
+
+def _write(writer: ArrowWriter, rows: dict[str, list[list[int]]], counts: dict[str, int]) -> None:
+    """Write one batch of rows and count them."""
+    if not rows["input_ids"]:
+        return
+    writer.write_batch(rows)
+    counts["rows"] += len(rows["input_ids"])
+    real = sum(sum(m) for m in rows["attention_mask"])
+    counts["tokens"] += real
+    counts["padding_tokens"] += sum(len(m) for m in rows["attention_mask"]) - real
+
+
+def _report(paths: list[Path], tokenizer, block_size: int, remainder: str, bos: int | None, eos: int | None,
+            packer: WrapPacker, counts: dict[str, int], rejected: int) -> dict[str, Any]:
+    """report.json: inputs, counts, and the same "packing" block as `llmprep prepare --pack wrap`."""
+    rows = counts["rows"]
+    return {
+        "mode": "stream",
+        "inputs": [str(p) for p in paths],
+        "tokenizer": getattr(tokenizer, "name_or_path", None),
+        "documents": counts["documents"],
+        "rejected": rejected,
+        "boundaries": {"bos": bos, "eos": eos},
+        "splits": {"train": rows},
+        "packing": {"strategy": "wrap", "max_length": block_size, "remainder": remainder, "rows": rows,
+                    "examples_packed": counts["documents"], "tokens": counts["tokens"],
+                    "fill": round(counts["tokens"] / (rows * block_size), 6) if rows else 0.0,
+                    "remainder_tokens_dropped": packer.dropped, "padding_tokens": counts["padding_tokens"]},
+    }
