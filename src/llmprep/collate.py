@@ -43,7 +43,9 @@ class PaddingCollator:
         if self.pad_to_multiple_of:
             m = self.pad_to_multiple_of
             width = (width + m - 1) // m * m
-        keys = [k for k in features[0] if k in ("input_ids", "labels", "attention_mask", "token_type_ids")]
+        seq_labels = "labels" in features[0] and not isinstance(features[0]["labels"], int)
+        keys = [k for k in features[0] if k in ("input_ids", "attention_mask", "token_type_ids")
+                or (k == "labels" and seq_labels)]
         batch: dict[str, torch.Tensor] = {}
         for key in keys:
             out = torch.full((len(features), width), _pad_value(key, self.pad_token_id), dtype=torch.long)
@@ -62,8 +64,8 @@ class PaddingCollator:
                 else:
                     mask[row, width - n:] = 1
             batch["attention_mask"] = mask
-        for key in features[0]:
-            if key == "label":  # sequence-classification targets: one int per example
+        for key in ("label", "labels"):
+            if key in features[0] and isinstance(features[0][key], int):  # class ids: one int per example
                 batch["labels"] = torch.as_tensor([f[key] for f in features], dtype=torch.long)
         return batch
 
