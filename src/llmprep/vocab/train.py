@@ -93,7 +93,7 @@ def train_vocab(corpus: Sequence[str | Path], *, vocab_size: int, out: str | Pat
         spm.SentencePieceTrainer.train(
             sentence_iterator=source, model_writer=model, vocab_size=vocab_size,
             model_type=model_type, character_coverage=character_coverage,
-            normalization_rule_name="identity", split_digits=True, byte_fallback=False,
+            normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True, byte_fallback=False,
             max_sentencepiece_length=16, input_sentence_size=0, shuffle_input_sentence=False,
             num_threads=2, minloglevel=2)
     except RuntimeError as exc:
@@ -103,6 +103,11 @@ def train_vocab(corpus: Sequence[str | Path], *, vocab_size: int, out: str | Pat
         # e.g. "Vocabulary size too high (5000). Please set it to a value <= 29."
         limit = re.search(r"<= *(\d+)", str(exc))
         most = f"at most {limit.group(1)}" if limit else "a smaller value"
+        floor = re.search(r"smaller than required_chars\. *\d+ vs (\d+)", str(exc))
+        if floor:  # more distinct characters than pieces
+            raise ConfigError(f"--vocab-size {vocab_size}: the corpus ({', '.join(report.files)}) "
+                              f"has {floor.group(1)} characters to cover; expected at least that, "
+                              "or a lower --character-coverage") from exc
         raise ConfigError(f"--vocab-size {vocab_size}: the corpus ({', '.join(report.files)}) "
                           f"cannot support it; expected {most}, or more text") from exc
     report.seconds = round(time.perf_counter() - start, 2)
