@@ -21,6 +21,7 @@ from llmprep.constants import IGNORE_INDEX
 from llmprep.errors import ConfigError
 
 Span = tuple[int, int]
+ENGINES = ("auto", "tokenizers", "fastokens")
 
 
 @dataclass
@@ -68,12 +69,52 @@ def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Se
     return np.where(keep, ids, IGNORE_INDEX)
 
 
+class FastEngine:
+    """`fastokens` (a faster Rust BPE engine that loads the same tokenizer.json), used only where its
+    ids are verified identical to the `tokenizers` ones, row by row.
+
+    It gives no character offsets, so labels come from encoding each row twice — whole, and cut at
+    the trained-span boundaries — in two flat batch calls. Where the pieces' ids concatenate to exactly
+    the whole row's ids, the cut points are token boundaries and the labels are exact; other rows (a
+    reply that starts with whitespace merging into the template's newline, SentencePiece's prefix
+    space) go through `tokenizers` with offsets. The first rows of every batch are also compared with
+    `tokenizers` itself; one mismatch switches the engine off for the run.
+    """
+
+    CHECK_ROWS = 8
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.enabled = True
+
+    @classmethod
+    def load(cls, slow_backend) -> "FastEngine | None":
+        try:
+            import fastokens
+        except ImportError:
+            return None
+        try:
+            return cls(fastokens.Tokenizer.from_json_str(slow_backend.to_str()))
+        except Exception:  # a tokenizer.json feature it doesn't support: stay on `tokenizers`
+            return None
+
+    def flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """ids and row offsets of a batch. Example: ["ab", "c"] -> ids [x, y, z], offsets [0, 2, 3]"""
+        ids, offsets = self.inner.encode_batch_flat(texts, add_special_tokens=False)
+        return np.frombuffer(ids, np.uint32).astype(np.int64), np.frombuffer(offsets, np.uint64).astype(np.int64)
+
+
 class ChatEncoder:
     """Encode rendered conversations in batches. Built once per tokenizer."""
 
-    def __init__(self, tokenizer, *, literal_control_text: bool = True):
+    def __init__(self, tokenizer, *, literal_control_text: bool = True, engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ConfigError(f"--engine {engine!r} is not valid; choose one of {', '.join(ENGINES)}")
         self.tokenizer = tokenizer
         self.backend = backend(tokenizer)
+        self.fast = FastEngine.load(self.backend) if engine in ("auto", "fastokens") else None
+        self.engine_mismatches = 0
+        self.fast_rows = 0
         self.literal_control_text = literal_control_text
         specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special},
                           key=len, reverse=True)
@@ -88,14 +129,22 @@ class ChatEncoder:
                *, train_all: bool = False) -> Encoded:
         """Encode a batch. `literal_rows[r]`, when not None, lists content spans of row r whose control-token
         text must stay plain text. `train_all` labels every token (--train-on-prompt)."""
-        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
-        ids_parts, label_parts, lengths = [], [], []
-        for r, enc in enumerate(encodings):
+        done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if self.fast is not None and self.fast.enabled:
+            plain = [r for r in range(len(texts)) if not (literal_rows is not None and literal_rows[r])]
+            done = self._encode_fast(texts, spans, plain, train_all)
+            self.fast_rows += len(done)
+        rest = [r for r in range(len(texts)) if r not in done]
+        encodings = self.backend.encode_batch([texts[r] for r in rest], add_special_tokens=False) if rest else []
+        for r, enc in zip(rest, encodings):
             ids = np.asarray(enc.ids, dtype=np.int64)
             off = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
             if literal_rows is not None and literal_rows[r]:
                 ids, off = self._encode_literal(texts[r], literal_rows[r])
-            labels = ids.copy() if train_all else span_labels(ids, off[:, 0], off[:, 1], spans[r])
+            done[r] = ids, (ids.copy() if train_all else span_labels(ids, off[:, 0], off[:, 1], spans[r]))
+        ids_parts, label_parts, lengths = [], [], []
+        for r in range(len(texts)):
+            ids, labels = done[r]
             ids_parts.append(ids)
             label_parts.append(labels)
             lengths.append(len(ids))
@@ -103,6 +152,59 @@ class ChatEncoder:
         np.cumsum(lengths, out=offsets[1:])
         cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
         return Encoded(cat(ids_parts), cat(label_parts), offsets)
+
+    def _encode_fast(self, texts, spans, rows, train_all) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Rows whose fast ids are verified exact: {row: (ids, labels)}; the others are left out."""
+        if not rows:
+            return {}
+        whole_ids, whole_off = self.fast.flat([texts[r] for r in rows])
+        if not self._agrees(texts, rows[: FastEngine.CHECK_ROWS], whole_ids, whole_off):
+            return {}
+        pieces, owner, trained = [], [], []
+        for k, r in enumerate(rows):
+            text, pos = texts[r], 0
+            for a, b in spans[r]:  # spans are sorted and disjoint: untrained, trained, untrained, ...
+                if a > pos:
+                    pieces.append(text[pos:a]), owner.append(k), trained.append(False)
+                if b > a:
+                    pieces.append(text[a:b]), owner.append(k), trained.append(True)
+                pos = b
+            if pos < len(text) or not spans[r]:
+                pieces.append(text[pos:]), owner.append(k), trained.append(False)
+        piece_ids, piece_off = self.fast.flat(pieces)
+        piece_len = np.diff(piece_off)
+        owner_arr = np.asarray(owner)
+        row_len = np.bincount(owner_arr, weights=piece_len, minlength=len(rows)).astype(np.int64)
+        out = {}
+        mask_flat = np.repeat(np.asarray(trained, dtype=bool), piece_len)
+        if len(piece_ids) == len(whole_ids) and np.array_equal(piece_ids, whole_ids):
+            # Every row verified at once (the usual case): split the flat arrays back into rows.
+            labels = whole_ids.copy() if train_all else np.where(mask_flat, whole_ids, IGNORE_INDEX)
+            for k, r in enumerate(rows):
+                a, b = whole_off[k], whole_off[k + 1]
+                out[r] = whole_ids[a:b], labels[a:b]
+            return out
+        piece_row_start = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(row_len, out=piece_row_start[1:])
+        for k, r in enumerate(rows):
+            ids = whole_ids[whole_off[k]:whole_off[k + 1]]
+            if row_len[k] != len(ids):
+                continue
+            seg = slice(piece_row_start[k], piece_row_start[k + 1])
+            if not np.array_equal(piece_ids[seg], ids):
+                continue  # the cut points are not token boundaries here: use offsets instead
+            out[r] = ids, (ids.copy() if train_all else np.where(mask_flat[seg], ids, IGNORE_INDEX))
+        return out
+
+    def _agrees(self, texts, rows, ids, offsets) -> bool:
+        """Compare the fast engine with `tokenizers` on a few rows; disable it on any difference."""
+        ref = self.backend.encode_batch([texts[r] for r in rows], add_special_tokens=False)
+        for k, enc in enumerate(ref):
+            if list(enc.ids) != ids[offsets[k]:offsets[k + 1]].tolist():
+                self.fast.enabled = False
+                self.engine_mismatches += 1
+                return False
+        return True
 
     def _encode_literal(self, text: str, content_spans: list[Span]) -> tuple[np.ndarray, np.ndarray]:
         """Encode with control tokens recognised only outside `content_spans`.

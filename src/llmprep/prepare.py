@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
-from llmprep.encode import Encoded, concat, take
+from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Example, Rejected, to_examples
 from llmprep.formats import CHAT
@@ -62,6 +62,7 @@ class PrepareConfig:
     pack: str = "none"
     remainder: str = "drop"
     literal_control_text: bool = True
+    engine: str = "auto"
     num_proc: int | None = None
     progress: bool = True
 
@@ -71,7 +72,8 @@ class PrepareConfig:
         for name, value, valid in [("--truncation", self.truncation, TRUNCATION), ("--padding", self.padding, PADDING),
                                    ("--padding-side", self.padding_side, ("left", "right")),
                                    ("--pack", self.pack, PACK), ("--train-turns", self.train_turns, TRAIN_TURNS),
-                                   ("--remainder", self.remainder, ("drop", "pad", "keep"))]:
+                                   ("--remainder", self.remainder, ("drop", "pad", "keep")),
+                                   ("--engine", self.engine, ENGINES)]:
             if value not in valid:
                 problems.append(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
         if not isinstance(self.max_length, int) or self.max_length < 1:
@@ -130,7 +132,7 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         tokenizer=resolve_tokenizer_path(cfg.tokenizer) if isinstance(cfg.tokenizer, str) else tok,
         template_source=source, max_length=cfg.max_length, truncation=cfg.truncation,
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
-        literal_control_text=cfg.literal_control_text)
+        literal_control_text=cfg.literal_control_text, engine=cfg.engine)
     results = list(_process_all(examples, settings, cfg))
     encoded = concat([r.encoded for r in results])
     rejected = [x for r in results for x in r.rejected]
@@ -143,7 +145,7 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     parts = {"train": take(encoded, train_idx)}
     if len(test_idx):
         parts["test"] = take(encoded, test_idx)
-    options = {k: v for k, v in asdict(cfg).items() if k not in ("tokenizer", "progress", "num_proc")}
+    options = {k: v for k, v in asdict(cfg).items() if k not in ("tokenizer", "progress", "num_proc", "engine")}
     digests = [_sha256(f) for f in files]
     fingerprint = hashlib.sha256(repr((_version(), digests, _tokenizer_fingerprint(tok), source,
                                        sorted(options.items()))).encode()).hexdigest()[:16]
@@ -161,6 +163,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         "tokens": {"total": int(len(encoded.ids)), "trained": int((encoded.labels != -100).sum())
                    if encoded.token_type_ids is None else 0},
         "lengths": length_stats(encoded.lengths),
+        "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
+                   "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
         "inputs": [{"path": str(f), "sha256": d} for f, d in zip(files, digests)],
         "tokenizer": {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
                       "fingerprint": _tokenizer_fingerprint(tok)},

@@ -31,6 +31,7 @@ class ShardSettings:
     train_on_prompt: bool = False
     train_turns: str = "all"
     literal_control_text: bool = True
+    engine: str = "auto"
 
 
 @dataclass
@@ -40,6 +41,8 @@ class ShardResult:
     dropped: list[Rejected] = field(default_factory=list)
     truncated: int = 0
     control_text_rows: int = 0
+    fast_rows: int = 0
+    engine_mismatches: int = 0
 
 
 _STATE: dict = {}
@@ -55,7 +58,8 @@ def _tools(settings: ShardSettings):
         tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
         renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
         _STATE.update(key=key, tok=tok, renderer=renderer,
-                      encoder=ChatEncoder(tok, literal_control_text=settings.literal_control_text))
+                      encoder=ChatEncoder(tok, literal_control_text=settings.literal_control_text,
+                                          engine=settings.engine))
     return _STATE["tok"], _STATE["renderer"], _STATE["encoder"]
 
 
@@ -67,6 +71,7 @@ def worker_init() -> None:
 def process_shard(examples: list[Example], settings: ShardSettings) -> ShardResult:
     """Examples -> encoded, fitted rows (in input order) + rejects + drops."""
     tok, renderer, encoder = _tools(settings)
+    fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
     rejected: list[Rejected] = []
     parts: list[Encoded] = []
     order: list[int] = []  # example index of each encoded row, to restore input order
@@ -105,7 +110,8 @@ def process_shard(examples: list[Example], settings: ShardSettings) -> ShardResu
     dropped = [Rejected(examples[order[r]].source, examples[order[r]].line, None, why, examples[order[r]].data)
                for r, why in fitted.dropped]
     rejected.sort(key=lambda r: (r.source, r.line))
-    return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows)
+    return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
+                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before)
 
 
 def _literal_spans(encoder: ChatEncoder, messages, text: str, contents) -> list[tuple[int, int]]:

@@ -67,11 +67,13 @@ def parse_test_size(value: str) -> float:
               help="--pack wrap: what to do with the last partial block.")
 @click.option("--allow-control-text", is_flag=True,
               help="Let control-token text inside message content become control tokens (as apply_chat_template does).")
+@click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
+              help="Encoder: 'auto' uses fastokens where its ids are verified identical to tokenizers'.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
-                allow_control_text, num_proc, quiet) -> None:
+                allow_control_text, engine, num_proc, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
@@ -87,7 +89,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
         strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
-        remainder=remainder, literal_control_text=not allow_control_text, num_proc=num_proc, progress=not quiet)
+        remainder=remainder, literal_control_text=not allow_control_text, engine=engine, num_proc=num_proc, progress=not quiet)
     try:
         result = run(cfg, list(inputs) or [sample_path()])
         result.save(out)
