@@ -1,0 +1,412 @@
+"""Benchmark: llmprep prepare vs TRL SFTTrainer's dataset preparation vs the per-example recipe vs the raw bound.
+
+    python benchmarks/bench_prepare.py            # 20,000 conversations (~9M tokens), ~3-5 min on 2 cores
+    python benchmarks/bench_prepare.py --quick    # 2,000 conversations, smoke run
+    python benchmarks/bench_prepare.py --profile  # also cProfile one llmprep run (num_proc=1) by stage
+
+All methods start from the same JSONL file (built by benchmarks/data.py from chatterbot-corpus text,
+seeded) and the SmolLM2-135M-Instruct tokenizer; tokens/s is total input_ids tokens / wall seconds,
+best of --repeat runs (in one process, one after the other, so machine noise hits all of them).
+
+1. llmprep  prepare(out=DIR): read + render + encode + assistant-only labels + Arrow + write to disk;
+            num_proc default (min(cpus, 4)) and 1.
+2. TRL      SFTTrainer._prepare_dataset itself (trl 1.16), called on an object carrying what
+            SFTTrainer.__init__ sets (_tokenizer, chat_template, completion_only_loss), with
+            assistant_only_loss=True, after load_dataset("json"). SmolLM2's own template has no
+            {% generation %} markers and TRL's get_training_chat_template has no patch for it (it
+            raises), so the tokenizer gets TRL's documented fix: the same template with the assistant
+            reply and its <|im_end|> wrapped in {% generation %} ... {% endgeneration %} (renders the
+            same text byte for byte; checked). max_length=None (no truncation pass: TRL's cheapest
+            setting; llmprep still runs its fit step). Best of dataset_num_proc unset and 2.
+3. seeds    load_dataset("json") + .map(tokenizing, batched=True, batch_size=1), tokenizing =
+            apply_chat_template(tokenize=False) + tokenizer(text) per example (one call, not the
+            seed's two: the kindest reading for the recipe). No labels.
+4. raw      render every conversation (messages already in memory) with the compiled template, then
+            backend.encode_batch once: no labels, no Arrow, no disk. The floor for any exact method.
+
+Then: input_ids of llmprep == TRL == tokenizer.apply_chat_template(tokenize=True) (own template)
+== seeds, row by row, and llmprep labels == TRL labels. Any mismatch: printed loudly, exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import build_conversations, write_jsonl  # noqa: E402
+
+TOKENIZER = "smollm2"
+NO_TRUNCATION = 1 << 20  # no benchmark row is near this: every method keeps every token
+
+
+@dataclass
+class Timing:
+    name: str
+    config: str
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+
+# --- the dataset ---------------------------------------------------------------------------------
+
+def make_dataset(n: int, seed: int, workdir: Path) -> tuple[Path, list]:
+    """-> (JSONL path, conversations)."""
+    convs = build_conversations(n, seed)
+    return write_jsonl(workdir / "chats.jsonl", convs), convs
+
+
+def generation_tagged(source: str) -> str:
+    """SmolLM2's ChatML template with each assistant reply + its <|im_end|> in {% generation %} markers
+    (what TRL's *_training.jinja patches do for the templates it knows). Renders identical text."""
+    old = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    if old not in source:
+        raise RuntimeError("unexpected SmolLM2 chat template; update generation_tagged()")
+    new = ("{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\n' }}{% generation %}"
+           "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}{% else %}" + old + "{% endif %}")
+    return source.replace(old, new)
+
+
+def trl_tokenizer():
+    """A fresh SmolLM2 tokenizer (not llmprep's cached one) with the generation-tagged template."""
+    from transformers import AutoTokenizer
+
+    from llmprep.tokenizer import embedded_path
+
+    tok = AutoTokenizer.from_pretrained(str(embedded_path(TOKENIZER)))
+    tok.chat_template = generation_tagged(tok.chat_template)
+    return tok
+
+
+# --- the methods ---------------------------------------------------------------------------------
+
+def run_llmprep(path: Path, workdir: Path, num_proc: int | None):
+    """-> (seconds, train Dataset)."""
+    from llmprep.prepare import prepare
+
+    out = workdir / f"llmprep-out-{num_proc}"
+    t = time.perf_counter()
+    dd = prepare([str(path)], out=out, tokenizer=TOKENIZER, test_size=0, progress=False, num_proc=num_proc,
+                 max_length=NO_TRUNCATION)
+    seconds = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds, dd["train"]
+
+
+def _load_json(path: Path, cache: Path):
+    from datasets import load_dataset
+
+    return load_dataset("json", data_files=str(path), split="train", cache_dir=str(cache))
+
+
+def run_trl(path: Path, workdir: Path, num_proc: int | None, tok=None):
+    """SFTTrainer._prepare_dataset on a fresh load_dataset("json") -> (seconds, Dataset)."""
+    from trl import SFTConfig, SFTTrainer
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    tok = tok or trl_tokenizer()
+    cache = Path(tempfile.mkdtemp(prefix="trl-cache-", dir=workdir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = SFTConfig(output_dir=str(workdir / "trl-out"), assistant_only_loss=True, max_length=None,
+                         dataset_num_proc=num_proc, use_cpu=True, bf16=False, report_to=[])
+    # What SFTTrainer.__init__ sets before calling _prepare_dataset (sft_trainer.py, trl 1.16):
+    shim = types.SimpleNamespace(
+        _tokenizer=tok,
+        chat_template=None if has_generation_markers(tok.chat_template) else get_training_chat_template(tok),
+        completion_only_loss=False)  # args.completion_only_loss None + a "messages" dataset -> False
+    t = time.perf_counter()
+    ds = _load_json(path, cache)
+    ds = SFTTrainer._prepare_dataset(shim, ds, tok, args, packing=False, formatting_func=None, dataset_name="train")
+    seconds = time.perf_counter() - t
+    return seconds, ds
+
+
+def run_seeds(path: Path, workdir: Path):
+    """The per-example recipe of the seed notes -> (seconds, Dataset)."""
+    from llmprep.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(TOKENIZER)
+    cache = Path(tempfile.mkdtemp(prefix="seeds-cache-", dir=workdir))
+
+    def tokenizing(example):
+        text = tokenizer.apply_chat_template(example["messages"][0], tokenize=False)
+        return tokenizer(text, return_tensors="np")
+
+    t = time.perf_counter()
+    ds = _load_json(path, cache)
+    ds = ds.map(tokenizing, batched=True, batch_size=1)
+    return time.perf_counter() - t, ds
+
+
+def run_raw(convs: list) -> tuple[float, float, int]:
+    """Compiled template render + one encode_batch -> (render seconds, encode seconds, tokens)."""
+    import jinja2
+
+    from llmprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(TOKENIZER)
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    template = env.from_string(tok.chat_template)
+    backend = tok.backend_tokenizer
+    t0 = time.perf_counter()
+    texts = [template.render(messages=m, add_generation_prompt=False) for m in convs]
+    t1 = time.perf_counter()
+    enc = backend.encode_batch(texts, add_special_tokens=False)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, sum(len(e.ids) for e in enc)
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+def rows(ds, column: str) -> list[np.ndarray]:
+    """A list column of a Dataset -> one int64 array per row (no per-token Python objects)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = ds.data.table.column(column) if hasattr(ds.data, "table") else ds.data.column(column)
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    # seeds: list<list<int>> (batch of one per row) -> flatten one level
+    if pa.types.is_list(col.type.value_type) or pa.types.is_large_list(col.type.value_type):
+        col = pc.list_flatten(col)
+    values = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+
+
+def count_mismatches(a: list[np.ndarray], b: list[np.ndarray]) -> int:
+    """Rows that differ (a missing/extra row counts as a mismatch)."""
+    bad = abs(len(a) - len(b))
+    return bad + sum(1 for x, y in zip(a, b) if len(x) != len(y) or not np.array_equal(x, y))
+
+
+def template_ids(convs: list, chunk: int = 1000) -> list[np.ndarray]:
+    """tokenizer.apply_chat_template(tokenize=True) with SmolLM2's own (untagged) template."""
+    from llmprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(TOKENIZER)
+    out = []
+    for i in range(0, len(convs), chunk):
+        enc = tok.apply_chat_template(convs[i:i + chunk], tokenize=True)
+        ids = enc["input_ids"] if hasattr(enc, "keys") else enc
+        out += [np.asarray(x, dtype=np.int64) for x in ids]
+    return out
+
+
+def check(convs: list, llm_ds, trl_ds, seeds_ds=None) -> dict[str, int]:
+    """Mismatch counts (0 everywhere = identical). llmprep == TRL (tagged template) and llmprep ==
+    apply_chat_template (own template) together also show the tagged template renders the same text."""
+    llm_ids, trl_ids = rows(llm_ds, "input_ids"), rows(trl_ds, "input_ids")
+    result = {
+        "rows (llmprep, TRL, conversations)": int(not (len(llm_ids) == len(trl_ids) == len(convs))),
+        "input_ids llmprep != TRL": count_mismatches(llm_ids, trl_ids),
+        "input_ids llmprep != apply_chat_template": count_mismatches(llm_ids, template_ids(convs)),
+        "labels llmprep != TRL (assistant_only_loss)": count_mismatches(rows(llm_ds, "labels"), rows(trl_ds, "labels")),
+    }
+    if seeds_ds is not None:
+        result["input_ids llmprep != seeds recipe"] = count_mismatches(llm_ids, rows(seeds_ds, "input_ids"))
+    return result
+
+
+# --- profile -------------------------------------------------------------------------------------
+
+STAGES = [  # (stage, [(module file suffix, function name)]) -- cumulative time of these frames
+    ("read + parse records (json, examples)", [("records.py", "read_records"), ("examples.py", "to_examples")]),
+    ("render (template x2 + sentinel spans)", [("render.py", "locate")]),
+    ("encode (Rust encode_batch)", [("~", "<method 'encode_batch' of 'tokenizers.Tokenizer' objects>")]),
+    ("labels (offsets -> numpy masks)", [("encode.py", "span_labels")]),
+    ("encode() python/numpy rest", [("encode.py", "encode")]),
+    ("fit/truncate", [("truncate.py", "fit")]),
+    ("to Arrow (build_splits)", [("output.py", "build_splits")]),
+    ("report (sha256, fingerprints)", [("prepare.py", "_sha256"), ("prepare.py", "_tokenizer_fingerprint")]),
+    ("write to disk (save)", [("prepare.py", "save")]),
+]
+
+
+def profile_llmprep(path: Path, workdir: Path) -> list[tuple[str, float]]:
+    """cProfile one num_proc=1 run; -> [(stage, cumulative seconds)] with the total first."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    t = time.perf_counter()
+    run_llmprep(path, workdir, 1)
+    total = time.perf_counter() - t
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
+    out = [("total (under cProfile)", total)]
+    for stage, keys in STAGES:
+        ct = sum(v[3] for (f, _, fn), v in stats.items() for suffix, name in keys if f.endswith(suffix) and fn == name)
+        out.append((stage, ct))
+    return out
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = None, *, repeat_slow: int = 1,
+              seeds: bool = True, trl_procs=(None, 2), llmprep_procs=(None, 1), log=print) -> dict:
+    """Run every method, interleaved; -> {"timings": [Timing], "tokens": int, "checks": {...}, "raw": (...)}.
+
+    llmprep and the raw bound run `repeat` times, TRL and the seeds recipe (4-5x slower) `repeat_slow`
+    times per config: best-of favours the method repeated more, so this is the conservative way round."""
+    import datasets
+
+    from llmprep.tokenizer import load_tokenizer
+
+    datasets.disable_progress_bars()  # for every method alike
+    load_tokenizer(TOKENIZER)  # warm the per-process cache: loading is not preparing
+    own = workdir is None
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="bench-prepare-"))
+    try:
+        t = time.perf_counter()
+        path, convs = make_dataset(n, seed, workdir)
+        log(f"dataset: {n} conversations, {path.stat().st_size / 1e6:.1f} MB JSONL ({time.perf_counter() - t:.1f} s)")
+        trl_tok = trl_tokenizer()
+        timings: list[Timing] = []
+        llm_ds = trl_ds = seeds_ds = None
+        raw = None
+        for r in range(repeat):
+            for procs in llmprep_procs:
+                tm = _timing(timings, "llmprep prepare", f"num_proc={'default' if procs is None else procs}")
+                s, llm_ds = run_llmprep(path, workdir, procs)
+                tm.seconds.append(s)
+                log(f"  [{r + 1}/{repeat}] {tm.name} {tm.config}: {s:.2f} s")
+            for procs in (trl_procs if r < repeat_slow else ()):
+                tm = _timing(timings, "TRL SFTTrainer._prepare_dataset",
+                             f"dataset_num_proc={'unset' if procs is None else procs}")
+                s, trl_ds = run_trl(path, workdir, procs, trl_tok)
+                tm.seconds.append(s)
+                log(f"  [{r + 1}/{repeat}] {tm.name} {tm.config}: {s:.2f} s")
+            if seeds and r < repeat_slow:
+                tm = _timing(timings, "seeds: map(batch_size=1) per example", "apply_chat_template+tokenizer")
+                s, seeds_ds = run_seeds(path, workdir)
+                tm.seconds.append(s)
+                log(f"  [{r + 1}/{repeat}] {tm.name}: {s:.2f} s")
+            render_s, encode_s, tokens = run_raw(convs)
+            if raw is None or render_s + encode_s < raw[0] + raw[1]:
+                raw = (render_s, encode_s, tokens)
+            log(f"  [{r + 1}/{repeat}] raw bound: render {render_s:.2f} s + encode {encode_s:.2f} s")
+        tm = _timing(timings, "raw bound: render + encode_batch", "no labels, no disk")
+        tm.seconds.append(raw[0] + raw[1])
+        total_tokens = int(sum(len(x) for x in rows(llm_ds, "input_ids")))
+        checks = check(convs, llm_ds, trl_ds, seeds_ds)
+        return {"timings": timings, "tokens": total_tokens, "checks": checks, "raw": raw, "n": n,
+                "path": path, "workdir": workdir}
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _timing(timings: list[Timing], name: str, config: str) -> Timing:
+    for tm in timings:
+        if tm.name == name and tm.config == config:
+            return tm
+    timings.append(Timing(name, config))
+    return timings[-1]
+
+
+def ratios(result: dict) -> dict[str, float]:
+    best = {}
+    for tm in result["timings"]:
+        key = tm.name.split(":")[0].split(" ")[0]
+        best[key] = min(best.get(key, float("inf")), tm.best)
+    llm = best["llmprep"]
+    return {"llmprep / TRL best": best["TRL"] / llm,
+            **({"llmprep / seeds": best["seeds"] / llm} if "seeds" in best else {}),
+            "llmprep / raw bound": best["raw"] / llm}
+
+
+def report(result: dict, console=None) -> bool:
+    """Print the tables; -> True when every check passed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    tokens = result["tokens"]
+    table = Table(title=f"prepare throughput: {result['n']:,} conversations, {tokens:,} tokens, SmolLM2 tokenizer, "
+                        f"{os.cpu_count()} CPUs")
+    for col, just in [("method", "left"), ("config", "left"), ("best s", "right"), ("runs", "right"),
+                      ("tokens/s", "right"), ("conv/s", "right")]:
+        table.add_column(col, justify=just)
+    for tm in result["timings"]:
+        table.add_row(tm.name, tm.config, f"{tm.best:.2f}", str(len(tm.seconds)), f"{tokens / tm.best:,.0f}",
+                      f"{result['n'] / tm.best:,.0f}")
+    console.print(table)
+    render_s, encode_s, _ = result["raw"]
+    console.print(f"raw bound split: render {render_s:.2f} s, encode_batch {encode_s:.2f} s")
+    rt = Table(title="ratios (speed-up of llmprep's best; >1 = llmprep faster)")
+    rt.add_column("ratio")
+    rt.add_column("value", justify="right")
+    for k, v in ratios(result).items():
+        rt.add_row(k, f"{v:.2f}x")
+    console.print(rt)
+    ok = all(v == 0 for v in result["checks"].values())
+    ct = Table(title="identity checks (mismatching rows)")
+    ct.add_column("check")
+    ct.add_column("mismatches", justify="right")
+    for k, v in result["checks"].items():
+        ct.add_row(k, f"[bold red]{v}[/]" if v else "0")
+    console.print(ct)
+    if not ok:
+        console.print("[bold red]MISMATCH: llmprep's output differs from TRL / apply_chat_template; see above[/]")
+    else:
+        console.print("[green]all identical: input_ids (llmprep == TRL == apply_chat_template == seeds), labels "
+                      "(llmprep == TRL assistant_only_loss)[/]")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=20000, help="conversations (default 20000)")
+    ap.add_argument("--quick", action="store_true", help="2,000 conversations: a smoke run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=2, help="runs of llmprep and raw; the best is reported")
+    ap.add_argument("--repeat-slow", type=int, default=1, help="runs of TRL and seeds per config (default 1)")
+    ap.add_argument("--no-seeds", action="store_true", help="skip the (slow) per-example recipe")
+    ap.add_argument("--profile", action="store_true", help="also cProfile one llmprep num_proc=1 run")
+    args = ap.parse_args(argv)
+    n = 2000 if args.quick else args.n
+    from rich.console import Console
+
+    console = Console()
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    try:
+        result = benchmark(n, args.seed, args.repeat, workdir, repeat_slow=args.repeat_slow, seeds=not args.no_seeds,
+                           log=console.print)
+        ok = report(result, console)
+        if args.profile:
+            from rich.table import Table
+
+            stages = profile_llmprep(result["path"], workdir)
+            pt = Table(title="where llmprep's time goes (cProfile, num_proc=1; nested stages overlap)")
+            pt.add_column("stage")
+            pt.add_column("seconds", justify="right")
+            pt.add_column("share", justify="right")
+            for stage, s in stages:
+                pt.add_row(stage, f"{s:.2f}", f"{100 * s / stages[0][1]:.0f}%")
+            console.print(pt)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    console.print(f"total benchmark time {time.perf_counter() - started:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
