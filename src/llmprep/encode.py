@@ -237,21 +237,18 @@ class ChatEncoder:
 
 
 def encode_documents(tokenizer, texts: list[str]) -> Encoded:
-    """Plain documents: BOS as the tokenizer adds it, EOS appended once; labels = input_ids.
+    """Plain documents: BOS if the tokenizer adds one by default (never two), EOS appended once;
+    labels = input_ids.
 
-    Example (Mistral): ["Hi"] -> ids [1, 15359, 2] ("<s> Hi </s>"), labels the same.
+    Example (Mistral): ["Hi"] -> ids [1, 15359, 2] ("<s> Hi </s>"); ["<s>Hi"] -> the same, not [1, 1, ...]
     """
-    enc = backend(tokenizer).encode_batch(texts, add_special_tokens=True)
-    eos = tokenizer.eos_token_id
-    parts, lengths = [], []
-    for e in enc:
-        ids = list(e.ids)
-        if eos is not None and (not ids or ids[-1] != eos):
-            ids.append(eos)
-        parts.append(np.asarray(ids, dtype=np.int64))
-        lengths.append(len(ids))
+    from llmprep.pack import boundary_tokens, with_boundaries
+
+    bos, eos = boundary_tokens(tokenizer)
+    enc = backend(tokenizer).encode_batch(texts, add_special_tokens=False)
+    parts = [np.asarray(with_boundaries(e.ids, bos, eos), dtype=np.int64) for e in enc]
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return Encoded(ids, ids.copy(), offsets)
 

@@ -130,7 +130,9 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     template_name, source = (resolve_template(cfg.template, tok) if CHAT in head else (None, None))
     settings = ShardSettings(
         tokenizer=resolve_tokenizer_path(cfg.tokenizer) if isinstance(cfg.tokenizer, str) else tok,
-        template_source=source, max_length=cfg.max_length, truncation=cfg.truncation,
+        # wrap cuts documents across blocks itself: rows are not truncated to the block size first
+        template_source=source, max_length=cfg.max_length if cfg.pack != "wrap" else 2**62,
+        truncation=cfg.truncation,
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine)
     results = list(_process_all(examples, settings, cfg))

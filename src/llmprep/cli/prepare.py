@@ -65,6 +65,9 @@ def parse_test_size(value: str) -> float:
 @click.option("--block-size", type=int, default=None, help="Alias of --max-length for --pack wrap.")
 @click.option("--remainder", type=click.Choice(["drop", "pad", "keep"]), default="drop", show_default=True,
               help="--pack wrap: what to do with the last partial block.")
+@click.option("--stream", is_flag=True,
+              help="--pack wrap for text corpora larger than memory: bounded-memory streaming (txt/jsonl).")
+@click.option("--text-field", default="text", show_default=True, help="--stream: the JSONL field holding the text.")
 @click.option("--allow-control-text", is_flag=True,
               help="Let control-token text inside message content become control tokens (as apply_chat_template does).")
 @click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
@@ -73,7 +76,7 @@ def parse_test_size(value: str) -> float:
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
-                allow_control_text, engine, num_proc, quiet) -> None:
+                stream, text_field, allow_control_text, engine, num_proc, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
@@ -85,6 +88,9 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         if pack != "wrap":
             raise click.UsageError("--block-size is the row length of --pack wrap; use --max-length otherwise")
         max_length = block_size
+    if stream:
+        _stream(inputs, out, tokenizer, pack, max_length, remainder, text_field, quiet)
+        return
     cfg = PrepareConfig(
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
@@ -97,3 +103,23 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         raise click.ClickException(str(exc)) from exc
     if not quiet:
         print_summary(result, out)
+
+
+def _stream(inputs, out, tokenizer, pack, block_size, remainder, text_field, quiet) -> None:
+    """--stream: the bounded-memory continued-pretraining path (llmprep.stream)."""
+    import json
+
+    from llmprep.stream import prepare_stream
+    from llmprep.tokenizer import load_tokenizer
+
+    if pack != "wrap":
+        raise click.UsageError("--stream needs --pack wrap (it concatenates documents into fixed blocks)")
+    if not inputs:
+        raise click.UsageError("--stream needs INPUT files (.txt or .jsonl)")
+    try:
+        report = prepare_stream(list(inputs), tokenizer=load_tokenizer(tokenizer), out=out, block_size=block_size,
+                                remainder=remainder, text_field=text_field)
+    except LlmprepError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not quiet:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
