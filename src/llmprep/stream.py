@@ -11,13 +11,13 @@ and .jsonl (one JSON object per line with a `text_field` string; bad lines go to
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
-from datasets import Dataset, DatasetDict, Features, Sequence, Value
+from datasets import DatasetInfo, Features, Sequence, Value
 from datasets.arrow_writer import ArrowWriter
+from datasets.fingerprint import generate_random_fingerprint
 
 from llmprep.errors import ConfigError
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
@@ -27,6 +27,7 @@ FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(V
                      "attention_mask": Sequence(Value("int8")), "position_ids": Sequence(Value("int32")),
                      "seq_lengths": Sequence(Value("int32"))})
 TXT_MODES = ("paragraph", "line")
+SHARD = "data-00000-of-00001.arrow"
 Piece = tuple[str, bool, bool]  # (text, is the document's first piece, is its last piece)
 
 
@@ -162,9 +163,9 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
     packer = WrapPacker(block_size, pad_token_id=pad if pad is not None else 0, remainder=remainder)
     counts = {"rows": 0, "tokens": 0, "padding_tokens": 0, "documents": 0}
     with atomic_output_dir(out) as tmp:
-        build = tmp / "_build"
-        build.mkdir()
-        writer = ArrowWriter(features=FEATURES, path=str(build / "train.arrow"))
+        split_dir = tmp / "train"
+        split_dir.mkdir()
+        writer = ArrowWriter(features=FEATURES, path=str(split_dir / SHARD))
         with open(tmp / REJECTED, "w", encoding="utf-8") as rejects:
             for path in paths:
                 pieces = (jsonl_documents(path, text_field=text_field, rejects=rejects, max_doc_chars=max_doc_chars)
@@ -176,14 +177,25 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
             _write(writer, packer.finish(), counts)
         writer.finalize()
         writer.close()
+        _write_split_metadata(tmp, split_dir)
         rejected = sum(1 for _ in open(tmp / REJECTED, encoding="utf-8"))
-        train = Dataset.from_file(str(build / "train.arrow"))
-        DatasetDict({"train": train}).save_to_disk(str(tmp), max_shard_size="500MB")
-        del train
-        shutil.rmtree(build)
         report = _report(paths, tokenizer, block_size, remainder, bos, eos, packer, counts, rejected)
         write_json(tmp / REPORT, report)
     return report
+
+
+def _write_split_metadata(root: Path, split_dir: Path) -> None:
+    """Files `load_from_disk` reads next to the Arrow shard we wrote directly (no second copy).
+
+    Writing the shard in place instead of `Dataset.from_file(...).save_to_disk(...)` matters for
+    memory: that copy reads the whole memory-mapped file and its pages count in the process's RSS.
+    """
+    DatasetInfo(features=FEATURES).write_to_directory(str(split_dir), pretty_print=True)
+    write_json(split_dir / "state.json", {
+        "_data_files": [{"filename": SHARD}], "_fingerprint": generate_random_fingerprint(),
+        "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+        "_output_all_columns": False, "_split": None})
+    write_json(root / "dataset_dict.json", {"splits": ["train"]})
 
 
 def _write(writer: ArrowWriter, rows: dict[str, list[list[int]]], counts: dict[str, int]) -> None:
