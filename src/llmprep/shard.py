@@ -53,7 +53,7 @@ def _tools(settings: ShardSettings):
     # Keyed on the tokenizer itself, not id(settings): a freed settings object's id is reused by the next
     # one, which then silently got the previous tokenizer/template. _STATE holds `tok`, so its id stays valid.
     tok_key = settings.tokenizer if isinstance(settings.tokenizer, str) else id(settings.tokenizer)
-    key = (tok_key, settings.template_source)
+    key = (tok_key, settings.template_source, settings.engine)
     if _STATE.get("key") != key:
         tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
         renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
