@@ -37,11 +37,12 @@ def tools(request, tok_name, template):
     return tok, source, ChatRenderer.for_tokenizer(source, tok)
 
 
-def encode_chats(tok, source, convs, *, train_turns="all", train_on_prompt=False, literal=True, max_length=4096):
+def encode_chats(tok, source, convs, *, train_turns="all", train_on_prompt=False, literal=True, max_length=4096,
+                 engine="auto"):
     """Run conversations through the shard stage (render -> encode -> fit) as prepare does."""
     settings = ShardSettings(tokenizer=tok, template_source=source, max_length=max_length, truncation="right",
                              train_on_prompt=train_on_prompt, train_turns=train_turns,
-                             literal_control_text=literal)
+                             literal_control_text=literal, engine=engine)
     result = process_shard([Example("mem", i + 1, "chat", {"messages": m}) for i, m in enumerate(convs)], settings)
     assert not result.rejected and not result.dropped
     return [result.encoded.row(r) for r in range(len(result.encoded))], result
@@ -218,7 +219,20 @@ def test_shard_tools_not_reused_across_tokenizers(smollm2, mistral):
     freed one's id silently encoded with the previous tokenizer and template."""
     conv = [chat("a", "first reply")]
     llama2 = resolve_template("llama2")[1]
-    for _ in range(5):
+    for _ in range(2):
         for tok, source in [(smollm2, smollm2.chat_template), (mistral, llama2)]:
-            rows, _ = encode_chats(tok, source, conv)
+            rows, _ = encode_chats(tok, source, conv, engine="tokenizers")
             assert rows[0][0] == tok.apply_chat_template(conv[0], chat_template=source, tokenize=True)["input_ids"]
+
+
+def test_shard_tools_follow_the_engine(smollm2):
+    """Regression: the tool cache ignored --engine, so a run with engine="tokenizers" after an "auto" run
+    (same tokenizer and template) kept the previous run's engine."""
+    from llmprep.shard import _tools
+
+    def settings(engine):
+        return ShardSettings(tokenizer=smollm2, template_source=smollm2.chat_template, max_length=64,
+                             truncation="right", engine=engine)
+
+    _tools(settings("auto"))
+    assert _tools(settings("tokenizers"))[2].fast is None
