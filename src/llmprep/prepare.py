@@ -20,6 +20,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from llmprep.cache import ShardCache, default_cache_dir, shard_key
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
@@ -64,6 +65,8 @@ class PrepareConfig:
     literal_control_text: bool = True
     engine: str = "auto"
     num_proc: int | None = None
+    cache: bool = True
+    cache_dir: str | None = None
     progress: bool = True
 
     def check(self) -> None:
@@ -135,7 +138,12 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         truncation=cfg.truncation,
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine)
-    results = list(_process_all(examples, settings, cfg))
+    options = {k: v for k, v in asdict(cfg).items()
+               if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir")}
+    settings_digest = hashlib.sha256(repr((_version(), _tokenizer_fingerprint(tok), source, sorted(options.items()),
+                                           settings.max_length)).encode()).hexdigest()
+    cache = ShardCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
+    results = list(_process_all(examples, settings, cfg, cache, settings_digest))
     encoded = concat([r.encoded for r in results])
     rejected = [x for r in results for x in r.rejected]
     dropped = [x for r in results for x in r.dropped]
@@ -147,7 +155,6 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     parts = {"train": take(encoded, train_idx)}
     if len(test_idx):
         parts["test"] = take(encoded, test_idx)
-    options = {k: v for k, v in asdict(cfg).items() if k not in ("tokenizer", "progress", "num_proc", "engine")}
     digests = [_sha256(f) for f in files]
     fingerprint = hashlib.sha256(repr((_version(), digests, _tokenizer_fingerprint(tok), source,
                                        sorted(options.items()))).encode()).hexdigest()[:16]
@@ -167,6 +174,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         "lengths": length_stats(encoded.lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
                    "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
+        "cache": {"enabled": cache is not None, "hits": cache.hits if cache else 0,
+                  "misses": cache.misses if cache else 0},
         "inputs": [{"path": str(f), "sha256": d} for f, d in zip(files, digests)],
         "tokenizer": {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
                       "fingerprint": _tokenizer_fingerprint(tok)},
@@ -212,37 +221,42 @@ def _shards(items: Iterable, cfg: PrepareConfig) -> Iterator[tuple[list[Example]
         yield good, bad
 
 
-def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig) -> Iterator[ShardResult]:
-    """Run shards through process_shard, in parallel when there is more than one, in input order."""
+def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig, cache: "ShardCache | None",
+                 digest: str) -> Iterator[ShardResult]:
+    """Run shards through process_shard — from the cache when it holds them, in parallel when there
+    is more than one to compute — and yield results in input order."""
     from tqdm.auto import tqdm
 
-    shards = _shards(examples, cfg)
-    nproc = cfg.num_proc or min(os.cpu_count() or 1, 4)
     bar = tqdm(desc="prepare", unit="rec", disable=not cfg.progress, leave=False)
-    first = next(shards, None)
-    second = next(shards, None)
+    nproc = cfg.num_proc or min(os.cpu_count() or 1, 4)
+    shards = _shards(examples, cfg)
+    first, second = next(shards, None), next(shards, None)
     if first is None:
         bar.close()
         return
-    if second is None or nproc == 1:
-        pending = [first] + ([second] if second else [])
-        for good, bad in _chain(pending, shards):
-            yield _finish(process_shard(good, settings), bad, cfg, bar)
-        bar.close()
-        return
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(nproc, initializer=worker_init) as pool:
-        stream = _chain([first, second], shards)
-        queue = []
-        bad_queue = []
-        for good, bad in stream:
-            queue.append(pool.apply_async(process_shard, (good, settings)))
-            bad_queue.append(bad)
+    pool = None
+    if second is not None and nproc > 1:
+        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        pool = ctx.Pool(nproc, initializer=worker_init)
+    try:
+        queue: list = []  # (key, async result or cached ShardResult, read-time rejects)
+        for good, bad in _chain([first] + ([second] if second else []), shards):
+            key = shard_key(good, bad, digest) if cache else None
+            hit = cache.load(key) if cache else None
+            if hit is not None:
+                queue.append((None, hit, bad))
+            elif pool is not None:
+                queue.append((key, pool.apply_async(process_shard, (good, settings)), bad))
+            else:
+                queue.append((key, process_shard(good, settings), bad))
             while len(queue) > 2 * nproc:  # bounded read-ahead keeps memory flat
-                yield _finish(queue.pop(0).get(), bad_queue.pop(0), cfg, bar)
+                yield _finish(*queue.pop(0), cfg, bar, cache)
         while queue:
-            yield _finish(queue.pop(0).get(), bad_queue.pop(0), cfg, bar)
-    bar.close()
+            yield _finish(*queue.pop(0), cfg, bar, cache)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        bar.close()
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:
@@ -250,8 +264,12 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def _finish(result: ShardResult, bad: list[Rejected], cfg: PrepareConfig, bar) -> ShardResult:
-    """Merge a shard's read-time rejects with its processing rejects; --strict stops here too."""
+def _finish(key: str | None, result, bad: list[Rejected], cfg: PrepareConfig, bar, cache) -> ShardResult:
+    """Store a computed shard, merge its read-time rejects with its processing rejects; --strict stops."""
+    if not isinstance(result, ShardResult):
+        result = result.get()
+    if key is not None and cache is not None:
+        cache.save(key, result)
     result.rejected = sorted(bad + result.rejected, key=lambda r: (r.source, r.line))
     if cfg.strict and result.rejected:
         raise StrictStop(f"--strict: {result.rejected[0].message()}")

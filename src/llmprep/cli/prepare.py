@@ -72,11 +72,14 @@ def parse_test_size(value: str) -> float:
               help="Let control-token text inside message content become control tokens (as apply_chat_template does).")
 @click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
               help="Encoder: 'auto' uses fastokens where its ids are verified identical to tokenizers'.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, options.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
-                stream, text_field, allow_control_text, engine, num_proc, quiet) -> None:
+                stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
@@ -95,7 +98,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
         strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
-        remainder=remainder, literal_control_text=not allow_control_text, engine=engine, num_proc=num_proc, progress=not quiet)
+        remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache, cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)
     try:
         result = run(cfg, list(inputs) or [sample_path()])
         result.save(out)
