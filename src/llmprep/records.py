@@ -114,23 +114,34 @@ def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
     return Record(source, line, error=err, raw=raw)
 
 
-def _read_jsonl(path: Path) -> Iterator[Record]:
+def _text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
+    """(line number, text) for each non-blank line; a line that is not UTF-8 comes as a rejected Record.
+
+    Blank lines are not records (in JSONL and text files alike they separate nothing).
+    """
     source = str(path)
     with _open_bytes(path) as fh:
         for n, raw in enumerate(fh, start=1):
             text = _decode(raw, source, n)
             if isinstance(text, RecordError):
-                yield Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
-                continue
-            if not text.strip():
-                continue  # blank lines separate nothing in JSONL; they are not records
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                err = RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}", source=source, line=n)
-                yield Record(source, n, error=err, raw=text.rstrip("\n"))
-                continue
-            yield _as_object(value, source, n, text.rstrip("\n"))
+                yield n, Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
+            elif text.strip():
+                yield n, text
+
+
+def _read_jsonl(path: Path) -> Iterator[Record]:
+    source = str(path)
+    for n, text in _text_lines(path):
+        if isinstance(text, Record):
+            yield text
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            err = RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}", source=source, line=n)
+            yield Record(source, n, error=err, raw=text.rstrip("\n"))
+            continue
+        yield _as_object(value, source, n, text.rstrip("\n"))
 
 
 def _read_json(path: Path) -> Iterator[Record]:
@@ -197,11 +208,5 @@ def _read_parquet(path: Path) -> Iterator[Record]:
 
 
 def _read_txt(path: Path) -> Iterator[Record]:
-    source = str(path)
-    with _open_bytes(path) as fh:
-        for n, raw in enumerate(fh, start=1):
-            text = _decode(raw, source, n)
-            if isinstance(text, RecordError):
-                yield Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
-            elif text.strip():
-                yield Record(source, n, data={"text": text.rstrip("\r\n")})
+    for n, text in _text_lines(path):
+        yield text if isinstance(text, Record) else Record(str(path), n, data={"text": text.rstrip("\r\n")})
