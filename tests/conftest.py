@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import glob
-import json
+import os
 import shutil
 import site
 from pathlib import Path
@@ -20,15 +20,6 @@ import pytest
 
 SITE = Path(site.getsitepackages()[0])
 CORPUS = SITE / "chatterbot_corpus" / "data"
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    """Write rows (dicts, or raw strings written verbatim) as JSON lines."""
-    path = Path(path)
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
-    return path
 
 
 def chat(*turns: str, system: str | None = None) -> list[dict]:
@@ -58,6 +49,18 @@ def template_source(name: str) -> str:
     from llmprep.render import resolve_template
 
     return resolve_template(name)[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache_dir(tmp_path_factory):
+    """Keep any on-disk cache llmprep writes inside the test session's temp dir, never in ~/.cache."""
+    old = os.environ.get("LLMPREP_CACHE")
+    os.environ["LLMPREP_CACHE"] = str(tmp_path_factory.mktemp("llmprep_cache"))
+    yield
+    if old is None:
+        os.environ.pop("LLMPREP_CACHE", None)
+    else:
+        os.environ["LLMPREP_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

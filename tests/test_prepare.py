@@ -33,6 +33,8 @@ def write_jsonl(path, rows):
 def opts(**kw):
     kw.setdefault("progress", False)
     kw.setdefault("num_proc", 1)
+    if "cache" in PrepareConfig.__dataclass_fields__:  # test the processing itself, not a shard cache
+        kw.setdefault("cache", False)
     return kw
 
 
