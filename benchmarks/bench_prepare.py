@@ -56,10 +56,16 @@ class Timing:
     name: str
     config: str
     seconds: list[float] = field(default_factory=list)
+    tokens: int = 0  # tokens and conversations the method processed (set after the runs)
+    rows: int = 0
 
     @property
     def best(self) -> float:
         return min(self.seconds)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.best
 
 
 # --- the dataset ---------------------------------------------------------------------------------
@@ -94,14 +100,26 @@ def trl_tokenizer():
 
 # --- the methods ---------------------------------------------------------------------------------
 
-def run_llmprep(path: Path, workdir: Path, num_proc: int | None):
+def llmprep_options(**extra) -> dict:
+    """prepare() options for a fair timing: no truncation, no progress bar, and the shard cache (when
+    this llmprep has one) off, so every run computes everything. Options this llmprep lacks are left out."""
+    from dataclasses import fields
+
+    from llmprep.prepare import PrepareConfig
+
+    known = {f.name for f in fields(PrepareConfig)}
+    opts = {"tokenizer": TOKENIZER, "test_size": 0, "progress": False, "max_length": NO_TRUNCATION,
+            "cache": False, **extra}
+    return {k: v for k, v in opts.items() if k in known}
+
+
+def run_llmprep(path: Path, workdir: Path, num_proc: int | None, **extra):
     """-> (seconds, train Dataset)."""
     from llmprep.prepare import prepare
 
     out = workdir / f"llmprep-out-{num_proc}"
     t = time.perf_counter()
-    dd = prepare([str(path)], out=out, tokenizer=TOKENIZER, test_size=0, progress=False, num_proc=num_proc,
-                 max_length=NO_TRUNCATION)
+    dd = prepare([str(path)], out=out, num_proc=num_proc, **llmprep_options(**extra))
     seconds = time.perf_counter() - t
     shutil.rmtree(out, ignore_errors=True)
     return seconds, dd["train"]
@@ -153,22 +171,34 @@ def run_seeds(path: Path, workdir: Path):
     return time.perf_counter() - t, ds
 
 
-def run_raw(convs: list) -> tuple[float, float, int]:
-    """Compiled template render + one encode_batch -> (render seconds, encode seconds, tokens)."""
+def run_raw(convs: list, engine: str = "tokenizers") -> tuple[float, float, int] | None:
+    """Compiled template render + one batch encode -> (render seconds, encode seconds, tokens).
+
+    engine "tokenizers": backend.encode_batch (what transformers/TRL use); "fastokens": the engine
+    llmprep's --engine auto picks when it is installed (None when it is not)."""
     import jinja2
 
     from llmprep.tokenizer import load_tokenizer
 
     tok = load_tokenizer(TOKENIZER)
+    backend = tok.backend_tokenizer
+    if engine == "fastokens":
+        try:
+            import fastokens
+        except ImportError:
+            return None
+        fast = fastokens.Tokenizer.from_json_str(backend.to_str())
+        encode = lambda texts: len(fast.encode_batch_flat(texts, add_special_tokens=False)[0]) // 4  # noqa: E731
+    else:
+        encode = lambda texts: sum(len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False))  # noqa: E731
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     template = env.from_string(tok.chat_template)
-    backend = tok.backend_tokenizer
     t0 = time.perf_counter()
     texts = [template.render(messages=m, add_generation_prompt=False) for m in convs]
     t1 = time.perf_counter()
-    enc = backend.encode_batch(texts, add_special_tokens=False)
+    tokens = encode(texts)
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, sum(len(e.ids) for e in enc)
+    return t1 - t0, t2 - t1, tokens
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -219,27 +249,30 @@ def check(convs: list, llm_ds, trl_ds, seeds_ds=None) -> dict[str, int]:
         "labels llmprep != TRL (assistant_only_loss)": count_mismatches(rows(llm_ds, "labels"), rows(trl_ds, "labels")),
     }
     if seeds_ds is not None:
-        result["input_ids llmprep != seeds recipe"] = count_mismatches(llm_ids, rows(seeds_ds, "input_ids"))
+        seeds_ids = rows(seeds_ds, "input_ids")
+        result["input_ids llmprep != seeds recipe"] = count_mismatches(llm_ids[:len(seeds_ids)], seeds_ids)
     return result
 
 
 # --- profile -------------------------------------------------------------------------------------
 
-STAGES = [  # (stage, [(module file suffix, function name)]) -- cumulative time of these frames
-    ("read + parse records (json, examples)", [("records.py", "read_records"), ("examples.py", "to_examples")]),
-    ("render (template x2 + sentinel spans)", [("render.py", "locate")]),
-    ("encode (Rust encode_batch)", [("~", "<method 'encode_batch' of 'tokenizers.Tokenizer' objects>")]),
-    ("labels (offsets -> numpy masks)", [("encode.py", "span_labels")]),
-    ("encode() python/numpy rest", [("encode.py", "encode")]),
-    ("fit/truncate", [("truncate.py", "fit")]),
-    ("to Arrow (build_splits)", [("output.py", "build_splits")]),
-    ("report (sha256, fingerprints)", [("prepare.py", "_sha256"), ("prepare.py", "_tokenizer_fingerprint")]),
-    ("write to disk (save)", [("prepare.py", "save")]),
+STAGES = [  # (stage, top-level?, [(file suffix, function name; "*x" = name contains x)])
+    ("read_records: file read + json.loads", False, [("records.py", "read_records")]),
+    ("to_examples: records -> validated chats (incl. read)", True, [("examples.py", "to_examples")]),
+    ("ChatRenderer.locate: render x2 + sentinel spans", True, [("render.py", "locate")]),
+    ("ChatEncoder.encode: ids + labels", True, [("encode.py", "encode")]),
+    ("  of which Rust encode calls (fastokens/tokenizers)", False, [("~", "*encode_batch")]),
+    ("  of which labels + numpy glue", False, []),  # encode - Rust
+    ("fit (truncate/drop)", True, [("truncate.py", "fit")]),
+    ("build_splits: to Arrow", True, [("output.py", "build_splits")]),
+    ("save: Arrow -> disk", True, [("prepare.py", "save")]),
+    ("report: sha256 + tokenizer fingerprints", True, [("prepare.py", "_sha256"),
+                                                     ("prepare.py", "_tokenizer_fingerprint")]),
 ]
 
 
 def profile_llmprep(path: Path, workdir: Path) -> list[tuple[str, float]]:
-    """cProfile one num_proc=1 run; -> [(stage, cumulative seconds)] with the total first."""
+    """cProfile one num_proc=1 run; -> [(stage, cumulative seconds)], the total first, the rest last."""
     import cProfile
     import pstats
 
@@ -250,21 +283,32 @@ def profile_llmprep(path: Path, workdir: Path) -> list[tuple[str, float]]:
     total = time.perf_counter() - t
     prof.disable()
     stats = pstats.Stats(prof).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
+
+    def cumulative(keys) -> float:
+        return sum(v[3] for (f, _, fn), v in stats.items() for suffix, name in keys
+                   if f.endswith(suffix) and (fn == name or (name.startswith("*") and name[1:] in fn)))
+
     out = [("total (under cProfile)", total)]
-    for stage, keys in STAGES:
-        ct = sum(v[3] for (f, _, fn), v in stats.items() for suffix, name in keys if f.endswith(suffix) and fn == name)
-        out.append((stage, ct))
+    top = 0.0
+    for stage, is_top, keys in STAGES:
+        seconds = cumulative(keys) if keys else out[-2][1] - out[-1][1]
+        top += seconds if is_top else 0.0
+        out.append((stage, seconds))
+    out.append(("everything else (tokenizer load, glue, split)", max(0.0, total - top)))
     return out
 
 
 # --- main ----------------------------------------------------------------------------------------
 
 def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = None, *, repeat_slow: int = 1,
-              seeds: bool = True, trl_procs=(None, 2), llmprep_procs=(None, 1), log=print) -> dict:
-    """Run every method, interleaved; -> {"timings": [Timing], "tokens": int, "checks": {...}, "raw": (...)}.
+              seeds: bool = True, seeds_n: int = 5000, trl_procs=(None, 2), llmprep_procs=(None, 1),
+              llmprep_tokenizers_engine: bool = True, log=print) -> dict:
+    """Run every method, interleaved; -> {"timings": [Timing], "tokens": {...}, "checks": {...}, ...}.
 
-    llmprep and the raw bound run `repeat` times, TRL and the seeds recipe (4-5x slower) `repeat_slow`
-    times per config: best-of favours the method repeated more, so this is the conservative way round."""
+    llmprep and the raw bounds run `repeat` times, TRL and the seeds recipe (5-15x slower) `repeat_slow`
+    times per config: best-of favours the method repeated more, so this is the conservative way round.
+    The seeds recipe runs on the first `seeds_n` conversations only (it is linear in rows and the
+    slowest by far); its tokens/s is over those rows' tokens."""
     import datasets
 
     from llmprep.tokenizer import load_tokenizer
@@ -276,38 +320,54 @@ def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = Non
     try:
         t = time.perf_counter()
         path, convs = make_dataset(n, seed, workdir)
+        seeds_n = min(seeds_n, n)
+        seeds_path = path if seeds_n == n else write_jsonl(workdir / "chats-seeds.jsonl", convs[:seeds_n])
         log(f"dataset: {n} conversations, {path.stat().st_size / 1e6:.1f} MB JSONL ({time.perf_counter() - t:.1f} s)")
         trl_tok = trl_tokenizer()
+        engine_opt = "engine" in llmprep_options(engine="x")
         timings: list[Timing] = []
         llm_ds = trl_ds = seeds_ds = None
-        raw = None
+        raw: dict[str, tuple] = {}
+
+        def timed(name, config, fn, *args, **kw):
+            tm = _timing(timings, name, config)
+            s, ds = fn(*args, **kw)
+            tm.seconds.append(s)
+            log(f"  [{len(tm.seconds)}] {name} {config}: {s:.2f} s")
+            return ds
+
         for r in range(repeat):
             for procs in llmprep_procs:
-                tm = _timing(timings, "llmprep prepare", f"num_proc={'default' if procs is None else procs}")
-                s, llm_ds = run_llmprep(path, workdir, procs)
-                tm.seconds.append(s)
-                log(f"  [{r + 1}/{repeat}] {tm.name} {tm.config}: {s:.2f} s")
+                llm_ds = timed("llmprep prepare", f"num_proc={'default' if procs is None else procs}"
+                               + (", engine=auto" if engine_opt else ""), run_llmprep, path, workdir, procs)
+            if engine_opt and llmprep_tokenizers_engine and r < repeat_slow:
+                timed("llmprep prepare", "num_proc=1, engine=tokenizers", run_llmprep, path, workdir, 1,
+                      engine="tokenizers")
             for procs in (trl_procs if r < repeat_slow else ()):
-                tm = _timing(timings, "TRL SFTTrainer._prepare_dataset",
-                             f"dataset_num_proc={'unset' if procs is None else procs}")
-                s, trl_ds = run_trl(path, workdir, procs, trl_tok)
-                tm.seconds.append(s)
-                log(f"  [{r + 1}/{repeat}] {tm.name} {tm.config}: {s:.2f} s")
+                trl_ds = timed("TRL SFTTrainer._prepare_dataset", f"dataset_num_proc={'unset' if procs is None else procs}",
+                               run_trl, path, workdir, procs, trl_tok)
             if seeds and r < repeat_slow:
-                tm = _timing(timings, "seeds: map(batch_size=1) per example", "apply_chat_template+tokenizer")
-                s, seeds_ds = run_seeds(path, workdir)
-                tm.seconds.append(s)
-                log(f"  [{r + 1}/{repeat}] {tm.name}: {s:.2f} s")
-            render_s, encode_s, tokens = run_raw(convs)
-            if raw is None or render_s + encode_s < raw[0] + raw[1]:
-                raw = (render_s, encode_s, tokens)
-            log(f"  [{r + 1}/{repeat}] raw bound: render {render_s:.2f} s + encode {encode_s:.2f} s")
-        tm = _timing(timings, "raw bound: render + encode_batch", "no labels, no disk")
-        tm.seconds.append(raw[0] + raw[1])
-        total_tokens = int(sum(len(x) for x in rows(llm_ds, "input_ids")))
+                seeds_ds = timed("seeds: map(batch_size=1) per example", f"first {seeds_n:,} conversations",
+                                 run_seeds, seeds_path, workdir)
+            for engine in ("tokenizers", "fastokens"):
+                got = run_raw(convs, engine)
+                if got is None:
+                    continue
+                log(f"  [{r + 1}] raw bound ({engine}): render {got[0]:.2f} s + encode {got[1]:.2f} s")
+                if engine not in raw or sum(got[:2]) < sum(raw[engine][:2]):
+                    raw[engine] = got
+        for engine, (render_s, encode_s, _) in raw.items():
+            what = "backend.encode_batch" if engine == "tokenizers" else "fastokens encode_batch_flat"
+            _timing(timings, f"raw bound: render + {what}", "no labels, no disk").seconds.append(render_s + encode_s)
+        llm_rows = rows(llm_ds, "input_ids")
+        tokens = int(sum(len(x) for x in llm_rows))
+        seeds_tokens = int(sum(len(x) for x in llm_rows[:seeds_n]))
+        for tm in timings:
+            seeds_row = tm.name.startswith("seeds")
+            tm.tokens, tm.rows = (seeds_tokens, seeds_n) if seeds_row else (tokens, n)
         checks = check(convs, llm_ds, trl_ds, seeds_ds)
-        return {"timings": timings, "tokens": total_tokens, "checks": checks, "raw": raw, "n": n,
-                "path": path, "workdir": workdir}
+        return {"timings": timings, "tokens": tokens, "seeds_tokens": seeds_tokens, "seeds_n": seeds_n,
+                "checks": checks, "raw": raw, "n": n, "path": path, "workdir": workdir}
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -322,14 +382,20 @@ def _timing(timings: list[Timing], name: str, config: str) -> Timing:
 
 
 def ratios(result: dict) -> dict[str, float]:
-    best = {}
+    """Throughput ratios (tokens/s) of llmprep's best config against each other method's best."""
+    best: dict[str, float] = {}
     for tm in result["timings"]:
-        key = tm.name.split(":")[0].split(" ")[0]
-        best[key] = min(best.get(key, float("inf")), tm.best)
+        key = {"llmprep": "llmprep", "TRL": "TRL best", "seeds:": "seeds"}.get(tm.name.split(" ")[0])
+        if tm.name.startswith("raw bound"):
+            key = "raw bound (tokenizers)" if "backend.encode_batch" in tm.name else "raw bound (fastokens)"
+        if tm.name.startswith("llmprep") and "engine=tokenizers" in tm.config:
+            key = "llmprep engine=tokenizers"
+        best[key] = max(best.get(key, 0.0), tm.tokens_per_s)
     llm = best["llmprep"]
-    return {"llmprep / TRL best": best["TRL"] / llm,
-            **({"llmprep / seeds": best["seeds"] / llm} if "seeds" in best else {}),
-            "llmprep / raw bound": best["raw"] / llm}
+    out = {f"llmprep / {k}": llm / v for k, v in best.items() if k not in ("llmprep", "llmprep engine=tokenizers")}
+    if "llmprep engine=tokenizers" in best:
+        out["llmprep engine=tokenizers / TRL best"] = best["llmprep engine=tokenizers"] / best["TRL best"]
+    return out
 
 
 def report(result: dict, console=None) -> bool:
@@ -338,19 +404,18 @@ def report(result: dict, console=None) -> bool:
     from rich.table import Table
 
     console = console or Console()
-    tokens = result["tokens"]
-    table = Table(title=f"prepare throughput: {result['n']:,} conversations, {tokens:,} tokens, SmolLM2 tokenizer, "
-                        f"{os.cpu_count()} CPUs")
+    table = Table(title=f"prepare throughput: {result['n']:,} conversations, {result['tokens']:,} tokens, "
+                        f"SmolLM2 tokenizer, {os.cpu_count()} CPUs")
     for col, just in [("method", "left"), ("config", "left"), ("best s", "right"), ("runs", "right"),
                       ("tokens/s", "right"), ("conv/s", "right")]:
         table.add_column(col, justify=just)
     for tm in result["timings"]:
-        table.add_row(tm.name, tm.config, f"{tm.best:.2f}", str(len(tm.seconds)), f"{tokens / tm.best:,.0f}",
-                      f"{result['n'] / tm.best:,.0f}")
+        table.add_row(tm.name, tm.config, f"{tm.best:.2f}", str(len(tm.seconds)), f"{tm.tokens_per_s:,.0f}",
+                      f"{tm.rows / tm.best:,.0f}")
     console.print(table)
-    render_s, encode_s, _ = result["raw"]
-    console.print(f"raw bound split: render {render_s:.2f} s, encode_batch {encode_s:.2f} s")
-    rt = Table(title="ratios (speed-up of llmprep's best; >1 = llmprep faster)")
+    for engine, (render_s, encode_s, _) in result["raw"].items():
+        console.print(f"raw bound ({engine}) split: render {render_s:.2f} s, encode {encode_s:.2f} s")
+    rt = Table(title="ratios of tokens/s (llmprep's best config over each; >1 = llmprep faster)")
     rt.add_column("ratio")
     rt.add_column("value", justify="right")
     for k, v in ratios(result).items():
@@ -379,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs of llmprep and raw; the best is reported")
     ap.add_argument("--repeat-slow", type=int, default=1, help="runs of TRL and seeds per config (default 1)")
     ap.add_argument("--no-seeds", action="store_true", help="skip the (slow) per-example recipe")
+    ap.add_argument("--seeds-n", type=int, default=5000, help="conversations for the seeds recipe (default 5000)")
     ap.add_argument("--profile", action="store_true", help="also cProfile one llmprep num_proc=1 run")
     args = ap.parse_args(argv)
     n = 2000 if args.quick else args.n
@@ -389,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
         result = benchmark(n, args.seed, args.repeat, workdir, repeat_slow=args.repeat_slow, seeds=not args.no_seeds,
+                           seeds_n=args.seeds_n,
                            log=console.print)
         ok = report(result, console)
         if args.profile:
