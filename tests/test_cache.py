@@ -24,11 +24,10 @@ def test_second_run_hits_and_matches(tmp_path):
     cfg = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1)
     first = run(PrepareConfig(**cfg), [src])
     second = run(PrepareConfig(**cfg), [src])
-    assert first.report["cache"] == {"enabled": True, "hits": 0, "misses": 1}
-    assert second.report["cache"] == {"enabled": True, "hits": 1, "misses": 0}
+    assert first.cache == {"enabled": True, "hits": 0, "misses": 1}
+    assert second.cache == {"enabled": True, "hits": 1, "misses": 0}
     assert _ids(first) == _ids(second)
-    assert {k: v for k, v in first.report.items() if k != "cache"} == \
-        {k: v for k, v in second.report.items() if k != "cache"}
+    assert first.report == second.report
 
 
 def test_changes_that_shape_tokens_miss(tmp_path, mistral_dir):
@@ -38,9 +37,9 @@ def test_changes_that_shape_tokens_miss(tmp_path, mistral_dir):
     for change in [dict(max_length=64), dict(template="zephyr"), dict(train_on_prompt=True),
                    dict(tokenizer=str(mistral_dir), template="mistral")]:
         again = run(PrepareConfig(**base, **change), [src])
-        assert again.report["cache"]["hits"] == 0, change
+        assert again.cache["hits"] == 0, change
     edited = run(PrepareConfig(**base), [_chats(tmp_path / "a.jsonl", extra="!")])
-    assert edited.report["cache"]["hits"] == 0
+    assert edited.cache["hits"] == 0
 
 
 def test_cached_rejects_and_drops_still_counted(tmp_path):
@@ -51,7 +50,7 @@ def test_cached_rejects_and_drops_still_counted(tmp_path):
     cfg = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1, max_length=39, truncation="drop")
     first = run(PrepareConfig(**cfg), [str(src)])
     second = run(PrepareConfig(**cfg), [str(src)])
-    assert second.report["cache"]["hits"] == 1
+    assert second.cache["hits"] == 1
     assert first.report["records"]["dropped"] > 0 and first.report["records"]["kept"] > 0
     assert first.report["records"] == second.report["records"]
     assert [r.to_json() for r in first.dropped] == [r.to_json() for r in second.dropped]
@@ -61,6 +60,6 @@ def test_cached_rejects_and_drops_still_counted(tmp_path):
 def test_no_cache_writes_nothing(tmp_path):
     src = _chats(tmp_path / "a.jsonl")
     res = run(PrepareConfig(cache=False, cache_dir=str(tmp_path / "cache"), progress=False), [src])
-    assert res.report["cache"]["enabled"] is False
+    assert res.cache["enabled"] is False
     assert not (tmp_path / "cache").exists()
     assert np.all(np.asarray(res.splits["train"]["attention_mask"][0]) == 1)

@@ -11,6 +11,7 @@ special-token matching turned off, so only the template can emit control tokens.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -69,6 +70,19 @@ def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Se
     return np.where(keep, ids, IGNORE_INDEX)
 
 
+@functools.lru_cache(maxsize=4)
+def _fastokens_for(tokenizer_json: str):
+    """Build (once per tokenizer.json) the fastokens tokenizer; loading takes ~1 s."""
+    try:
+        import fastokens
+    except ImportError:
+        return None
+    try:
+        return fastokens.Tokenizer.from_json_str(tokenizer_json)
+    except Exception:  # a tokenizer.json feature it doesn't support: stay on `tokenizers`
+        return None
+
+
 class FastEngine:
     """`fastokens` (a faster Rust BPE engine that loads the same tokenizer.json), used only where its
     ids are verified identical to the `tokenizers` ones, row by row.
@@ -89,14 +103,9 @@ class FastEngine:
 
     @classmethod
     def load(cls, slow_backend) -> "FastEngine | None":
-        try:
-            import fastokens
-        except ImportError:
-            return None
-        try:
-            return cls(fastokens.Tokenizer.from_json_str(slow_backend.to_str()))
-        except Exception:  # a tokenizer.json feature it doesn't support: stay on `tokenizers`
-            return None
+        """A verified-on-use engine for this tokenizer, or None if fastokens is missing or can't load it."""
+        inner = _fastokens_for(slow_backend.to_str())
+        return cls(inner) if inner is not None else None
 
     def flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """ids and row offsets of a batch. Example: ["ab", "c"] -> ids [x, y, z], offsets [0, 2, 3]"""
@@ -240,7 +249,7 @@ def encode_documents(tokenizer, texts: list[str]) -> Encoded:
     """Plain documents: BOS if the tokenizer adds one by default (never two), EOS appended once;
     labels = input_ids.
 
-    Example (Mistral): ["Hi"] -> ids [1, 15359, 2] ("<s> Hi </s>"); ["<s>Hi"] -> the same, not [1, 1, ...]
+    Example (a tokenizer that adds BOS 1, EOS 2): ["Hi"] -> [1, 15359, 2]; ["<s>Hi"] -> the same, not [1, 1, ...]
     """
     from llmprep.pack import boundary_tokens, with_boundaries
 

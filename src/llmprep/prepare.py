@@ -112,6 +112,7 @@ class PrepareResult:
     rejected: list[Rejected]
     dropped: list[Rejected]
     seconds: float = 0.0
+    cache: dict = field(default_factory=dict)
 
     def save(self, out: str | os.PathLike) -> Path:
         from llmprep.store import atomic_output_dir, save_output
@@ -140,7 +141,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         literal_control_text=cfg.literal_control_text, engine=cfg.engine)
     options = {k: v for k, v in asdict(cfg).items()
                if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir")}
-    settings_digest = hashlib.sha256(repr((_version(), _tokenizer_fingerprint(tok), source, sorted(options.items()),
+    tok_fingerprint = _tokenizer_fingerprint(tok)
+    settings_digest = hashlib.sha256(repr((_version(), tok_fingerprint, source, sorted(options.items()),
                                            settings.max_length)).encode()).hexdigest()
     cache = ShardCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
     results = list(_process_all(examples, settings, cfg, cache, settings_digest))
@@ -156,7 +158,7 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     if len(test_idx):
         parts["test"] = take(encoded, test_idx)
     digests = [_sha256(f) for f in files]
-    fingerprint = hashlib.sha256(repr((_version(), digests, _tokenizer_fingerprint(tok), source,
+    fingerprint = hashlib.sha256(repr((_version(), digests, tok_fingerprint, source,
                                        sorted(options.items()))).encode()).hexdigest()[:16]
     splits, pack_stats = build_splits(parts, cfg, tok, fingerprint)
     report = {
@@ -174,17 +176,19 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         "lengths": length_stats(encoded.lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
                    "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
-        "cache": {"enabled": cache is not None, "hits": cache.hits if cache else 0,
-                  "misses": cache.misses if cache else 0},
         "inputs": [{"path": str(f), "sha256": d} for f, d in zip(files, digests)],
         "tokenizer": {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
-                      "fingerprint": _tokenizer_fingerprint(tok)},
+                      "fingerprint": tok_fingerprint},
         "template": {"name": template_name, "sha256": template_fingerprint(source) if source else None},
         "options": options,
     }
     if pack_stats:
         report["packing"] = pack_stats
-    return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started)
+    # Cache hits are not in report.json: a rerun served from the cache must write identical files.
+    cache_stats = {"enabled": cache is not None, "hits": cache.hits if cache else 0,
+                   "misses": cache.misses if cache else 0}
+    return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started,
+                         cache=cache_stats)
 
 
 def _peek_kinds(examples: Iterator) -> tuple[set[str], Iterator]:
@@ -237,7 +241,7 @@ def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig
     pool = None
     if second is not None and nproc > 1:
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-        pool = ctx.Pool(nproc, initializer=worker_init)
+        pool = ctx.Pool(nproc, initializer=worker_init, initargs=(settings,))
     try:
         queue: list = []  # (key, async result or cached ShardResult, read-time rejects)
         for good, bad in _chain([first] + ([second] if second else []), shards):
@@ -246,7 +250,7 @@ def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig
             if hit is not None:
                 queue.append((None, hit, bad))
             elif pool is not None:
-                queue.append((key, pool.apply_async(process_shard, (good, settings)), bad))
+                queue.append((key, pool.apply_async(process_shard, (good,)), bad))
             else:
                 queue.append((key, process_shard(good, settings), bad))
             while len(queue) > 2 * nproc:  # bounded read-ahead keeps memory flat

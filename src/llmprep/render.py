@@ -236,7 +236,7 @@ class ChatRenderer:
 
         train_turns: "all" assistant turns, or "last" only.
         Example (chatml): [user "Hi", assistant "Yo"] -> ("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>
-        assistant\\nYo<|im_end|>\\n", [(45, 57)])   # "Yo<|im_end|>"
+        assistant\\nYo<|im_end|>\\n", [(52, 64)])   # "Yo<|im_end|>"
         """
         text, spans, _ = self.locate(messages)
         return text, spans[-1:] if train_turns == "last" else spans

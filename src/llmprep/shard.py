@@ -63,13 +63,22 @@ def _tools(settings: ShardSettings):
     return _STATE["tok"], _STATE["renderer"], _STATE["encoder"]
 
 
-def worker_init() -> None:
+_WORKER_SETTINGS: list[ShardSettings] = []
+
+
+def worker_init(settings: ShardSettings | None = None) -> None:
+    """Pool initializer: settings (and so the tokenizer) travel once per worker, not once per shard."""
     # Each worker encodes single-threaded: the processes already fill the cores.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _WORKER_SETTINGS[:] = [settings] if settings is not None else []
 
 
-def process_shard(examples: list[Example], settings: ShardSettings) -> ShardResult:
-    """Examples -> encoded, fitted rows (in input order) + rejects + drops."""
+def process_shard(examples: list[Example], settings: ShardSettings | None = None) -> ShardResult:
+    """Examples -> encoded, fitted rows (in input order) + rejects + drops.
+
+    `settings` may be omitted in a pool worker started with worker_init(settings).
+    """
+    settings = settings or _WORKER_SETTINGS[0]
     tok, renderer, encoder = _tools(settings)
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
     rejected: list[Rejected] = []

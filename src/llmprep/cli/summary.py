@@ -26,6 +26,8 @@ def print_summary(result, out) -> None:
     for name, stats in (rep.get("packing") or {}).items():
         if "fill" in stats:
             table.add_row(f"packing fill ({name})", f"{stats['fill']:.2%}")
+    if result.cache.get("enabled"):
+        table.add_row("cache (shards hit / computed)", f"{result.cache['hits']} / {result.cache['misses']}")
     secs = max(result.seconds, 1e-9)
     table.add_row("time", f"{result.seconds:.2f} s ({rep['tokens']['total'] / secs:,.0f} tokens/s)")
     console = Console(stderr=False)
