@@ -55,6 +55,9 @@ def load_tokenizer(name: str | None = None, *, trust_remote_code: bool = False) 
     """
     path = resolve_tokenizer_path(name)
     p = Path(path)
+    if not p.exists() and (p.is_absolute() or path.startswith((".", "~")) or path.count("/") > 1):
+        raise ConfigError(f"--tokenizer {name!r}: no such file or directory. Expected a local tokenizer "
+                          f"directory, a .gguf file, an embedded name ({', '.join(EMBEDDED)}) or a hub id (org/name)")
     try:
         if p.suffix == ".gguf" and p.is_file():
             return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name,

@@ -10,7 +10,19 @@ from llmprep.cli.prepare import prepare_cmd
 from llmprep.cli.vocab import vocab
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Group(click.Group):
+    """Turns llmprep's user-facing errors into one clean line (no traceback), exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        from llmprep.errors import LlmprepError
+
+        try:
+            return super().invoke(ctx)
+        except LlmprepError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmprep")
 def main() -> None:
     """llmprep: raw records to correct, training-ready tokens."""
