@@ -63,3 +63,11 @@ def test_embedded_tokenizer_is_the_gguf_one():
     assert ours(text)["input_ids"] == ref(text)["input_ids"]
     assert len(ours) == len(ref) and ours.chat_template == ref.chat_template
     assert (ours.bos_token, ours.eos_token, ours.pad_token) == (ref.bos_token, ref.eos_token, ref.pad_token)
+
+
+def test_missing_tokenizer_path_is_one_clear_line(tmp_path):
+    missing = tmp_path / "no_such_tokenizer"
+    result = CliRunner().invoke(main, ["inspect", "--tokenizer", str(missing), "hi"])
+    assert result.exit_code == 1
+    assert f"--tokenizer '{missing}': no such file or directory" in result.output
+    assert "Traceback" not in result.output
