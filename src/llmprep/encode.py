@@ -113,6 +113,30 @@ class FastEngine:
         return np.frombuffer(ids, np.uint32).astype(np.int64), np.frombuffer(offsets, np.uint64).astype(np.int64)
 
 
+def edge_labels(enc, ids: np.ndarray, spans: Sequence[Span]) -> np.ndarray | None:
+    """span_labels from a `tokenizers` Encoding without converting every offset to Python: look up the
+    tokens at each span's edges, then widen over neighbours that still overlap the span (byte-level
+    tokenizers split one character into several tokens that share its offsets). None when an edge
+    character belongs to no token.
+
+    Example: tokens "He" "llo" " w" "orld" (0-2, 2-5, 5-7, 7-11), span (3, 7) -> [-100, llo, w, -100]
+    """
+    labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
+    n = len(ids)
+    for a, b in spans:
+        if b <= a:
+            continue
+        first, last = enc.char_to_token(a), enc.char_to_token(b - 1)
+        if first is None or last is None:
+            return None
+        while first > 0 and enc.token_to_chars(first - 1)[1] > a:
+            first -= 1
+        while last + 1 < n and enc.token_to_chars(last + 1)[0] < b:
+            last += 1
+        labels[first:last + 1] = ids[first:last + 1]
+    return labels
+
+
 class ChatEncoder:
     """Encode rendered conversations in batches. Built once per tokenizer."""
 
@@ -146,11 +170,16 @@ class ChatEncoder:
         rest = [r for r in range(len(texts)) if r not in done]
         encodings = self.backend.encode_batch([texts[r] for r in rest], add_special_tokens=False) if rest else []
         for r, enc in zip(rest, encodings):
-            ids = np.asarray(enc.ids, dtype=np.int64)
-            off = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
             if literal_rows is not None and literal_rows[r]:
                 ids, off = self._encode_literal(texts[r], literal_rows[r])
-            done[r] = ids, (ids.copy() if train_all else span_labels(ids, off[:, 0], off[:, 1], spans[r]))
+                done[r] = ids, (ids.copy() if train_all else span_labels(ids, off[:, 0], off[:, 1], spans[r]))
+                continue
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            labels = ids.copy() if train_all else edge_labels(enc, ids, spans[r])
+            if labels is None:  # a span edge on a character no token covers: use every offset
+                off = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+                labels = span_labels(ids, off[:, 0], off[:, 1], spans[r])
+            done[r] = ids, labels
         ids_parts, label_parts, lengths = [], [], []
         for r in range(len(texts)):
             ids, labels = done[r]

@@ -1,0 +1,48 @@
+"""Every label path gives the same labels as the plain offset rule (span_labels over all offsets):
+the fastokens engine (span-cut re-encoding), `tokenizers` with edge lookups, and the offsets fallback."""
+
+import numpy as np
+import pytest
+
+from llmprep.encode import ChatEncoder, edge_labels, span_labels
+from llmprep.render import ChatRenderer, resolve_template
+
+
+def _reference(tok, texts, spans):
+    out = []
+    for enc, sp in zip(tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False), spans):
+        off = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        out.append(span_labels(np.asarray(enc.ids), off[:, 0], off[:, 1], sp))
+    return out
+
+
+def _rendered(tok, template, chats):
+    renderer = ChatRenderer.for_tokenizer(template, tok)
+    pairs = [renderer.render_with_spans(m) for m in chats]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.mark.parametrize("name", ["smollm2", "mistral"])
+def test_engines_agree_with_offset_rule(name, request, english_chats, chinese_chats):
+    tok = request.getfixturevalue(name)
+    template = resolve_template("auto" if name == "smollm2" else "mistral", tok)[1]
+    chats = english_chats[:150] + chinese_chats[:150]
+    # Replies that start with whitespace or split multi-byte characters stress the span edges.
+    chats += [[{"role": "user", "content": "你好"}, {"role": "assistant", "content": "\n\n  你好，世界 ok"}],
+              [{"role": "user", "content": "x"}, {"role": "assistant", "content": " 🙂🙂 emoji"}]]
+    texts, spans = _rendered(tok, template, chats)
+    ref = _reference(tok, texts, spans)
+    for engine in ("auto", "tokenizers"):
+        enc = ChatEncoder(tok, engine=engine).encode(texts, spans)
+        for r in range(len(texts)):
+            ids, labels = enc.row(r)
+            assert labels == ref[r].tolist(), (engine, texts[r])
+
+
+def test_edge_labels_widen_over_byte_tokens(smollm2):
+    text = "ab你好"  # each Han character is several byte-level tokens sharing one character offset
+    enc = smollm2.backend_tokenizer.encode(text, add_special_tokens=False)
+    ids = np.asarray(enc.ids)
+    off = np.asarray(enc.offsets).reshape(-1, 2)
+    for span in [(2, 3), (3, 4), (1, 3), (0, 4)]:
+        assert edge_labels(enc, ids, [span]).tolist() == span_labels(ids, off[:, 0], off[:, 1], [span]).tolist()
