@@ -8,8 +8,8 @@ import pytest
 
 from llmprep.constants import IGNORE_INDEX
 from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, gather_index, span_labels, take
-from llmprep.examples import Example
 from llmprep.render import ChatRenderer, resolve_template
+from llmprep.records import Record
 from llmprep.shard import ShardSettings, process_shard
 
 
@@ -43,7 +43,8 @@ def encode_chats(tok, source, convs, *, train_turns="all", train_on_prompt=False
     settings = ShardSettings(tokenizer=tok, template_source=source, max_length=max_length, truncation="right",
                              train_on_prompt=train_on_prompt, train_turns=train_turns,
                              literal_control_text=literal, engine=engine)
-    result = process_shard([Example("mem", i + 1, "chat", {"messages": m}) for i, m in enumerate(convs)], settings)
+    records = [Record("mem", i + 1, data={"messages": m}) for i, m in enumerate(convs)]
+    result = process_shard(records, {"mem": "messages"}, settings)
     assert not result.rejected and not result.dropped
     return [result.encoded.row(r) for r in range(len(result.encoded))], result
 

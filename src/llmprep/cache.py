@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from llmprep.encode import Encoded
-from llmprep.examples import Example, Rejected
+from llmprep.examples import Rejected
+from llmprep.records import Record
 
 VERSION = 1  # bump when the entry layout changes
 
@@ -32,14 +33,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "llmprep"
 
 
-def shard_key(examples: list[Example], bad: list[Rejected], settings_digest: str) -> str:
-    """Hash of a shard's content and settings. Example: same rows + same settings -> same 32-hex key."""
+def shard_key(records: list[Record], formats: dict[str, str], settings_digest: str) -> str:
+    """Hash of a shard's records (as read: raw line or fields), their formats and the settings.
+
+    Example: same rows + same settings -> same 32-hex key; one changed character -> another key.
+    """
     h = hashlib.sha256(settings_digest.encode())
-    for ex in examples:
-        h.update(json.dumps([ex.source, ex.line, ex.kind, ex.data], ensure_ascii=False, sort_keys=True,
-                            default=str).encode())
-    for r in bad:
-        h.update(json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True, default=str).encode())
+    h.update(json.dumps(sorted(formats.items())).encode())
+    for rec in records:
+        body = rec.raw if rec.data is None else json.dumps(rec.data, ensure_ascii=False, sort_keys=True, default=str)
+        error = rec.error.describe() if rec.error is not None else ""
+        h.update(f"\x00{rec.source}\x00{rec.line}\x00{error}\x00{body}".encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:32]
 
 
@@ -73,16 +77,18 @@ class ShardCache:
         self.hits += 1
         rejected = [Rejected(**r) for r in meta["rejected"]]
         dropped = [Rejected(**r) for r in meta["dropped"]]
-        return ShardResult(enc, rejected, dropped, meta["truncated"], meta["control_text_rows"], meta["fast_rows"], 0)
+        return ShardResult(enc, rejected, dropped, meta["truncated"], meta["control_text_rows"], meta["fast_rows"], 0,
+                           meta["kinds"])
 
     def save(self, key: str, result) -> None:
-        """Store a ShardResult as process_shard returned it (read-time rejects are part of the key)."""
+        """Store a ShardResult as process_shard returned it."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         enc = result.encoded
         meta = {"has_tt": enc.token_type_ids is not None, "class_labels": enc.extra.get("class_labels"),
                 "rejected": [vars(r) for r in result.rejected], "dropped": [vars(r) for r in result.dropped], "truncated": result.truncated,
-                "control_text_rows": result.control_text_rows, "fast_rows": result.fast_rows}
+                "control_text_rows": result.control_text_rows, "fast_rows": result.fast_rows,
+                "kinds": result.kinds}
         arrays = {"ids": enc.ids, "labels": enc.labels, "offsets": enc.offsets,
                   "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False, default=str).encode(), np.uint8)}
         if enc.token_type_ids is not None:

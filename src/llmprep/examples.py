@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from llmprep.errors import FormatError, RecordError
 from llmprep.formats import Format, detect_format, get_format, rename_fields
-from llmprep.records import Record
+from llmprep.records import Record, parse_record
 
 
 @dataclass
@@ -43,15 +43,18 @@ def reject(rec_or_ex, err: RecordError, record: Any) -> Rejected:
 
 
 def to_examples(records: Iterable[Record], *, format: str | None = None,
-                columns: Mapping[str, str] | None = None) -> Iterator[Example | Rejected]:
+                columns: Mapping[str, str] | None = None,
+                formats: Mapping[str, str] | None = None) -> Iterator[Example | Rejected]:
     """Convert records in order, yielding an Example or a Rejected for each.
 
-    The format is `format` when given, else detected per file from its first readable record; a file
-    whose fields match no format raises FormatError (a whole-input problem, not a per-record one).
+    The format is `format` when given, else `formats[source]` (detected beforehand), else detected
+    per file from its first readable record; a file whose fields match no format raises FormatError
+    (a whole-input problem, not a per-record one).
     """
     fixed: Format | None = get_format(format) if format else None
-    per_file: dict[str, Format] = {}
+    per_file: dict[str, Format] = {src: get_format(name) for src, name in (formats or {}).items()}
     for rec in records:
+        rec = parse_record(rec)
         if rec.error is not None:
             yield Rejected(rec.source, rec.line, rec.error.field, rec.error.reason, rec.raw)
             continue
@@ -66,3 +69,20 @@ def to_examples(records: Iterable[Record], *, format: str | None = None,
 
 
 __all__ = ["Example", "Rejected", "to_examples", "FormatError"]
+
+
+def detect_formats(chunk: list[Record], known: dict[str, str], columns: Mapping[str, str] | None) -> list[Record]:
+    """Record in `known` the format of each file first seen in `chunk`, from its first readable record.
+
+    Runs in the reading process so every shard of a file uses the same format; returns the chunk with
+    the records it had to parse replaced by their parsed form.
+    Example: [Record("a.jsonl", 1, raw='{"question": "q", "answer": "a"}')] -> known["a.jsonl"] = "question-answer"
+    """
+    out = list(chunk)
+    for i, rec in enumerate(out):
+        if rec.source in known:
+            continue
+        out[i] = rec = parse_record(rec)
+        if rec.data is not None:
+            known[rec.source] = detect_format(set(rename_fields(rec.data, columns or {})), source=rec.source).name
+    return out

@@ -24,10 +24,10 @@ from llmprep.cache import ShardCache, default_cache_dir, shard_key
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
-from llmprep.examples import Example, Rejected, to_examples
-from llmprep.formats import CHAT
+from llmprep.examples import Rejected, detect_formats
+from llmprep.formats import CHAT, get_format
 from llmprep.output import build_splits, length_stats
-from llmprep.records import expand_inputs, read_records
+from llmprep.records import Record, expand_inputs, read_records
 from llmprep.render import resolve_template, template_fingerprint
 from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
 from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
@@ -129,23 +129,34 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     started = time.perf_counter()
     files = expand_inputs([str(i) for i in inputs])
     tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) or cfg.tokenizer is None else cfg.tokenizer
-    examples = to_examples(read_records(files), format=cfg.format, columns=cfg.columns)
-    head, examples = _peek_kinds(examples)
-    template_name, source = (resolve_template(cfg.template, tok) if CHAT in head else (None, None))
+    if cfg.format:
+        get_format(cfg.format)  # an unknown --format fails before any reading
+    template_name, source, template_error = None, None, None
+    try:
+        template_name, source = resolve_template(cfg.template, tok)
+    except ConfigError as exc:  # only an error if a chat turns up (documents and pairs need no template)
+        template_error = str(exc)
     settings = ShardSettings(
         tokenizer=resolve_tokenizer_path(cfg.tokenizer) if isinstance(cfg.tokenizer, str) else tok,
         # wrap cuts documents across blocks itself: rows are not truncated to the block size first
         template_source=source, max_length=cfg.max_length if cfg.pack != "wrap" else 2**62,
         truncation=cfg.truncation,
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
-        literal_control_text=cfg.literal_control_text, engine=cfg.engine)
+        literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
+        columns=tuple(sorted(cfg.columns.items())), template_error=template_error)
     options = {k: v for k, v in asdict(cfg).items()
                if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir")}
     tok_fingerprint = _tokenizer_fingerprint(tok)
     settings_digest = hashlib.sha256(repr((_version(), tok_fingerprint, source, sorted(options.items()),
                                            settings.max_length)).encode()).hexdigest()
     cache = ShardCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
-    results = list(_process_all(examples, settings, cfg, cache, settings_digest))
+    records = read_records(files, lazy=True)
+    results = list(_process_all(records, settings, cfg, cache, settings_digest))
+    kinds = {k: sum(r.kinds.get(k, 0) for r in results) for k in sorted({k for r in results for k in r.kinds})}
+    if "pair" in kinds and len(kinds) > 1:
+        raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
+    if CHAT not in kinds:
+        template_name, source = None, None
     encoded = concat([r.encoded for r in results])
     rejected = [x for r in results for x in r.rejected]
     dropped = [x for r in results for x in r.dropped]
@@ -163,6 +174,7 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     splits, pack_stats = build_splits(parts, cfg, tok, fingerprint)
     report = {
         "llmprep_version": _version(),
+        "examples": kinds,
         "records": {"read": read, "kept": sum(len(p) for p in parts.values()), "rejected": len(rejected),
                     "dropped": len(dropped)},
         "kept": {name: len(p) for name, p in parts.items()},
@@ -191,49 +203,32 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
                          cache=cache_stats)
 
 
-def _peek_kinds(examples: Iterator) -> tuple[set[str], Iterator]:
-    """Read ahead until the first example to learn whether chats are present (the template is needed
-    only then), without losing anything. Example kinds beyond the first are checked per shard."""
-    buffered = []
-    kinds: set[str] = set()
-    for item in examples:
-        buffered.append(item)
-        if isinstance(item, Example):
-            kinds.add(item.kind)
-            break
+def _shards(records: Iterable[Record], cfg: PrepareConfig) -> Iterator[tuple[list[Record], dict[str, str]]]:
+    """Group records into shards of SHARD_SIZE, with the format of each file in the shard.
 
-    def chain():
-        yield from buffered
-        yield from examples
-    return kinds, chain()
-
-
-def _shards(items: Iterable, cfg: PrepareConfig) -> Iterator[tuple[list[Example], list[Rejected]]]:
-    """Group examples into shards; rejects ride along with the shard they were read in."""
-    it = iter(items)
+    Formats are detected here, in input order, so every shard of a file uses the same one; the rest
+    of the parsing happens in the workers.
+    """
+    it = iter(records)
+    known: dict[str, str] = {}
     while True:
         chunk = list(islice(it, SHARD_SIZE))
         if not chunk:
             return
-        good = [x for x in chunk if isinstance(x, Example)]
-        bad = [x for x in chunk if isinstance(x, Rejected)]
-        if cfg.strict and bad:
-            raise StrictStop(f"--strict: {bad[0].message()}")
-        kinds = {x.kind for x in good}
-        if "pair" in kinds and len(kinds) > 1:
-            raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
-        yield good, bad
+        if not cfg.format:
+            chunk = detect_formats(chunk, known, cfg.columns)
+        yield chunk, {src: known[src] for src in {r.source for r in chunk} if src in known}
 
 
-def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig, cache: "ShardCache | None",
-                 digest: str) -> Iterator[ShardResult]:
+def _process_all(records: Iterable[Record], settings: ShardSettings, cfg: PrepareConfig,
+                 cache: "ShardCache | None", digest: str) -> Iterator[ShardResult]:
     """Run shards through process_shard — from the cache when it holds them, in parallel when there
     is more than one to compute — and yield results in input order."""
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="prepare", unit="rec", disable=not cfg.progress, leave=False)
     nproc = cfg.num_proc or min(os.cpu_count() or 1, 4)
-    shards = _shards(examples, cfg)
+    shards = _shards(records, cfg)
     first, second = next(shards, None), next(shards, None)
     if first is None:
         bar.close()
@@ -243,16 +238,16 @@ def _process_all(examples: Iterable, settings: ShardSettings, cfg: PrepareConfig
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
         pool = ctx.Pool(nproc, initializer=worker_init, initargs=(settings,))
     try:
-        queue: list = []  # (key, async result or cached ShardResult, read-time rejects)
-        for good, bad in _chain([first] + ([second] if second else []), shards):
-            key = shard_key(good, bad, digest) if cache else None
+        queue: list = []  # (key, async result or ShardResult)
+        for chunk, formats in _chain([first] + ([second] if second else []), shards):
+            key = shard_key(chunk, formats, digest) if cache else None
             hit = cache.load(key) if cache else None
             if hit is not None:
-                queue.append((None, hit, bad))
+                queue.append((None, hit))
             elif pool is not None:
-                queue.append((key, pool.apply_async(process_shard, (good,)), bad))
+                queue.append((key, pool.apply_async(process_shard, (chunk, formats))))
             else:
-                queue.append((key, process_shard(good, settings), bad))
+                queue.append((key, process_shard(chunk, formats, settings)))
             while len(queue) > 2 * nproc:  # bounded read-ahead keeps memory flat
                 yield _finish(*queue.pop(0), cfg, bar, cache)
         while queue:
@@ -268,13 +263,12 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def _finish(key: str | None, result, bad: list[Rejected], cfg: PrepareConfig, bar, cache) -> ShardResult:
-    """Store a computed shard, merge its read-time rejects with its processing rejects; --strict stops."""
+def _finish(key: str | None, result, cfg: PrepareConfig, bar, cache) -> ShardResult:
+    """Wait for a shard, store it in the cache if it was computed; --strict stops at its first reject."""
     if not isinstance(result, ShardResult):
         result = result.get()
     if key is not None and cache is not None:
         cache.save(key, result)
-    result.rejected = sorted(bad + result.rejected, key=lambda r: (r.source, r.line))
     if cfg.strict and result.rejected:
         raise StrictStop(f"--strict: {result.rejected[0].message()}")
     bar.update(len(result.encoded) + len(result.rejected) + len(result.dropped))

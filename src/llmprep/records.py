@@ -76,14 +76,16 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_file(path: Path) -> Iterator[Record]:
-    """Yield every record of one file. An empty file yields one rejected record (line 0)."""
+def read_file(path: Path, *, lazy: bool = False) -> Iterator[Record]:
+    """Yield every record of one file. An empty file yields one rejected record (line 0).
+
+    lazy=True leaves JSONL lines unparsed (see parse_record)."""
     kind = file_kind(path)
     reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
               ".parquet": _read_parquet, ".txt": _read_txt}[kind]
     empty = True
     try:
-        for rec in reader(path):
+        for rec in (reader(path, lazy) if kind == ".jsonl" else reader(path)):
             empty = False
             yield rec
     except (OSError, EOFError) as exc:  # truncated gzip, unreadable file
@@ -93,10 +95,10 @@ def read_file(path: Path) -> Iterator[Record]:
         yield Record(str(path), 0, error=RecordError("empty file: no records", source=str(path), line=0))
 
 
-def read_records(paths: list[Path]) -> Iterator[Record]:
+def read_records(paths: list[Path], *, lazy: bool = False) -> Iterator[Record]:
     """All records of all files, in order."""
     for path in paths:
-        yield from read_file(path)
+        yield from read_file(path, lazy=lazy)
 
 
 def _decode(raw: bytes, source: str, line: int) -> str | RecordError:
@@ -129,19 +131,30 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
                 yield n, text
 
 
-def _read_jsonl(path: Path) -> Iterator[Record]:
-    source = str(path)
+def _read_jsonl(path: Path, lazy: bool = False) -> Iterator[Record]:
     for n, text in _text_lines(path):
         if isinstance(text, Record):
             yield text
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            err = RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}", source=source, line=n)
-            yield Record(source, n, error=err, raw=text.rstrip("\n"))
-            continue
-        yield _as_object(value, source, n, text.rstrip("\n"))
+        elif lazy:
+            yield Record(str(path), n, raw=text.rstrip("\n"))  # parsed later, by parse_record
+        else:
+            yield parse_record(Record(str(path), n, raw=text.rstrip("\n")))
+
+
+def parse_record(rec: Record) -> Record:
+    """Parse a lazily read JSONL record (raw text only) into its fields or a reject; others pass as is.
+
+    Lazy reading lets worker processes do the JSON parsing instead of the process that reads files.
+    Example: Record("a.jsonl", 3, raw='{"text": "hi"}') -> Record("a.jsonl", 3, data={"text": "hi"}, raw=...)
+    """
+    if rec.data is not None or rec.error is not None or rec.raw is None:
+        return rec
+    try:
+        value = json.loads(rec.raw)
+    except json.JSONDecodeError as exc:
+        err = RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}", source=rec.source, line=rec.line)
+        return Record(rec.source, rec.line, error=err, raw=rec.raw)
+    return _as_object(value, rec.source, rec.line, rec.raw)
 
 
 def _read_json(path: Path) -> Iterator[Record]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, encode_pairs, take
-from llmprep.errors import RecordError
-from llmprep.examples import Example, Rejected, reject
+from llmprep.errors import ConfigError, RecordError
+from llmprep.examples import Example, Rejected, reject, to_examples
 from llmprep.formats import CHAT, PAIR, TEXT
+from llmprep.records import Record
 from llmprep.render import ChatRenderer
 from llmprep.tokenizer import load_tokenizer
 from llmprep.truncate import fit
@@ -32,6 +33,9 @@ class ShardSettings:
     train_turns: str = "all"
     literal_control_text: bool = True
     engine: str = "auto"
+    format: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+    template_error: str | None = None  # why no template could be resolved; raised only if a chat shows up
 
 
 @dataclass
@@ -43,6 +47,7 @@ class ShardResult:
     control_text_rows: int = 0
     fast_rows: int = 0
     engine_mismatches: int = 0
+    kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
 
 
 _STATE: dict = {}
@@ -73,15 +78,24 @@ def worker_init(settings: ShardSettings | None = None) -> None:
     _WORKER_SETTINGS[:] = [settings] if settings is not None else []
 
 
-def process_shard(examples: list[Example], settings: ShardSettings | None = None) -> ShardResult:
-    """Examples -> encoded, fitted rows (in input order) + rejects + drops.
+def process_shard(records: list[Record], formats: dict[str, str],
+                  settings: ShardSettings | None = None) -> ShardResult:
+    """Records -> parsed, converted, encoded, fitted rows (in input order) + rejects + drops.
 
-    `settings` may be omitted in a pool worker started with worker_init(settings).
+    `formats` maps each file to its detected format; `settings` may be omitted in a pool worker
+    started with worker_init(settings).
     """
     settings = settings or _WORKER_SETTINGS[0]
     tok, renderer, encoder = _tools(settings)
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
-    rejected: list[Rejected] = []
+    converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns), formats=formats))
+    examples = [x for x in converted if isinstance(x, Example)]
+    rejected: list[Rejected] = [x for x in converted if isinstance(x, Rejected)]
+    kinds = {k: sum(1 for ex in examples if ex.kind == k) for k in {ex.kind for ex in examples}}
+    if CHAT in kinds and renderer is None:
+        raise ConfigError(settings.template_error or "--template: no chat template")
+    if PAIR in kinds and len(kinds) > 1:
+        raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
     parts: list[Encoded] = []
     order: list[int] = []  # example index of each encoded row, to restore input order
     control_rows = 0
@@ -118,9 +132,10 @@ def process_shard(examples: list[Example], settings: ShardSettings | None = None
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
     dropped = [Rejected(examples[order[r]].source, examples[order[r]].line, None, why, examples[order[r]].data)
                for r, why in fitted.dropped]
-    rejected.sort(key=lambda r: (r.source, r.line))
+    file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
+    rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
-                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before)
+                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds)
 
 
 def _literal_spans(encoder: ChatEncoder, messages, text: str, contents) -> list[tuple[int, int]]:
