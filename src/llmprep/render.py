@@ -293,23 +293,25 @@ class ChatRenderer:
             return None
         wrapped = [{**m, "content": f"{OPEN}{i}{END}{m['content']}{CLOSE}{i}{END}"} for i, m in enumerate(messages)]
         marked = self.render(wrapped)
-        plain, opens, closes = [], {}, {}
-        pos = last = 0
-        for match in _MARK.finditer(marked):
-            chunk = marked[last:match.start()]
-            plain.append(chunk)
-            pos += len(chunk)
-            idx = int(match.group(2))
-            seen = opens if match.group(1) == OPEN else closes
-            if idx in seen:
-                return None
-            seen[idx] = pos
-            last = match.end()
-        plain.append(marked[last:])
-        joined = "".join(plain)
+        # Where is each marker? str.find runs in C; a marker printed twice makes the counts disagree.
+        found = 0
+        where: list[tuple[int, int, int, bool]] = []  # (position in marked, length, message, is_open)
+        for i in range(len(messages)):
+            for is_open, mark in ((True, f"{OPEN}{i}{END}"), (False, f"{CLOSE}{i}{END}")):
+                at = marked.find(mark)
+                if at != -1:
+                    where.append((at, len(mark), i, is_open))
+                    found += 1
+        if found != marked.count(OPEN) + marked.count(CLOSE):
+            return None  # the template printed a message twice: ambiguous
+        joined = _MARK.sub("", marked)
         if text is not None and joined != text:
             return None
         self._last_plain = joined
+        opens, closes, removed = {}, {}, 0
+        for at, length, i, is_open in sorted(where):
+            (opens if is_open else closes)[i] = at - removed  # position once markers are removed
+            removed += length
         spans = []
         for i, m in enumerate(messages):
             if i not in opens or i not in closes:
