@@ -80,7 +80,13 @@ def build_splits(parts: dict[str, Encoded], cfg, tok, fingerprint: str):
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     out, stats = {}, {}
     for name, enc in parts.items():
-        if cfg.pack != "none":
+        if cfg.pack == "bfd":
+            from llmprep.pack import pack_bfd_arrays
+
+            columns, stats[name] = pack_bfd_arrays(enc.ids, enc.labels, enc.offsets, cfg.max_length)
+            small = {"attention_mask": pa.int8()}
+            table = pa.table({k: list_column(v, off, small.get(k, pa.int32())) for k, (v, off) in columns.items()})
+        elif cfg.pack == "wrap":
             from llmprep.pack import pack_examples
 
             rows = [enc.row(r) for r in range(len(enc))]

@@ -385,3 +385,46 @@ def iter_rows(columns: Columns) -> Iterable[dict[str, list[int]]]:
     keys = list(columns)
     for values in zip(*(columns[k] for k in keys)):
         yield dict(zip(keys, values))
+
+
+# ---------------------------------------------------------------- bfd on flat arrays (prepare's path)
+
+def pack_bfd_arrays(ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
+                    max_length: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+    """`bfd` on flat token arrays (row r = ids[offsets[r]:offsets[r+1]]), with no per-row Python lists.
+
+    Same bins and same rows as pack_examples(strategy="bfd"); returns {column: (flat values, row
+    offsets)} ready for Arrow list columns, and the stats. Example (max_length 4): rows [5, 6], [7],
+    [8, 9, 10] -> input_ids ([7, 8, 9, 10, 5, 6], [0, 4, 6]), seq_lengths ([1, 3, 2], [0, 2, 3])
+    """
+    check_options(strategy="bfd", max_length=max_length)
+    lengths = np.diff(offsets)
+    keep = np.flatnonzero(lengths > 0)
+    bins = bfd_bins(lengths[keep].tolist(), max_length)
+    members = keep[np.fromiter(chain.from_iterable(bins), dtype=np.int64, count=len(keep))]
+    seg_len = lengths[members]
+    # Flat positions of every member's tokens, members in row order.
+    seg_off = np.zeros(len(members) + 1, dtype=np.int64)
+    np.cumsum(seg_len, out=seg_off[1:])
+    index = np.arange(seg_off[-1], dtype=np.int64) + np.repeat(offsets[:-1][members] - seg_off[:-1], seg_len)
+    starts = np.zeros(len(index), dtype=bool)
+    starts[seg_off[:-1]] = True
+    row_sizes = np.fromiter((len(b) for b in bins), dtype=np.int64, count=len(bins))
+    row_seg_off = np.zeros(len(bins) + 1, dtype=np.int64)
+    np.cumsum(row_sizes, out=row_seg_off[1:])
+    row_tok_off = seg_off[row_seg_off]
+    flat_ids = ids[index]
+    columns = {
+        "input_ids": (flat_ids, row_tok_off),
+        "labels": (np.where(starts, IGNORE_INDEX, labels[index]), row_tok_off),
+        "attention_mask": (np.ones(len(index), dtype=np.int8), row_tok_off),
+        "position_ids": (segment_positions(starts), row_tok_off),
+        "seq_lengths": (seg_len, row_seg_off),
+    }
+    rows, real = len(bins), int(seg_off[-1])
+    stats = {"strategy": "bfd", "max_length": max_length, "rows": rows, "examples_packed": len(keep),
+             "tokens": real, "fill": round(real / (rows * max_length), 6) if rows else 0.0,
+             "remainder_tokens_dropped": 0, "padding_tokens": 0,
+             "empty_examples_skipped": int(len(lengths) - len(keep)),
+             "examples_per_row_max": int(row_sizes.max()) if rows else 0}
+    return columns, stats
