@@ -49,7 +49,10 @@ def bench_pack(n: int, max_length: int) -> dict:
     from datasets import Dataset
     from trl.data_utils import pack_dataset
 
-    from llmprep.pack import bfd_bins, pack_examples
+    import pyarrow as pa
+
+    from llmprep.output import list_column
+    from llmprep.pack import bfd_bins, pack_bfd_arrays, pack_examples
     from llmprep.tokenizer import load_tokenizer
 
     tok = load_tokenizer("smollm2")
@@ -70,6 +73,15 @@ def bench_pack(n: int, max_length: int) -> dict:
     bfd_bins(lengths, max_length)
     bins_s = time.perf_counter() - t0
 
+    # prepare's path: flat arrays in, Arrow-backed Dataset out (what `llmprep prepare --pack bfd` runs).
+    flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum()))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    t0 = time.perf_counter()
+    arr_cols, arr_stats = pack_bfd_arrays(flat, flat, offsets, max_length)
+    Dataset(pa.table({k: list_column(v, off) for k, (v, off) in arr_cols.items()}))
+    arrays_s = time.perf_counter() - t0
+    assert arr_stats == stats, "array and list packers disagree"
+
     ds = Dataset.from_dict({"input_ids": ids})
     t0 = time.perf_counter()
     packed = pack_dataset(ds, max_length, strategy="bfd")
@@ -79,15 +91,19 @@ def bench_pack(n: int, max_length: int) -> dict:
 
     result = {"examples": n, "tokens": int(lengths.sum()), "max_length": max_length,
               "llmprep": {"rows": stats["rows"], "fill": stats["fill"], "seconds": round(ours_s, 3),
-                          "bin_assignment_seconds": round(bins_s, 3)},
+                          "bin_assignment_seconds": round(bins_s, 3),
+                          "arrays_to_dataset_seconds": round(arrays_s, 3)},
               "trl": {"rows": trl_rows, "fill": round(trl_fill, 6), "seconds": round(trl_s, 3)},
               "row_ratio_trl_over_llmprep": round(trl_rows / stats["rows"], 4),
-              "time_ratio_llmprep_over_trl": round(ours_s / trl_s, 2)}
+              "time_ratio_llmprep_over_trl": round(ours_s / trl_s, 2),
+              "time_ratio_llmprep_arrays_over_trl": round(arrays_s / trl_s, 2)}
     print(f"llmprep bfd (global):  {stats['rows']} rows, fill {stats['fill']:.4%}, {ours_s:.2f}s "
           f"(all 5 output columns; bin assignment alone {bins_s:.2f}s)")
+    print(f"llmprep bfd, prepare's array path to a Dataset: {arrays_s:.2f}s")
     print(f"trl pack_dataset bfd:  {trl_rows} rows, fill {trl_fill:.4%}, {trl_s:.2f}s")
     print(f"rows trl/llmprep = {result['row_ratio_trl_over_llmprep']}, "
-          f"time llmprep/trl = {result['time_ratio_llmprep_over_trl']}")
+          f"time llmprep/trl = {result['time_ratio_llmprep_over_trl']} (lists), "
+          f"{result['time_ratio_llmprep_arrays_over_trl']} (arrays, prepare's path)")
     return result
 
 

@@ -406,7 +406,8 @@ def pack_bfd_arrays(ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
     # Flat positions of every member's tokens, members in row order.
     seg_off = np.zeros(len(members) + 1, dtype=np.int64)
     np.cumsum(seg_len, out=seg_off[1:])
-    index = np.arange(seg_off[-1], dtype=np.int64) + np.repeat(offsets[:-1][members] - seg_off[:-1], seg_len)
+    positions = np.arange(seg_off[-1], dtype=np.int64) - np.repeat(seg_off[:-1], seg_len)  # restart per segment
+    index = positions + np.repeat(offsets[:-1][members], seg_len)
     starts = np.zeros(len(index), dtype=bool)
     starts[seg_off[:-1]] = True
     row_sizes = np.fromiter((len(b) for b in bins), dtype=np.int64, count=len(bins))
@@ -418,7 +419,7 @@ def pack_bfd_arrays(ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
         "input_ids": (flat_ids, row_tok_off),
         "labels": (np.where(starts, IGNORE_INDEX, labels[index]), row_tok_off),
         "attention_mask": (np.ones(len(index), dtype=np.int8), row_tok_off),
-        "position_ids": (segment_positions(starts), row_tok_off),
+        "position_ids": (positions, row_tok_off),
         "seq_lengths": (seg_len, row_seg_off),
     }
     rows, real = len(bins), int(seg_off[-1])

@@ -62,7 +62,16 @@ def write_json(path: Path, data: Any) -> None:
 
 def save_output(tmp: Path, splits: DatasetDict, report: dict, rejected: list[dict]) -> None:
     """Save a DatasetDict, the report and the rejects into `tmp` (a dir from atomic_output_dir)."""
-    splits.save_to_disk(str(tmp))
+    import datasets
+
+    quiet = not datasets.are_progress_bars_disabled()
+    if quiet:  # llmprep draws its own progress bar; datasets' per-split "Saving" bars are noise here
+        datasets.disable_progress_bars()
+    try:
+        splits.save_to_disk(str(tmp))
+    finally:
+        if quiet:
+            datasets.enable_progress_bars()
     with open(tmp / REJECTED, "w", encoding="utf-8") as fh:
         for row in rejected:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
