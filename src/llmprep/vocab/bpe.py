@@ -40,17 +40,7 @@ def bpe_encode(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
 
     Example: word "abc", ranks {("b","c"): 0, ("a","bc"): 1} -> ["abc"]
     """
-    symbols = list(word)
-    while len(symbols) > 1:
-        best, at = None, -1
-        for i in range(len(symbols) - 1):
-            rank = ranks.get((symbols[i], symbols[i + 1]))
-            if rank is not None and (best is None or rank < best):
-                best, at = rank, i
-        if best is None:
-            break
-        symbols[at:at + 2] = [symbols[at] + symbols[at + 1]]
-    return symbols
+    return bpe_encode_trace(word, ranks)[0]
 
 
 def bpe_encode_trace(word: str, ranks: dict[tuple[str, str], int]) -> tuple[list[str], list[tuple[str, str]]]:
