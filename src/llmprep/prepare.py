@@ -172,28 +172,11 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     fingerprint = hashlib.sha256(repr((_version(), digests, tok_fingerprint, source,
                                        sorted(options.items()))).encode()).hexdigest()[:16]
     splits, pack_stats = build_splits(parts, cfg, tok, fingerprint)
-    report = {
-        "llmprep_version": _version(),
-        "examples": kinds,
-        "records": {"read": read, "kept": sum(len(p) for p in parts.values()), "rejected": len(rejected),
-                    "dropped": len(dropped)},
-        "kept": {name: len(p) for name, p in parts.items()},
-        "rows": {name: len(ds) for name, ds in splits.items()},
-        "rejected_reasons": _count_reasons(rejected),
-        "dropped_reasons": _count_reasons(dropped),
-        "truncated": sum(r.truncated for r in results),
-        "control_text_rows": sum(r.control_text_rows for r in results),
-        "tokens": {"total": int(len(encoded.ids)), "trained": int((encoded.labels != -100).sum())
-                   if encoded.token_type_ids is None else 0},
-        "lengths": length_stats(encoded.lengths),
-        "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
-                   "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
-        "inputs": [{"path": str(f), "sha256": d} for f, d in zip(files, digests)],
-        "tokenizer": {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
-                      "fingerprint": tok_fingerprint},
-        "template": {"name": template_name, "sha256": template_fingerprint(source) if source else None},
-        "options": options,
-    }
+    report = _report(cfg, results, encoded, parts, splits, kinds, rejected, dropped, options)
+    report["inputs"] = [{"path": str(f), "sha256": d} for f, d in zip(files, digests)]
+    report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
+                           "fingerprint": tok_fingerprint}
+    report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
     if pack_stats:
         report["packing"] = pack_stats
     # Cache hits are not in report.json: a rerun served from the cache must write identical files.
@@ -201,6 +184,29 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
                    "misses": cache.misses if cache else 0}
     return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started,
                          cache=cache_stats)
+
+
+def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, parts: dict, splits, kinds: dict,
+            rejected: list[Rejected], dropped: list[Rejected], options: dict) -> dict:
+    """report.json's counts: read = kept + rejected + dropped, kept split by split, tokens, lengths."""
+    pairs = encoded.token_type_ids is not None
+    return {
+        "llmprep_version": _version(),
+        "examples": kinds,
+        "records": {"read": len(encoded) + len(rejected) + len(dropped), "kept": sum(len(p) for p in parts.values()),
+                    "rejected": len(rejected), "dropped": len(dropped)},
+        "kept": {name: len(p) for name, p in parts.items()},
+        "rows": {name: len(ds) for name, ds in splits.items()},
+        "rejected_reasons": _count_reasons(rejected),
+        "dropped_reasons": _count_reasons(dropped),
+        "truncated": sum(r.truncated for r in results),
+        "control_text_rows": sum(r.control_text_rows for r in results),
+        "tokens": {"total": int(len(encoded.ids)), "trained": 0 if pairs else int((encoded.labels != -100).sum())},
+        "lengths": length_stats(encoded.lengths),
+        "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
+                   "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
+        "options": options,
+    }
 
 
 def _shards(records: Iterable[Record], cfg: PrepareConfig) -> Iterator[tuple[list[Record], dict[str, str]]]:
