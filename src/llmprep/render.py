@@ -346,3 +346,15 @@ class ChatRenderer:
             tail = list(self._eot.finditer(text, len(head), end)) if self._eot else []
             spans.append((len(head), tail[-1].end() if tail else end))
         return spans
+
+
+def render_prompt(messages: Sequence[Message], tokenizer, *, template: str | None = "auto",
+                  add_generation_prompt: bool = True) -> str:
+    """The inference prompt for a conversation, rendered exactly as training data is.
+
+    Use it (not a hand-written f-string) at generation time, so training and inference can't drift.
+    Example (SmolLM2): [user "Hi"] -> "<|im_start|>system\\n...<|im_end|>\\n<|im_start|>user\\nHi<|im_end|>\\n
+    <|im_start|>assistant\\n"
+    """
+    _, source = resolve_template(template, tokenizer)
+    return ChatRenderer.for_tokenizer(source, tokenizer).render(messages, add_generation_prompt=add_generation_prompt)

@@ -7,6 +7,7 @@ import click
 from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
 from llmprep.cli.prepare import prepare_cmd
+from llmprep.cli.render import render_cmd
 from llmprep.cli.vocab import vocab
 
 
@@ -30,5 +31,6 @@ def main() -> None:
 
 main.add_command(prepare_cmd)
 main.add_command(inspect_cmd)
+main.add_command(render_cmd)
 main.add_command(vocab)
 main.add_command(model)
