@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
 from llmprep.cli.prepare import prepare_cmd
@@ -32,5 +33,6 @@ def main() -> None:
 main.add_command(prepare_cmd)
 main.add_command(inspect_cmd)
 main.add_command(render_cmd)
+main.add_command(generate_cmd)
 main.add_command(vocab)
 main.add_command(model)
