@@ -9,6 +9,7 @@ from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
 from llmprep.cli.prepare import prepare_cmd
 from llmprep.cli.render import render_cmd
+from llmprep.cli.train import train_cmd
 from llmprep.cli.vocab import vocab
 
 
@@ -34,5 +35,10 @@ main.add_command(prepare_cmd)
 main.add_command(inspect_cmd)
 main.add_command(render_cmd)
 main.add_command(generate_cmd)
+main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
+
+
+if __name__ == "__main__":  # `python -m llmprep.cli ...` (e.g. under `accelerate launch -m`)
+    main()
