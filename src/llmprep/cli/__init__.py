@@ -38,7 +38,3 @@ main.add_command(generate_cmd)
 main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
-
-
-if __name__ == "__main__":  # `python -m llmprep.cli ...` (e.g. under `accelerate launch -m`)
-    main()
