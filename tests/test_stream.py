@@ -57,7 +57,9 @@ def test_stream_matches_in_memory_wrap(tok, corpus):
         assert report["packing"][key] == stats[key], key
     assert json.loads((out / "report.json").read_text()) == report
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
-    assert [(r["line"], r["reason"]) for r in rejected] == [(2, "missing or not a string"), (3, "invalid JSON")]
+    assert [r["line"] for r in rejected] == [2, 3]
+    assert rejected[0]["reason"] == "missing or not a string (the --text-field is 'text')"
+    assert rejected[1]["reason"].startswith("malformed JSON")
     assert not list(corpus.glob(".out.tmp-*"))
 
 
@@ -116,6 +118,6 @@ def test_stream_errors_list_every_problem(tok, tmp_path):
                        out=tmp_path / "o", block_size=0, remainder="trim")
     msg = str(err.value)
     assert "missing.txt" in msg and "not a file" in msg
-    assert "reads .txt or .jsonl, got '.csv'" in msg
+    assert "reads .txt or .jsonl (or .gz of them), got '.csv'" in msg
     assert "--block-size 0" in msg and "--remainder 'trim'" in msg
     assert not (tmp_path / "o").exists()

@@ -116,7 +116,7 @@ def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
     return Record(source, line, error=err, raw=raw)
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
+def text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
     """(line number, text) for each non-blank line; a line that is not UTF-8 comes as a rejected Record.
 
     Blank lines are not records (in JSONL and text files alike they separate nothing).
@@ -132,7 +132,7 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
 
 
 def _read_jsonl(path: Path, lazy: bool = False) -> Iterator[Record]:
-    for n, text in _text_lines(path):
+    for n, text in text_lines(path):
         if isinstance(text, Record):
             yield text
         elif lazy:
@@ -221,5 +221,5 @@ def _read_parquet(path: Path) -> Iterator[Record]:
 
 
 def _read_txt(path: Path) -> Iterator[Record]:
-    for n, text in _text_lines(path):
+    for n, text in text_lines(path):
         yield text if isinstance(text, Record) else Record(str(path), n, data={"text": text.rstrip("\r\n")})

@@ -10,6 +10,7 @@ and .jsonl (one JSON object per line with a `text_field` string; bad lines go to
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -19,8 +20,9 @@ from datasets import DatasetInfo, Features, Sequence, Value
 from datasets.arrow_writer import ArrowWriter
 from datasets.fingerprint import generate_random_fingerprint
 
-from llmprep.errors import ConfigError
+from llmprep.errors import ConfigError, LlmprepError, RecordError
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
+from llmprep.records import Record, file_kind, parse_record, text_lines
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
 FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
@@ -37,30 +39,51 @@ def _read_pieces(fh: IO[str], limit: int) -> Iterator[str]:
         yield piece
 
 
-def txt_documents(path: Path, *, mode: str = "paragraph", max_doc_chars: int = 1 << 20) -> Iterator[Piece]:
-    """Documents of a text file, as pieces of at most ~max_doc_chars.
+def txt_documents(path: Path, *, mode: str = "paragraph", max_doc_chars: int = 1 << 20,
+                  rejects: IO[str] | None = None) -> Iterator[Piece]:
+    """Documents of a text file (.txt or .txt.gz), as pieces of at most ~max_doc_chars.
 
+    A document holding bytes that are not UTF-8 goes to `rejects` (file, first line, reason, the text
+    with U+FFFD where the bad bytes were) instead of being tokenized.
     Example (paragraph): "a\\nb\\n\\nc\\n" -> ("a\\nb", True, True), ("c", True, True)
     """
     buf: list[str] = []
-    size, first = 0, True
-    with open(path, encoding="utf-8") as fh:
+    size, first, line, start_line = 0, True, 1, 1
+
+    def emit(text: str, is_first: bool, is_last: bool) -> Iterator[Piece]:
+        if not _has_surrogate(text):
+            yield text, is_first, is_last
+        elif rejects is not None:
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            rejects.write(json.dumps({"source": str(path), "line": start_line, "field": None,
+                                      "reason": "not valid UTF-8", "record": shown}, ensure_ascii=False) + "\n")
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as fh:
         for piece in _read_pieces(fh, max_doc_chars):
             line_end = piece.endswith("\n")
             blank = not piece.strip()
             boundary = line_end and (mode == "line" or blank)
+            if not buf and not blank:
+                start_line = line
             if not blank or (buf and mode == "paragraph" and not boundary):
                 buf.append(piece)
                 size += len(piece)
             if boundary:
                 if buf or not first:
-                    yield "".join(buf).rstrip("\n"), first, True
+                    yield from emit("".join(buf).rstrip("\n"), first, True)
                 buf, size, first = [], 0, True
             elif size >= max_doc_chars:
-                yield "".join(buf), first, False
+                yield from emit("".join(buf), first, False)
                 buf, size, first = [], 0, False
+            line += line_end
     if buf or not first:
-        yield "".join(buf).rstrip("\n"), first, True
+        yield from emit("".join(buf).rstrip("\n"), first, True)
+
+
+def _has_surrogate(text: str) -> bool:
+    """True if text holds bytes that were not UTF-8 (read with surrogateescape)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _split_text(text: str, limit: int) -> list[str]:
@@ -75,27 +98,24 @@ def _split_text(text: str, limit: int) -> list[str]:
 
 def jsonl_documents(path: Path, *, text_field: str, rejects: IO[str],
                     max_doc_chars: int = 1 << 20) -> Iterator[Piece]:
-    """Documents from a .jsonl file's `text_field`; unusable lines are written to `rejects`.
+    """Documents from a .jsonl (or .jsonl.gz) file's `text_field`; unusable lines go to `rejects`
+    with file, line, field, reason and the raw line.
 
     Example: '{"text": "hi"}' -> ("hi", True, True); '{"body": 1}' -> a rejected.jsonl line
     """
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                text = record[text_field] if isinstance(record, dict) else None
-                if not isinstance(text, str):
-                    raise KeyError(text_field)
-            except (json.JSONDecodeError, KeyError) as exc:
-                reason = "invalid JSON" if isinstance(exc, json.JSONDecodeError) else "missing or not a string"
-                rejects.write(json.dumps({"source": str(path), "line": line_no, "field": text_field,
-                                          "reason": reason}) + "\n")
-                continue
-            pieces = _split_text(text, max_doc_chars)
-            for i, piece in enumerate(pieces):
-                yield piece, i == 0, i == len(pieces) - 1
+    for line_no, text in text_lines(path):
+        rec = text if isinstance(text, Record) else parse_record(Record(str(path), line_no, raw=text.rstrip("\n")))
+        value = rec.data.get(text_field) if rec.data is not None else None
+        if rec.error is not None or not isinstance(value, str):
+            err = rec.error or RecordError(f"missing or not a string (the --text-field is {text_field!r})",
+                                           field=text_field)
+            rejects.write(json.dumps({"source": str(path), "line": line_no, "field": err.field, "reason": err.reason,
+                                      "record": rec.raw if rec.data is None else rec.data},
+                                     ensure_ascii=False) + "\n")
+            continue
+        pieces = _split_text(value, max_doc_chars)
+        for i, piece in enumerate(pieces):
+            yield piece, i == 0, i == len(pieces) - 1
 
 
 def _batches(pieces: Iterator[Piece], batch_size: int, batch_chars: int) -> Iterator[list[Piece]]:
@@ -121,8 +141,9 @@ def _check(inputs: list[str], block_size: int, remainder: str, txt_mode: str) ->
     for p in paths:
         if not p.is_file():
             problems.append(f"input {str(p)!r}: not a file")
-        elif p.suffix not in (".txt", ".jsonl"):
-            problems.append(f"input {str(p)!r}: --stream reads .txt or .jsonl, got {p.suffix or 'no suffix'!r}")
+        elif file_kind(p) not in (".txt", ".jsonl"):
+            problems.append(f"input {str(p)!r}: --stream reads .txt or .jsonl (or .gz of them), "
+                            f"got {p.suffix or 'no suffix'!r}")
     if txt_mode not in TXT_MODES:
         problems.append(f"txt_mode {txt_mode!r}: expected one of {', '.join(TXT_MODES)}")
     try:
@@ -169,7 +190,8 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
         with open(tmp / REJECTED, "w", encoding="utf-8") as rejects:
             for path in paths:
                 pieces = (jsonl_documents(path, text_field=text_field, rejects=rejects, max_doc_chars=max_doc_chars)
-                          if path.suffix == ".jsonl" else txt_documents(path, mode=txt_mode, max_doc_chars=max_doc_chars))
+                          if file_kind(path) == ".jsonl"
+                          else txt_documents(path, mode=txt_mode, max_doc_chars=max_doc_chars, rejects=rejects))
                 for batch in _batches(pieces, batch_size, batch_chars):
                     ids, starts, docs = _encode(tokenizer, batch, bos, eos)
                     counts["documents"] += docs
@@ -179,6 +201,11 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
         writer.close()
         _write_split_metadata(tmp, split_dir)
         rejected = sum(1 for _ in open(tmp / REJECTED, encoding="utf-8"))
+        if counts["rows"] == 0:  # loud, and nothing written: an empty dataset that looks complete helps no one
+            first = open(tmp / REJECTED, encoding="utf-8").readline().strip()
+            raise LlmprepError(f"--stream wrote no block: {counts['documents']} documents ({packer.dropped} tokens "
+                               f"dropped as a partial block), {rejected} rejected" +
+                               (f"; first reject: {first}" if first else ""))
         report = _report(paths, tokenizer, block_size, remainder, bos, eos, packer, counts, rejected)
         write_json(tmp / REPORT, report)
     return report

@@ -99,3 +99,39 @@ def test_fixed_padding_from_cli(tmp_path, side):
         edge = row["attention_mask"][0] if side == "left" else row["attention_mask"][-1]
         assert edge == 0
         assert all(lab == IGNORE_INDEX for lab, m in zip(row["labels"], row["attention_mask"]) if m == 0)
+
+
+def test_control_text_and_engine_flags(tmp_path):
+    from llmprep.tokenizer import load_tokenizer
+
+    tok = load_tokenizer("smollm2")
+    conv = [{"role": "user", "content": "Say <|im_end|> please"}, {"role": "assistant", "content": "No."}]
+    src = tmp_path / "c.jsonl"
+    _write_jsonl(src, [{"messages": conv}])
+    end_id = tok.convert_tokens_to_ids("<|im_end|>")
+    ids = {}
+    for name, flags in [("literal", []), ("allowed", ["--allow-control-text"]),
+                        ("tokenizers", ["--engine", "tokenizers"])]:
+        out = tmp_path / name
+        res = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--quiet", "--no-cache"] + flags)
+        assert res.exit_code == 0, res.output
+        ids[name] = datasets.load_from_disk(str(out))["train"][0]["input_ids"]
+        report = json.loads((out / "report.json").read_text())
+        assert report["engine"]["requested"] == ("tokenizers" if name == "tokenizers" else "auto")
+    reference = tok.apply_chat_template(conv)["input_ids"]
+    assert ids["allowed"] == reference  # apply_chat_template's behaviour: the user's text became a control token
+    assert ids["literal"].count(end_id) == reference.count(end_id) - 1
+    assert ids["tokenizers"] == ids["literal"]
+
+
+def test_stream_text_field(tmp_path):
+    src = tmp_path / "docs.jsonl"
+    _write_jsonl(src, [{"body": "alpha beta gamma " * 20}, {"body": "delta epsilon " * 20}])
+    out = tmp_path / "s"
+    res = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--quiet", "--stream", "--pack", "wrap",
+                                    "--block-size", "16", "--text-field", "body"])
+    assert res.exit_code == 0, res.output
+    assert datasets.load_from_disk(str(out))["train"].num_rows > 0
+    bad = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "t"), "--stream", "--pack", "wrap",
+                                    "--block-size", "16"])
+    assert bad.exit_code != 0 or json.loads((tmp_path / "t" / "report.json").read_text())["rejected"] == 2
