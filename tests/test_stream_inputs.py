@@ -40,3 +40,12 @@ def test_no_block_is_an_error_and_writes_nothing(tmp_path):
     with pytest.raises(LlmprepError, match="wrote no block.*1 rejected"):
         prepare_stream([str(src)], tokenizer=load_tokenizer("smollm2"), out=tmp_path / "o", block_size=8)
     assert not (tmp_path / "o").exists()
+
+
+def test_directory_input_expands(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"part{i}.txt").write_text(f"document number {i} with some words\n")
+    report = prepare_stream([str(folder)], tokenizer=load_tokenizer("smollm2"), out=tmp_path / "o", block_size=4)
+    assert report["documents"] == 3 and len(report["inputs"]) == 3

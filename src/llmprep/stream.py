@@ -22,7 +22,7 @@ from datasets.fingerprint import generate_random_fingerprint
 
 from llmprep.errors import ConfigError, LlmprepError, RecordError
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
-from llmprep.records import Record, file_kind, parse_record, text_lines
+from llmprep.records import Record, expand_inputs, file_kind, parse_record, text_lines
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
 FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
@@ -135,9 +135,18 @@ def _batches(pieces: Iterator[Piece], batch_size: int, batch_chars: int) -> Iter
 def _check(inputs: list[str], block_size: int, remainder: str, txt_mode: str) -> list[Path]:
     """Validate options and input paths together; one ConfigError listing every problem."""
     problems = []
-    paths = [Path(p) for p in inputs]
-    if not paths:
+    paths: list[Path] = []
+    if not inputs:
         problems.append("inputs: no input files given")
+    for item in inputs:  # directories and globs expand as in `prepare`
+        p = Path(item)
+        if p.is_dir() or (not p.exists() and any(ch in item for ch in "*?[")):
+            try:
+                paths += expand_inputs([item])
+            except ConfigError as exc:
+                problems.append(str(exc))
+        else:
+            paths.append(p)
     for p in paths:
         if not p.is_file():
             problems.append(f"input {str(p)!r}: not a file")
