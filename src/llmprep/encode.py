@@ -140,7 +140,7 @@ def edge_labels(enc, ids: np.ndarray, spans: Sequence[Span]) -> np.ndarray | Non
 class ChatEncoder:
     """Encode rendered conversations in batches. Built once per tokenizer."""
 
-    def __init__(self, tokenizer, *, literal_control_text: bool = True, engine: str = "auto"):
+    def __init__(self, tokenizer, *, engine: str = "auto"):
         if engine not in ENGINES:
             raise ConfigError(f"--engine {engine!r} is not valid; choose one of {', '.join(ENGINES)}")
         self.tokenizer = tokenizer
@@ -148,7 +148,6 @@ class ChatEncoder:
         self.fast = FastEngine.load(self.backend) if engine in ("auto", "fastokens") else None
         self.engine_mismatches = 0
         self.fast_rows = 0
-        self.literal_control_text = literal_control_text
         specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special},
                           key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, specials))) if specials else None

@@ -63,8 +63,7 @@ def _tools(settings: ShardSettings):
         tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
         renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
         _STATE.update(key=key, tok=tok, renderer=renderer,
-                      encoder=ChatEncoder(tok, literal_control_text=settings.literal_control_text,
-                                          engine=settings.engine))
+                      encoder=ChatEncoder(tok, engine=settings.engine))
     return _STATE["tok"], _STATE["renderer"], _STATE["encoder"]
 
 
@@ -98,25 +97,11 @@ def process_shard(records: list[Record], formats: dict[str, str],
         raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
     parts: list[Encoded] = []
     order: list[int] = []  # example index of each encoded row, to restore input order
-    control_rows = 0
     chats = [i for i, ex in enumerate(examples) if ex.kind == CHAT]
-    if chats:
-        texts, spans, literal, ok = [], [], [], []
-        for i in chats:
-            ex = examples[i]
-            try:
-                text, sp, contents = renderer.locate(ex.data["messages"])
-            except RecordError as err:
-                rejected.append(reject(ex, err, ex.data))
-                continue
-            if settings.train_turns == "last":
-                sp = sp[-1:]
-            lit = _literal_spans(encoder, ex.data["messages"], text, contents) if settings.literal_control_text else []
-            control_rows += bool(lit)
-            texts.append(text), spans.append(sp), literal.append(lit), ok.append(i)
-        if ok:
-            parts.append(encoder.encode(texts, spans, literal, train_all=settings.train_on_prompt))
-            order += ok
+    encoded, ok, control_rows = _encode_chats(examples, chats, renderer, encoder, settings, rejected)
+    if ok:
+        parts.append(encoded)
+        order += ok
     docs = [i for i, ex in enumerate(examples) if ex.kind == TEXT]
     if docs:
         parts.append(encode_documents(tok, [examples[i].data["text"] for i in docs]))
@@ -136,6 +121,29 @@ def process_shard(records: list[Record], formats: dict[str, str],
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
                        encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds)
+
+
+def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,
+                  settings: ShardSettings, rejected: list[Rejected]) -> tuple[Encoded | None, list[int], int]:
+    """Render and encode the chat examples at `chats`; a conversation the template refuses is appended
+    to `rejected`. Returns (encoded rows, their example indices, rows holding control-token text)."""
+    texts, spans, literal, ok = [], [], [], []
+    for i in chats:
+        ex = examples[i]
+        try:
+            text, sp, contents = renderer.locate(ex.data["messages"])
+        except RecordError as err:
+            rejected.append(reject(ex, err, ex.data))
+            continue
+        if settings.train_turns == "last":
+            sp = sp[-1:]
+        texts.append(text), spans.append(sp), ok.append(i)
+        literal.append(_literal_spans(encoder, ex.data["messages"], text, contents)
+                       if settings.literal_control_text else [])
+    if not ok:
+        return None, [], 0
+    encoded = encoder.encode(texts, spans, literal, train_all=settings.train_on_prompt)
+    return encoded, ok, sum(1 for x in literal if x)
 
 
 def _literal_spans(encoder: ChatEncoder, messages, text: str, contents) -> list[tuple[int, int]]:
