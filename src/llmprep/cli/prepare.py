@@ -7,7 +7,6 @@ import importlib.resources
 import click
 
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
-from llmprep.errors import LlmprepError
 from llmprep.formats import FORMATS
 
 
@@ -98,12 +97,10 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
         strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
-        remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache, cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)
-    try:
-        result = run(cfg, list(inputs) or [sample_path()])
-        result.save(out)
-    except LlmprepError as exc:
-        raise click.ClickException(str(exc)) from exc
+        remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
+        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)
+    result = run(cfg, list(inputs) or [sample_path()])  # LlmprepError -> one clean line (cli.Group)
+    result.save(out)
     if not quiet:
         print_summary(result, out)
 
@@ -119,10 +116,7 @@ def _stream(inputs, out, tokenizer, pack, block_size, remainder, text_field, qui
         raise click.UsageError("--stream needs --pack wrap (it concatenates documents into fixed blocks)")
     if not inputs:
         raise click.UsageError("--stream needs INPUT files (.txt or .jsonl)")
-    try:
-        report = prepare_stream(list(inputs), tokenizer=load_tokenizer(tokenizer), out=out, block_size=block_size,
-                                remainder=remainder, text_field=text_field)
-    except LlmprepError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = prepare_stream(list(inputs), tokenizer=load_tokenizer(tokenizer), out=out, block_size=block_size,
+                            remainder=remainder, text_field=text_field)
     if not quiet:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
