@@ -46,3 +46,19 @@ def test_edge_labels_widen_over_byte_tokens(smollm2):
     off = np.asarray(enc.offsets).reshape(-1, 2)
     for span in [(2, 3), (3, 4), (1, 3), (0, 4)]:
         assert edge_labels(enc, ids, [span]).tolist() == span_labels(ids, off[:, 0], off[:, 1], [span]).tolist()
+
+
+def test_pair_truncation_side_follows_option(bert):
+    from llmprep.encode import encode_pairs
+
+    a, b = "one two three four five six", "seven eight nine ten"
+    for side in ("left", "right"):
+        enc = encode_pairs(bert, [a], [b], [1], 8, side)
+        bert.truncation_side = side
+        try:
+            expected = bert(a, b, truncation=True, max_length=8)["input_ids"]
+        finally:
+            bert.truncation_side = "right"
+        assert enc.row(0)[0] == expected
+    assert encode_pairs(bert, [a], [b], [1], 8, "left").row(0)[0] != encode_pairs(bert, [a], [b], [1], 8, "right").row(0)[0]
+    assert bert.truncation_side == "right"  # the shared tokenizer is left as it was

@@ -294,11 +294,16 @@ def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, m
                  truncation: str) -> Encoded:
     """Sentence pairs (BERT-style): [CLS] a [SEP] b [SEP] with token_type_ids; labels = the class ids.
 
-    Truncation follows the tokenizer's pair strategy ("longest_first"); --truncation drop is applied
-    by the caller on the untruncated lengths.
+    Truncation follows the tokenizer's pair strategy ("longest_first"), cutting tokens from the side
+    --truncation names; --truncation drop is applied by the caller on the untruncated lengths.
     """
-    enc = tokenizer(first, second, truncation=truncation != "drop", max_length=max_length,
-                    return_token_type_ids=True)
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left" if truncation == "left" else "right"
+    try:
+        enc = tokenizer(first, second, truncation=truncation != "drop", max_length=max_length,
+                        return_token_type_ids=True)
+    finally:
+        tokenizer.truncation_side = side
     ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
     tt = [np.asarray(x, dtype=np.int64) for x in enc["token_type_ids"]]
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
