@@ -179,16 +179,9 @@ class ChatEncoder:
                 off = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
                 labels = span_labels(ids, off[:, 0], off[:, 1], spans[r])
             done[r] = ids, labels
-        ids_parts, label_parts, lengths = [], [], []
-        for r in range(len(texts)):
-            ids, labels = done[r]
-            ids_parts.append(ids)
-            label_parts.append(labels)
-            lengths.append(len(ids))
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        rows = [done[r] for r in range(len(texts))]
         cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-        return Encoded(cat(ids_parts), cat(label_parts), offsets)
+        return Encoded(cat([i for i, _ in rows]), cat([lab for _, lab in rows]), offsets_of([len(i) for i, _ in rows]))
 
     def _encode_fast(self, texts, spans, rows, train_all) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Rows whose fast ids are verified exact: {row: (ids, labels)}; the others are left out."""
@@ -221,8 +214,7 @@ class ChatEncoder:
                 a, b = whole_off[k], whole_off[k + 1]
                 out[r] = whole_ids[a:b], labels[a:b]
             return out
-        piece_row_start = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(row_len, out=piece_row_start[1:])
+        piece_row_start = offsets_of(row_len)
         for k, r in enumerate(rows):
             ids = whole_ids[whole_off[k]:whole_off[k + 1]]
             if row_len[k] != len(ids):
@@ -284,10 +276,8 @@ def encode_documents(tokenizer, texts: list[str]) -> Encoded:
     bos, eos = boundary_tokens(tokenizer)
     enc = backend(tokenizer).encode_batch(texts, add_special_tokens=False)
     parts = [np.asarray(with_boundaries(e.ids, bos, eos), dtype=np.int64) for e in enc]
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in parts], out=offsets[1:])
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    return Encoded(ids, ids.copy(), offsets)
+    return Encoded(ids, ids.copy(), offsets_of([len(p) for p in parts]))
 
 
 def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, max_length: int,
@@ -306,13 +296,18 @@ def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, m
         tokenizer.truncation_side = side
     ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
     tt = [np.asarray(x, dtype=np.int64) for x in enc["token_type_ids"]]
-    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-    np.cumsum([len(x) for x in ids], out=offsets[1:])
     flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-    out = Encoded(flat, np.full(len(flat), IGNORE_INDEX, dtype=np.int64), offsets,
+    out = Encoded(flat, np.full(len(flat), IGNORE_INDEX, dtype=np.int64), offsets_of([len(x) for x in ids]),
                   token_type_ids=np.concatenate(tt) if tt else np.zeros(0, dtype=np.int64))
     out.extra["class_labels"] = labels
     return out
+
+
+def offsets_of(lengths) -> np.ndarray:
+    """Row offsets from row lengths. Example: [2, 0, 3] -> [0, 2, 2, 5]"""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
 
 
 def gather_index(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -321,8 +316,7 @@ def gather_index(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.n
     Example: starts=[5, 0], ends=[7, 1] -> index [5, 6, 0], offsets [0, 2, 3]
     """
     lengths = np.asarray(ends, dtype=np.int64) - np.asarray(starts, dtype=np.int64)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = offsets_of(lengths)
     index = np.arange(offsets[-1], dtype=np.int64) + np.repeat(np.asarray(starts, np.int64) - offsets[:-1], lengths)
     return index, offsets
 
@@ -332,9 +326,7 @@ def concat(parts: Sequence[Encoded]) -> Encoded:
     parts = [p for p in parts if len(p)]
     if not parts:
         return Encoded(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64))
-    lengths = np.concatenate([p.lengths for p in parts])
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = offsets_of(np.concatenate([p.lengths for p in parts]))
     tt = None
     if all(p.token_type_ids is not None for p in parts):
         tt = np.concatenate([p.token_type_ids for p in parts])
@@ -344,10 +336,13 @@ def concat(parts: Sequence[Encoded]) -> Encoded:
     return out
 
 
-def take(enc: Encoded, rows: Sequence[int] | np.ndarray) -> Encoded:
-    """Select rows (in the given order). Example: rows [a, b, c], take [2, 0] -> rows [c, a]"""
+def take(enc: Encoded, rows: Sequence[int] | np.ndarray, starts: np.ndarray | None = None,
+         ends: np.ndarray | None = None) -> Encoded:
+    """Select rows (in the given order), optionally only the token range [starts[i], ends[i]) of each
+    (flat positions; truncation uses that). Example: rows [a, b, c], take [2, 0] -> rows [c, a]"""
     rows = np.asarray(rows, dtype=np.int64)
-    starts, ends = enc.offsets[:-1][rows], enc.offsets[1:][rows]
+    starts = enc.offsets[:-1][rows] if starts is None else starts
+    ends = enc.offsets[1:][rows] if ends is None else ends
     index, offsets = gather_index(starts, ends)
     tt = enc.token_type_ids[index] if enc.token_type_ids is not None else None
     out = Encoded(enc.ids[index], enc.labels[index], offsets, tt)

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from llmprep.constants import IGNORE_INDEX
+from llmprep.encode import offsets_of
 from llmprep.errors import ConfigError
 
 STRATEGIES = ("none", "wrap", "bfd")
@@ -97,8 +98,7 @@ def add_document_boundaries(ids: Sequence[int], tokenizer) -> list[int]:
 def _flatten(seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate lists into one int64 array plus offsets. Example: [[5, 6], [7]] -> [5, 6, 7], [0, 2, 3]"""
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    offsets = offsets_of(lengths)
     flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(offsets[-1]))
     return flat, offsets
 
@@ -404,15 +404,13 @@ def pack_bfd_arrays(ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
     members = keep[np.fromiter(chain.from_iterable(bins), dtype=np.int64, count=len(keep))]
     seg_len = lengths[members]
     # Flat positions of every member's tokens, members in row order.
-    seg_off = np.zeros(len(members) + 1, dtype=np.int64)
-    np.cumsum(seg_len, out=seg_off[1:])
+    seg_off = offsets_of(seg_len)
     positions = np.arange(seg_off[-1], dtype=np.int64) - np.repeat(seg_off[:-1], seg_len)  # restart per segment
     index = positions + np.repeat(offsets[:-1][members], seg_len)
     starts = np.zeros(len(index), dtype=bool)
     starts[seg_off[:-1]] = True
     row_sizes = np.fromiter((len(b) for b in bins), dtype=np.int64, count=len(bins))
-    row_seg_off = np.zeros(len(bins) + 1, dtype=np.int64)
-    np.cumsum(row_sizes, out=row_seg_off[1:])
+    row_seg_off = offsets_of(row_sizes)
     row_tok_off = seg_off[row_seg_off]
     flat_ids = ids[index]
     columns = {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmprep.constants import IGNORE_INDEX
-from llmprep.encode import Encoded, gather_index, take
+from llmprep.encode import Encoded, take
 
 TRUNCATION = ("right", "left", "drop")
 TOO_LONG = "longer than --max-length {max_length} ({length} tokens) with --truncation drop"
@@ -55,11 +55,7 @@ def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = Tru
         keep &= trained
     dropped.sort()
     rows = np.flatnonzero(keep)
-    index, new_offsets = gather_index(starts[rows], ends[rows])
-    tt = enc.token_type_ids[index] if enc.token_type_ids is not None else None
-    out = Encoded(enc.ids[index], enc.labels[index], new_offsets, tt)
-    if "class_labels" in enc.extra:
-        out.extra["class_labels"] = [enc.extra["class_labels"][r] for r in rows]
+    out = take(enc, rows, starts[rows], ends[rows])
     return Fitted(out, rows, dropped, int((over & keep).sum()) if side != "drop" else 0)
 
 
