@@ -17,16 +17,10 @@ import site
 from pathlib import Path
 
 import pytest
+from helpers import chat
 
 SITE = Path(site.getsitepackages()[0])
 CORPUS = SITE / "chatterbot_corpus" / "data"
-
-
-def chat(*turns: str, system: str | None = None) -> list[dict]:
-    """chat("Hi", "Hello") -> [user Hi, assistant Hello] (alternating, user first)."""
-    msgs = [{"role": "system", "content": system}] if system else []
-    msgs += [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
-    return msgs
 
 
 def corpus_conversations(language: str, limit: int | None = None, min_turns: int = 2) -> list[list[dict]]:

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import chat
 
 from llmprep.constants import IGNORE_INDEX
 from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, gather_index, span_labels, take
 from llmprep.render import ChatRenderer, resolve_template
 from llmprep.records import Record
 from llmprep.shard import ShardSettings, process_shard
-
-
-def chat(*turns, system=None):
-    msgs = [{"role": "system", "content": system}] if system else []
-    return msgs + [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
 
 
 HAND_CHATS = [

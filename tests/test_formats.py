@@ -7,24 +7,13 @@ import csv
 import json
 
 import pytest
+from helpers import a, s, u
 
 from llmprep.errors import FormatError, RecordError
 from llmprep.examples import to_examples
 from llmprep.formats import FORMATS, detect_format, get_format, rename_fields
 from llmprep.prepare import PrepareConfig, run
 from llmprep.records import Record
-
-
-def u(text):
-    return {"role": "user", "content": text}
-
-
-def a(text):
-    return {"role": "assistant", "content": text}
-
-
-def s(text):
-    return {"role": "system", "content": text}
 
 
 # (record, detected format, converted data) -- written out by hand

@@ -6,22 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import a, s, u
 
 from llmprep.errors import RecordError
 from llmprep.messages import history_to_messages, validate_messages
 from llmprep.prepare import PrepareConfig, StrictStop, run
-
-
-def u(text):
-    return {"role": "user", "content": text}
-
-
-def a(text):
-    return {"role": "assistant", "content": text}
-
-
-def s(text):
-    return {"role": "system", "content": text}
 
 
 def test_valid_conversations_pass_unchanged():

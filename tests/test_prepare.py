@@ -8,26 +8,13 @@ from pathlib import Path
 
 import datasets
 import pytest
+from helpers import a, u, write_jsonl
 
 import llmprep.prepare as prep
 from llmprep.constants import IGNORE_INDEX
 from llmprep.errors import ConfigError
 from llmprep.prepare import PrepareConfig, prepare, run
 from llmprep.truncate import NO_TRAINED, TOO_LONG
-
-
-def u(text):
-    return {"role": "user", "content": text}
-
-
-def a(text):
-    return {"role": "assistant", "content": text}
-
-
-def write_jsonl(path, rows):
-    Path(path).write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n"
-                                  for r in rows), encoding="utf-8")
-    return Path(path)
 
 
 def opts(**kw):

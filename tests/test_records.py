@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import write_jsonl
 
 from llmprep.errors import ConfigError
 from llmprep.prepare import PrepareConfig, StrictStop, run
@@ -27,13 +28,6 @@ def run_prepare(inputs, **options):
     options.setdefault("progress", False)
     options.setdefault("num_proc", 1)
     return run(PrepareConfig(**options), [str(i) for i in (inputs if isinstance(inputs, list) else [inputs])])
-
-
-def write_jsonl(path, rows, opener=open):
-    with opener(path, "wt", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
-    return path
 
 
 def write_csv(path, rows, opener=open):

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import jinja2
 import pytest
+from helpers import chat
 
 from llmprep.errors import ConfigError, RecordError
 from llmprep.render import ChatRenderer, builtin_templates, compile_template, resolve_template
-
-
-def chat(*turns, system=None):
-    msgs = [{"role": "system", "content": system}] if system else []
-    return msgs + [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
 
 
 def template_source(name):

@@ -5,13 +5,10 @@ import json
 import datasets
 import pytest
 from click.testing import CliRunner
+from helpers import write_jsonl
 
 from llmprep.cli import main
 from llmprep.constants import IGNORE_INDEX
-
-
-def _write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 CHATS = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
@@ -20,7 +17,7 @@ CHATS = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
 
 def test_prepare_writes_dataset_report_and_rejects(tmp_path):
     src = tmp_path / "chats.jsonl"
-    _write_jsonl(src, CHATS + [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}])
+    write_jsonl(src, CHATS + [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}])
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--test-size", "4", "--seed", "1"])
     assert result.exit_code == 0, result.output
@@ -47,7 +44,7 @@ def test_prepare_without_input_uses_bundled_sample(tmp_path):
 
 def test_unknown_template_lists_valid_names(tmp_path):
     src = tmp_path / "c.jsonl"
-    _write_jsonl(src, CHATS[:2])
+    write_jsonl(src, CHATS[:2])
     result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--template", "vicuna"])
     assert result.exit_code != 0
     assert "--template 'vicuna' is not a known template" in result.output
@@ -57,7 +54,7 @@ def test_unknown_template_lists_valid_names(tmp_path):
 
 def test_fields_matching_no_format_name_fields_and_formats(tmp_path):
     src = tmp_path / "odd.jsonl"
-    _write_jsonl(src, [{"query": "a", "reply": "b"}])
+    write_jsonl(src, [{"query": "a", "reply": "b"}])
     result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert "['query', 'reply']" in result.output and "question-answer" in result.output
@@ -78,7 +75,7 @@ def test_strict_stops_at_first_bad_record_and_writes_nothing(tmp_path):
 
 def test_bad_column_and_test_size_values_are_named(tmp_path):
     src = tmp_path / "c.jsonl"
-    _write_jsonl(src, CHATS[:2])
+    write_jsonl(src, CHATS[:2])
     bad_col = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--column", "x"])
     assert bad_col.exit_code != 0 and "--column" in bad_col.output and "NEW=OLD" in bad_col.output
     bad_split = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "o"), "--test-size", "lots"])
@@ -88,7 +85,7 @@ def test_bad_column_and_test_size_values_are_named(tmp_path):
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_fixed_padding_from_cli(tmp_path, side):
     src = tmp_path / "c.jsonl"
-    _write_jsonl(src, CHATS[:5])
+    write_jsonl(src, CHATS[:5])
     out = tmp_path / "o"
     result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--quiet", "--padding", "max-length",
                                        "--max-length", "80", "--padding-side", side])
@@ -107,7 +104,7 @@ def test_control_text_and_engine_flags(tmp_path):
     tok = load_tokenizer("smollm2")
     conv = [{"role": "user", "content": "Say <|im_end|> please"}, {"role": "assistant", "content": "No."}]
     src = tmp_path / "c.jsonl"
-    _write_jsonl(src, [{"messages": conv}])
+    write_jsonl(src, [{"messages": conv}])
     end_id = tok.convert_tokens_to_ids("<|im_end|>")
     ids = {}
     for name, flags in [("literal", []), ("allowed", ["--allow-control-text"]),
@@ -126,7 +123,7 @@ def test_control_text_and_engine_flags(tmp_path):
 
 def test_stream_text_field(tmp_path):
     src = tmp_path / "docs.jsonl"
-    _write_jsonl(src, [{"body": "alpha beta gamma " * 20}, {"body": "delta epsilon " * 20}])
+    write_jsonl(src, [{"body": "alpha beta gamma " * 20}, {"body": "delta epsilon " * 20}])
     out = tmp_path / "s"
     res = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--quiet", "--stream", "--pack", "wrap",
                                     "--block-size", "16", "--text-field", "body"])

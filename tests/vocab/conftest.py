@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from llmprep.tokenizer import embedded_path, smollm2_gguf
-# --import-mode=importlib does not put test folders on sys.path; our helper module lives here.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vocab_assets import ENGLISH, SRC, TANG, ZH, lines_of, mistral_model_file, tiny_llama
 
 
