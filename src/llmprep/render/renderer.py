@@ -18,201 +18,22 @@ the difference is turn i.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.resources
-import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import jinja2
-import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llmprep.errors import ConfigError, RecordError
+from llmprep.errors import RecordError
 from llmprep.messages import Message
+from llmprep.render.lookup import resolve_template
+from llmprep.render.opaque import content_is_opaque
+from llmprep.render.sandbox import compile_template
 
 OPEN, CLOSE, END = "\ue000", "\ue001", "\ue002"  # private-use: never produced by templates
 _MARK = re.compile(f"([{OPEN}{CLOSE}])(\\d+){END}")
 Span = tuple[int, int]
 
-
-# --- the sandbox --------------------------------------------------------------------------------
-
-class _GenerationTag(jinja2.ext.Extension):
-    """`{% generation %}...{% endgeneration %}` (transformers' assistant-mask tag): renders its body."""
-
-    tags = {"generation"}
-
-    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
-
-    def _render(self, caller) -> str:
-        return caller()
-
-
-def _raise_exception(message: str) -> None:
-    raise jinja2.exceptions.TemplateError(message)
-
-
-def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None,
-            sort_keys: bool = False) -> str:
-    # Jinja's own tojson escapes HTML characters; chat templates expect plain JSON (as transformers does).
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-class _Namespace(jinja2.utils.Namespace):
-    """namespace() that refuses dunder/underscore attributes (no reaching CPython internals)."""
-
-    def __init__(*args, **kwargs):
-        self, args = args[0], args[1:]
-        attrs = dict(*args, **kwargs)
-        for name in attrs:
-            _Namespace._check(name)
-        jinja2.utils.Namespace.__init__(self, attrs)
-
-    def __setitem__(self, name, value):
-        _Namespace._check(name)
-        jinja2.utils.Namespace.__setitem__(self, name, value)
-
-    @staticmethod
-    def _check(name: Any) -> None:
-        if isinstance(name, str) and name.startswith("_"):
-            raise jinja2.exceptions.SecurityError(f"templates cannot set underscore attributes ({name!r})")
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """jinja2's immutable sandbox with its attribute verdicts memoised.
-
-    Every `loop.first` or `message.content` in a template asks the sandbox whether that attribute is
-    safe; the answer depends only on the object's type and the attribute name (jinja2's checks are
-    `isinstance` tests and name tests), so it is computed once per (type, name). Same verdicts,
-    about a third less rendering time.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._verdicts: dict[tuple[type, str], bool] = {}
-
-    def is_safe_attribute(self, obj, attr: str, value) -> bool:
-        key = (type(obj), attr)
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            verdict = self._verdicts[key] = super().is_safe_attribute(obj, attr, value)
-        return verdict
-
-
-@functools.lru_cache(maxsize=64)
-def compile_template(source: str) -> jinja2.Template:
-    """Compile a chat template in the sandbox. Cached: compiling costs ~1 ms, rendering ~40 µs."""
-    env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols])
-    env.filters["tojson"] = _tojson
-    env.globals.update(raise_exception=_raise_exception, namespace=_Namespace,
-                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
-    try:
-        return env.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"--template: the chat template does not compile: {exc} (line {exc.lineno})") from exc
-
-
-# --- template lookup ----------------------------------------------------------------------------
-
-def builtin_templates() -> dict[str, Path]:
-    """Named templates shipped as llmprep/templates/NAME.jinja."""
-    root = Path(str(importlib.resources.files("llmprep") / "templates"))
-    return {p.stem: p for p in sorted(root.glob("*.jinja"))}
-
-
-def resolve_template(template: str | None, tokenizer=None) -> tuple[str, str]:
-    """--template value -> (name, jinja source).
-
-    "auto" (default): the tokenizer's own chat template; a built-in name ("chatml", "llama3", ...);
-    or a path to a .jinja file.
-    Example: "chatml" -> ("chatml", "{% for message in messages %}...")
-    """
-    template = template or "auto"
-    names = builtin_templates()
-    if template == "auto":
-        source = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
-        if isinstance(source, dict):  # some repos ship several named templates
-            source = source.get("default") or next(iter(source.values()))
-        if not source:
-            raise ConfigError("--template auto: the tokenizer has no chat template. Pass --template with one "
-                              f"of the built-in names ({', '.join(names)}) or a path to a .jinja file.")
-        return "auto", source
-    if template in names:
-        return template, names[template].read_text(encoding="utf-8")
-    path = Path(template)
-    if path.suffix == ".jinja" or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"--template {template!r}: no such file")
-        return path.name, path.read_text(encoding="utf-8")
-    raise ConfigError(f"--template {template!r} is not a known template. Available: auto, "
-                      f"{', '.join(names)}, or a path to a .jinja file")
-
-
-def content_is_opaque(source: str) -> bool:
-    """True when the template only prints message content (concatenates it into output) and never
-    inspects it: then rendering with sentinel-wrapped content equals the real rendering with the
-    sentinels inserted, and one rendering per conversation is enough.
-
-    Example: ChatML's "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + ... }}" -> True;
-    Llama 3's "message['content'] | trim" -> False (the content is rewritten).
-    """
-    from jinja2 import nodes
-
-    env = ImmutableSandboxedEnvironment(extensions=[_GenerationTag, jinja2.ext.loopcontrols])
-    try:
-        tree = env.parse(source)
-    except jinja2.TemplateSyntaxError:
-        return False
-    message_names = {"messages"}
-    for node in tree.find_all((nodes.For, nodes.Assign)):  # loop variables and aliases of messages
-        value = node.iter if isinstance(node, nodes.For) else node.node
-        if any(n.name in message_names for n in value.find_all(nodes.Name)) or (
-                isinstance(value, nodes.Name) and value.name in message_names):
-            message_names |= {n.name for n in node.target.find_all(nodes.Name)} | (
-                {node.target.name} if isinstance(node.target, nodes.Name) else set())
-    safe_filters = {"length", "count", "first", "last"}
-
-    def visit(node, parents) -> bool:
-        is_content = (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
-                      and node.arg.value == "content") or (isinstance(node, nodes.Getattr) and node.attr == "content")
-        if is_content:
-            for parent in reversed(parents):
-                if isinstance(parent, nodes.Output):
-                    break
-                if not isinstance(parent, (nodes.Add, nodes.Concat)):
-                    return False
-            else:
-                return False
-        if isinstance(node, nodes.Filter) and node.name not in safe_filters and _mentions(node.node, message_names):
-            return False
-        if isinstance(node, nodes.Call) and any(_mentions(a, message_names) for a in node.args):
-            return False
-        return all(visit(child, parents + [node]) for child in node.iter_child_nodes())
-
-    return visit(tree, [])
-
-
-def _mentions(node, names: set[str]) -> bool:
-    from jinja2 import nodes
-
-    return node is not None and (
-        (isinstance(node, nodes.Name) and node.name in names)
-        or any(n.name in names for n in node.find_all(nodes.Name)))
-
-
-def template_fingerprint(source: str) -> str:
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-
-
-# --- rendering ----------------------------------------------------------------------------------
 
 @dataclass
 class ChatRenderer:
