@@ -10,6 +10,8 @@ modeling_flash_attention_utils.py of transformers 5.24):
 | sdpa                          | 4D bool mask [B, 1, T, T], block-diagonal causal  | "mask_4d"        |
 | eager                         | 4D additive float mask (0 / dtype min)            | "mask_4d"        |
 | flex_attention                | position_ids only, attention_mask=None            | "position_ids"   |
+| llmprep_varlen (registered    | ONE flattened row [1, N] + cu_seq_lens_q/k        | "padding_free"   |
+| here: torch's varlen_attn)    | (torch.nn.attention.varlen, flash kernels)        |                  |
 
 Traps this table avoids:
 - Flash attention only splits by position_ids when the batch size is 1 (`_is_packed_sequence`
@@ -37,9 +39,10 @@ from llmprep.constants import IGNORE_INDEX
 from llmprep.errors import ConfigError
 
 MODES = ("padding_free", "mask_4d", "position_ids")
+VARLEN = "llmprep_varlen"
 MODE_FOR_IMPLEMENTATION = {"flash_attention_2": "padding_free", "flash_attention_3": "padding_free",
                            "flash_attention_4": "padding_free", "sdpa": "mask_4d", "eager": "mask_4d",
-                           "flex_attention": "position_ids"}
+                           "flex_attention": "position_ids", VARLEN: "padding_free"}
 
 
 def attention_implementation(model: Any) -> str:
@@ -113,3 +116,93 @@ def run_packed(model: Any, rows: Sequence[Mapping[str, Any]], *, pad_token_id: i
     collator = PackedCollator.for_model(model, pad_token_id=pad_token_id, mode=mode)
     with torch.no_grad():
         return token_losses(model, collator(rows))
+
+
+def varlen_kernel():
+    """torch's variable-length (flash) attention, or None on a torch without it (added in 2.10)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+def varlen_available(device: torch.device | str) -> bool:
+    """Can the flash varlen kernel run here? Needs CUDA (the CPU path is a reference loop)."""
+    return varlen_kernel() is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+
+def _segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor,
+                       scale: float | None) -> torch.Tensor:
+    """Reference: causal sdpa per segment. q [N, H, D], k/v [N, Hkv, D] -> [N, H, D]."""
+    out = torch.empty_like(q)
+    bounds = cu.tolist()
+    rep = q.shape[1] // k.shape[1]
+    for a, b in zip(bounds, bounds[1:]):
+        if b <= a:
+            continue
+        qs = q[a:b].transpose(0, 1)
+        ks = k[a:b].transpose(0, 1).repeat_interleave(rep, dim=0)
+        vs = v[a:b].transpose(0, 1).repeat_interleave(rep, dim=0)
+        out[a:b] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale).transpose(0, 1)
+    return out
+
+
+def _call_varlen(kernel, q, k, v, cu, max_len, scale):
+    """Call torch's varlen_attn across its API changes: is_causal (2.10) / window_size (2.11+), enable_gqa."""
+    import inspect
+
+    params = inspect.signature(kernel).parameters
+    if q.shape[1] != k.shape[1] and "enable_gqa" not in params:
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    kwargs = {"scale": scale}
+    if "enable_gqa" in params:
+        kwargs["enable_gqa"] = q.shape[1] != k.shape[1]
+    if "window_size" in params:
+        kwargs["window_size"] = (-1, 0)  # causal
+    else:
+        kwargs["is_causal"] = True
+    return kernel(q, k, v, cu, cu, max_len, max_len, **kwargs)
+
+
+def varlen_attention_forward(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             attention_mask: Any, dropout: float = 0.0, scaling: float | None = None,
+                             **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers attention function over a flattened packed batch: each example attends to itself only.
+
+    query [1, H, N, D], key/value [1, Hkv, N, D] with kwargs cu_seq_lens_q (int32 [S + 1]) and
+    max_length_q (from PackedCollator mode "padding_free") -> output [1, N, H, D]. On CUDA in bf16/fp16
+    it runs torch's flash varlen kernel; elsewhere a per-segment sdpa loop with the same result.
+    Without cu_seq_lens (generation) it is plain causal sdpa.
+    """
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    if query.shape[0] != 1:
+        raise ConfigError(f"{VARLEN} attention takes one flattened row per batch, got {query.shape[0]} rows; "
+                          "use PackedCollator(mode='padding_free')")
+    q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # [N, H, D]
+    cu = cu.to(device=q.device, dtype=torch.int32)
+    kernel = varlen_kernel()
+    if kernel is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        max_len = int(kwargs.get("max_length_q") or q.shape[0])
+        out = _call_varlen(kernel, q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len, scaling)
+    else:
+        out = _segment_attention(q, k, v, cu, scaling)
+    return out[None], None
+
+
+def register_varlen() -> str:
+    """Register llmprep's varlen attention with transformers (idempotent); returns its name.
+
+    Not registered as a mask function on purpose: transformers then passes attention_mask through
+    untouched (None for flattened batches) instead of building an O(N^2) block mask.
+    """
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention_forward)
+    return VARLEN

@@ -1,0 +1,228 @@
+"""`llmprep train`: one run from DATA to a finished RUN_DIR.
+
+    check options -> load data (or prepare raw inputs once) -> load model for the task -> attention,
+    fused loss, LoRA, compile -> HF Trainer (eval, checkpoints, resume, metrics.jsonl) -> final
+    model + tokenizer (training template) + generation_config (stops at the end-of-turn token) ->
+    swap in the finished RUN_DIR
+
+Under `accelerate launch` / `torchrun` every rank runs this; the main process alone prepares raw data
+and writes RUN_DIR files, the others wait for it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from llmprep import models
+from llmprep.errors import ConfigError
+from llmprep.models import CAUSAL_LM, CLASSIFICATION
+from llmprep.train.config import TrainConfig
+from llmprep.train.data import TrainData, is_prepared, load_prepared
+from llmprep.train.rundir import RunDir
+
+TRAIN_METRICS = "train_metrics.json"
+
+
+def shipped_config(name: str) -> Path:
+    """Path of a config shipped in llmprep/configs. Example: "zero3" -> .../configs/deepspeed_zero3.json"""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("llmprep") / "configs" / name))
+
+
+def resolve_deepspeed(value: str | None) -> str | None:
+    """--deepspeed zero2|zero3|PATH -> a JSON path; needs the deepspeed package."""
+    if not value:
+        return None
+    path = shipped_config(f"deepspeed_{value}.json") if value in ("zero2", "zero3") else Path(value)
+    if not path.is_file():
+        raise ConfigError(f"--deepspeed {value!r}: expected zero2, zero3 (shipped configs) or a JSON file")
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"--deepspeed {value!r}: the deepspeed package is not installed (pip install deepspeed); "
+                          "run under `accelerate launch` or `deepspeed`")
+    return str(path)
+
+
+def check_vocab(model, tokenizer) -> None:
+    """The model must have an embedding row for every token id the data can hold."""
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < len(tokenizer):
+        raise ConfigError(f"--model has {rows} embedding rows but the tokenizer has {len(tokenizer)} tokens; "
+                          "run `llmprep model resize` first (or pass the model's own --tokenizer)")
+
+
+def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smollm2",
+          config: TrainConfig | None = None, callbacks: Sequence = (), **options) -> dict:
+    """Train `model` on `data` into the run directory `out`; returns the final metrics.
+
+    data: a prepared directory, raw input files (prepared once into OUT/data), or a DatasetDict.
+    model: a --model value (see llmprep.models.resolve) or an already built transformers model.
+    options: TrainConfig fields. Example: train("out/demo", "runs/t", max_steps=5)
+    -> {"train_loss": 2.1, "eval_loss": 2.0, "eval_perplexity": 7.4, ...}
+    """
+    from accelerate import PartialState
+
+    cfg = config or TrainConfig(**options)
+    cfg.check()
+    deepspeed = resolve_deepspeed(cfg.deepspeed)
+    state = PartialState(cpu=cfg.cpu)
+    run = RunDir(out)
+    spec = model if isinstance(model, str) else getattr(getattr(model, "config", None), "name_or_path", "<model>")
+    with state.main_process_first():  # a GGUF is dequantized and cached once, not once per rank
+        src = models.resolve(model) if isinstance(model, str) else None
+    raw = isinstance(data, (str, Path)) and not is_prepared(data) or (
+        isinstance(data, (list, tuple)) and not (len(data) == 1 and is_prepared(data[0])))
+    if isinstance(data, (list, tuple)) and len(data) == 1 and not raw:
+        data = data[0]
+    loaded = None if raw else _load(data, cfg)
+    if loaded is not None and cfg.eval_steps and loaded.eval_split is None:
+        raise ConfigError("--eval-steps: DATA has no 'test' split to evaluate on; prepare it with --test-size")
+    tok_spec = cfg.tokenizer or (loaded.tokenizer if loaded else None) or (src.tokenizer if src else None)
+    meta = {"task": cfg.task if loaded is None else loaded.task, "base_model": spec,
+            "tokenizer": tok_spec, "config": {**cfg.as_dict(), "tokenizer": tok_spec,
+                                              "task": cfg.task if loaded is None else loaded.task}}
+    resume_from = run.check(meta, resume=cfg.resume)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        run.begin(meta, resume_from)
+    state.wait_for_everyone()
+    try:
+        if loaded is None:
+            loaded = _prepare_raw(list(data) if isinstance(data, (list, tuple)) else [str(data)], run, cfg,
+                                  tok_spec, state)
+            if cfg.eval_steps and loaded.eval_split is None:
+                raise ConfigError("--eval-steps: no test split to evaluate on; pass --test-size")
+        metrics = _run(loaded, run, cfg, src or model, tok_spec, meta, resume_from, deepspeed, state, callbacks)
+    except BaseException:
+        if state.is_main_process:
+            run.abort()
+        raise
+    return metrics
+
+
+def _load(data, cfg: TrainConfig) -> TrainData:
+    from datasets import DatasetDict
+
+    if isinstance(data, DatasetDict):
+        from llmprep.train.data import label_names, task_of
+
+        task = task_of(data)
+        if cfg.task != "auto" and cfg.task != task:
+            raise ConfigError(f"--task {cfg.task}: the data trains --task {task}")
+        loaded = TrainData(data, task, None)
+        if task == CLASSIFICATION:
+            loaded.label_names = label_names(data)
+        return loaded
+    return load_prepared(data, task=cfg.task)
+
+
+def _prepare_raw(inputs: list[str], run: RunDir, cfg: TrainConfig, tok_spec: str | None, state) -> TrainData:
+    """Raw records -> OUT/data, prepared by the main process only; every rank then loads that."""
+    target = run.out / "data"
+    if state.is_main_process and not (target / "dataset_dict.json").is_file():
+        from llmprep.prepare import prepare
+
+        print(f"llmprep train: preparing {', '.join(inputs)} -> {target}", flush=True)
+        prepare(inputs, out=target, tokenizer=tok_spec or "smollm2", max_length=cfg.max_length,
+                test_size=cfg.test_size, seed=cfg.seed, pack=cfg.pack, progress=False)
+    state.wait_for_everyone()
+    return load_prepared(target, task=cfg.task)
+
+
+def _training_args(loaded: TrainData, run: RunDir, cfg: TrainConfig, deepspeed: str | None):
+    from transformers import TrainingArguments
+
+    fsdp = {}
+    if cfg.fsdp:
+        fsdp = {"fsdp": "full_shard",
+                "fsdp_config": json.loads(shipped_config("fsdp.json").read_text(encoding="utf-8"))}
+    has_eval = loaded.eval_split is not None
+    return TrainingArguments(
+        output_dir=str(run.checkpoints), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup), weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        eval_strategy="steps" if cfg.eval_steps and has_eval else "no", eval_steps=cfg.eval_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps, logging_first_step=True, seed=cfg.seed, data_seed=cfg.seed,
+        report_to=[], deepspeed=deepspeed, use_cpu=cfg.cpu, dataloader_num_workers=cfg.num_workers,
+        remove_unused_columns=False, label_names=["labels"], prediction_loss_only=loaded.task == CAUSAL_LM,
+        disable_tqdm=not cfg.progress, logging_nan_inf_filter=False, **fsdp)
+
+
+def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, meta: dict, resume_from,
+         deepspeed, state, callbacks) -> dict:
+    from llmprep.tokenizer import load_tokenizer
+    from llmprep.train.build import build_model, training_template
+    from llmprep.train.classification import compute_metrics
+    from llmprep.train.collators import collator_for, describe
+    from llmprep.train.metrics import MetricsLog, plot_loss
+    from llmprep.train.trainer import LlmprepTrainer
+
+    tokenizer = load_tokenizer(tok_spec or "smollm2")
+    template = training_template(loaded, tokenizer)  # checked now, not after hours of training
+    args = _training_args(loaded, run, cfg, deepspeed)
+    model, details = build_model(model_src, loaded, tokenizer, cfg, device=args.device,
+                                 sharded=bool(deepspeed or cfg.fsdp))
+    collator = collator_for(loaded.task, loaded.packed, model, tokenizer)
+    meta.update(details, collator=describe(collator), label_names=loaded.label_names)
+    if state.is_main_process:
+        run.write_status(meta, "running")
+    trainer = LlmprepTrainer(model=model, args=args, train_dataset=loaded.splits["train"],
+                             eval_dataset=loaded.eval_split, data_collator=collator,
+                             compute_metrics=compute_metrics if loaded.task == CLASSIFICATION else None,
+                             callbacks=[MetricsLog(run.out), *callbacks], causal_lm=loaded.task == CAUSAL_LM)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except (RuntimeError, ValueError) as exc:
+        if resume_from is not None and ("size mismatch" in str(exc) or "Error(s) in loading" in str(exc)):
+            raise ConfigError(f"--resume: {resume_from} does not fit this model ({str(exc).splitlines()[0]})") from exc
+        raise
+    metrics = {k: v for k, v in result.metrics.items()}
+    if loaded.eval_split is not None:
+        metrics.update(trainer.evaluate())
+    if loaded.task == CAUSAL_LM and "eval_loss" in metrics:
+        metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
+    trainer.save_model(str(run.final))  # every rank: FSDP / ZeRO-3 gather the weights
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _finish_files(run, trainer.model, tokenizer, template, loaded.task, metrics)
+        if cfg.plot:
+            plot_loss(run.out, run.final / "loss.png")
+        meta["final_metrics"] = metrics
+        run.finish(meta)
+    state.wait_for_everyone()
+    return metrics
+
+
+def _finish_files(run: RunDir, model, tokenizer, template: str | None, task: str, metrics: dict) -> None:
+    """Tokenizer with the training template, generation_config that stops at the end-of-turn token,
+    train_metrics.json: all into OUT/.final next to the weights."""
+    from llmprep.store import write_json
+
+    final = run.final
+    if template:
+        tokenizer.chat_template = template  # generate/chat with --model RUN_DIR render exactly as training did
+    tokenizer.save_pretrained(str(final))
+    if task == CAUSAL_LM:
+        _save_generation_config(model, tokenizer, final)
+    write_json(final / TRAIN_METRICS, metrics)
+
+
+def _save_generation_config(model, tokenizer, final: Path) -> None:
+    from transformers import GenerationConfig
+
+    from llmprep.generate import stop_token_ids
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    gen = getattr(base, "generation_config", None) or GenerationConfig()
+    gen.eos_token_id = stop_token_ids(tokenizer)
+    if gen.pad_token_id is None:
+        gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else gen.eos_token_id[0]
+    gen.save_pretrained(str(final))

@@ -1,0 +1,126 @@
+"""The run directory (--out) from first step to finished model.
+
+While the run is in progress OUT holds only what a resume needs, never a loadable model:
+
+    OUT/llmprep-run.json     {"status": "running", task, base model, options, ...}
+    OUT/checkpoints/         checkpoint-N/ (HF Trainer's; the newest --save-total-limit kept)
+    OUT/metrics.jsonl        one line per logging step / evaluation
+    OUT/data/                raw inputs prepared once for this run (when DATA was not a prepared dir)
+
+At the end every rank writes the model into OUT/.final (FSDP and ZeRO-3 gather weights on all
+ranks), then the main process assembles the finished run in a fresh directory and swaps it in with
+`llmprep.store.atomic_output_dir`: config.json / adapter_config.json and status "finished" appear
+together, so an unfinished OUT never loads as a finished model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from llmprep.errors import ConfigError
+from llmprep.models import RUN_FILE, read_run
+from llmprep.train.checkpoints import drop_incomplete, newest_complete
+from llmprep.train.config import RESUME_KEYS
+from llmprep.train.metrics import METRICS, truncate_metrics
+
+CHECKPOINTS = "checkpoints"
+FINAL = ".final"
+KIND = "llmprep-train-run"
+CARRIED = (CHECKPOINTS, METRICS, "data")  # moved from the in-progress OUT into the finished one
+
+
+class RunDir:
+    """OUT of one `llmprep train` invocation. Example: RunDir("runs/t").begin(meta, resume=False)"""
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = Path(out)
+        self.created = False  # this invocation made OUT (so a failure before any checkpoint removes it)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / CHECKPOINTS
+
+    def check(self, meta: dict, *, resume: bool) -> Path | None:
+        """Decide, without writing, whether this run may use OUT; returns the checkpoint to resume from.
+
+        Raises ConfigError when OUT is a file, a directory that is not an llmprep run, a finished run,
+        an unfinished run without --resume, or a run whose options differ from this one's.
+        """
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r}: exists and is not a directory")
+        run = read_run(out) if out.is_dir() else None
+        empty = not out.exists() or not any(out.iterdir())
+        if run is None:
+            if not empty:
+                raise ConfigError(f"--out {str(out)!r}: exists, is not empty and is not an `llmprep train` run; "
+                                  "refusing to write into it. Choose a new --out")
+            if resume:
+                raise ConfigError(f"--resume: --out {str(out)!r} holds no run to resume; drop --resume to start one")
+            return None
+        if run.get("status") == "finished":
+            raise ConfigError(f"--out {str(out)!r}: holds a finished training run; choose a new --out "
+                              "(or delete that one) to train again")
+        if not resume:
+            ckpt = newest_complete(self.checkpoints)
+            at = f" (newest complete checkpoint: {ckpt.name})" if ckpt else " (no complete checkpoint yet)"
+            raise ConfigError(f"--out {str(out)!r}: holds an unfinished run{at}; add --resume to continue it, "
+                              "or choose a new --out")
+        self._check_same_run(run, meta)
+        return newest_complete(self.checkpoints)
+
+    def _check_same_run(self, run: dict, meta: dict) -> None:
+        before, now = run.get("config", {}), meta.get("config", {})
+        diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in RESUME_KEYS if before.get(k) != now.get(k)]
+        for key in ("task", "base_model"):
+            if run.get(key) != meta.get(key):
+                diffs.append(f"{key}: {run.get(key)!r} -> {meta.get(key)!r}")
+        if diffs:
+            raise ConfigError(f"--resume: --out {str(self.out)!r} was started with other settings ("
+                              + "; ".join(diffs) + "); resume with the same command, or choose a new --out")
+
+    def begin(self, meta: dict, resume_from: Path | None) -> None:
+        """Create or reopen OUT (main process only). A resume drops unfinished checkpoints and the
+        metrics logged after the checkpoint it continues from."""
+        self.created = not self.out.exists() or not any(self.out.iterdir())
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None:
+            drop_incomplete(self.checkpoints)
+            truncate_metrics(self.out, int(resume_from.name.split("-")[-1]))
+        elif (self.out / METRICS).exists():
+            (self.out / METRICS).unlink()  # a resume that found no complete checkpoint starts over
+        shutil.rmtree(self.out / FINAL, ignore_errors=True)
+        self.write_status(meta, "running")
+
+    def write_status(self, meta: dict, status: str, target: Path | None = None) -> None:
+        data = {"kind": KIND, **meta, "status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path = (target or self.out) / RUN_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @property
+    def final(self) -> Path:
+        return self.out / FINAL
+
+    def finish(self, meta: dict) -> None:
+        """Main process: swap in the finished run (model files from OUT/.final, checkpoints, metrics, data)."""
+        from llmprep.store import atomic_output_dir
+
+        with atomic_output_dir(self.out) as tmp:
+            for f in self.final.iterdir():
+                os.replace(f, tmp / f.name)
+            for name in CARRIED:
+                if (self.out / name).exists():
+                    os.replace(self.out / name, tmp / name)
+            self.write_status(meta, "finished", target=tmp)
+
+    def abort(self) -> None:
+        """After a failure: remove OUT if this invocation created it and no checkpoint is complete yet
+        (nothing there to resume); otherwise keep it for --resume."""
+        if self.created and self.out.is_dir() and newest_complete(self.checkpoints) is None:
+            shutil.rmtree(self.out, ignore_errors=True)
