@@ -290,6 +290,7 @@ def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, m
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left" if truncation == "left" else "right"
     try:
+        second = None if all(x is None for x in second) else second  # single-text classification
         enc = tokenizer(first, second, truncation=truncation != "drop", max_length=max_length,
                         return_token_type_ids=True)
     finally:

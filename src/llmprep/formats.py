@@ -102,15 +102,23 @@ def _text(record: Mapping[str, Any]) -> dict:
     return {"text": text}
 
 
-def _pair(record: Mapping[str, Any]) -> dict:
+def _class_label(record: Mapping[str, Any]) -> int | str | None:
+    """A class id (int, or digits as CSV gives them) or a class name (a non-empty string)."""
     label = record.get("label")
-    if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
-        if isinstance(label, str) and label.lstrip("-").isdigit():
-            label = int(label)  # CSV gives every cell as a string
-        else:
-            raise RecordError(f"expected an integer class id, got {label!r:.40}", field="label")
+    if label is None or (isinstance(label, int) and not isinstance(label, bool)):
+        return label
+    if isinstance(label, str) and label.strip():
+        return int(label) if label.lstrip("-").isdigit() else label.strip()  # CSV gives every cell as a string
+    raise RecordError(f"expected a class id (integer) or a class name (string), got {label!r:.40}", field="label")
+
+
+def _pair(record: Mapping[str, Any]) -> dict:
     return {"text": _str_field(record, "sentence1"), "text_pair": _str_field(record, "sentence2"),
-            "label": label}
+            "label": _class_label(record)}
+
+
+def _text_label(record: Mapping[str, Any]) -> dict:
+    return {"text": _str_field(record, "text"), "text_pair": None, "label": _class_label(record)}
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("prompt-completion", ("prompt", "completion"), CHAT, _pair_chat("prompt", "completion"),
            "prompt, completion"),
     Format("sentence-pair", ("sentence1", "sentence2"), PAIR, _pair, "sentence1, sentence2, label (optional)"),
+    Format("text-label", ("text", "label"), PAIR, _text_label, "text, label (single-text classification)"),
     Format("text", ("text",), TEXT, _text, "text"),
 ]}
 

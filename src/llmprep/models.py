@@ -12,6 +12,7 @@ in about a second instead of dequantizing again (~20 s for SmolLM2-135M on 2 cor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -87,14 +88,16 @@ def dequantize_gguf(path: str | Path, *, name: str | None = None) -> Path:
     if (target / "config.json").is_file():
         return target
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=GGUF_DTYPE)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=GGUF_DTYPE)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--model {str(path)!r}: could not read the GGUF file ({exc})") from exc
     clear_quantization(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        with quiet_loading():
+            model.save_pretrained(str(tmp), safe_serialization=True)
         os.replace(tmp, target)  # a concurrent loader that won the race leaves target in place: ours is dropped
     except OSError:
         if not (target / "config.json").is_file():
@@ -207,11 +210,29 @@ def load(spec: str | ModelSource, *, task: str = CAUSAL_LM, flag: str = "--model
     cls = _auto_class(task)
     kwargs.setdefault("dtype", "float32")
     try:
-        model = cls.from_pretrained(src.path, **kwargs)  # remote code stays off
+        with quiet_loading():
+            model = cls.from_pretrained(src.path, **kwargs)  # remote code stays off
     except (OSError, ValueError, KeyError) as exc:
         where = "not a loadable model directory" if src.kind == "dir" else "not reachable on the hub"
         raise ConfigError(f"{flag} {src.spec!r}: {where} ({str(exc).splitlines()[0][:300]})") from exc
     return clear_quantization(model)
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """transformers' per-file "Loading weights" bars and missing-head notes off while a model loads."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _load_adapter(src: ModelSource, *, task: str, merge: bool, **kwargs):

@@ -43,7 +43,25 @@ def pad_rows(enc: Encoded, width: int, pad_id: int, side: str) -> dict[str, np.n
     return cols
 
 
-def to_table(enc: Encoded, cfg, pad_id: int) -> pa.Table:
+def class_names(parts: dict[str, Encoded]) -> list[str] | None:
+    """Class names when the labels were given as strings (ids: sorted name order), else None.
+
+    Mixing names and integer ids is refused. Example: {"train": ["reply", "unrelated", "reply"]}
+    -> ["reply", "unrelated"]
+    """
+    labels = [x for enc in parts.values() for x in enc.extra.get("class_labels") or [] if x is not None]
+    names = {x for x in labels if isinstance(x, str)}
+    if not names:
+        return None
+    if len(names) != len(labels) and any(not isinstance(x, str) for x in labels):
+        from llmprep.errors import ConfigError
+
+        raise ConfigError("field 'label': the rows mix class names (strings) and class ids (integers); "
+                          "use one or the other")
+    return sorted(names)
+
+
+def to_table(enc: Encoded, cfg, pad_id: int, label_ids: dict[str, int] | None = None) -> pa.Table:
     """One split as an Arrow table with input_ids, attention_mask, labels (+ token_type_ids)."""
     pairs = enc.token_type_ids is not None
     if cfg.padding != "none" and len(enc):
@@ -61,7 +79,10 @@ def to_table(enc: Encoded, cfg, pad_id: int) -> pa.Table:
         data["token_type_ids"] = list_column(flat["token_type_ids"], offsets, pa.int8())
     data["attention_mask"] = list_column(flat["attention_mask"], offsets, pa.int8())
     if pairs:
-        data["labels"] = pa.array(enc.extra.get("class_labels", [None] * len(enc)), type=pa.int64())
+        labels = enc.extra.get("class_labels", [None] * len(enc))
+        if label_ids is not None:
+            labels = [label_ids.get(x, x) if isinstance(x, str) else x for x in labels]
+        data["labels"] = pa.array(labels, type=pa.int64())
     else:
         data["labels"] = list_column(flat["labels"], offsets)
     return pa.table(data)
@@ -78,6 +99,8 @@ def build_splits(parts: dict[str, Encoded], cfg, tok, fingerprint: str):
     from datasets import Dataset, DatasetDict
 
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    names = class_names(parts)
+    label_ids = {n: i for i, n in enumerate(names)} if names else None
     out, stats = {}, {}
     for name, enc in parts.items():
         if cfg.pack == "bfd":
@@ -95,9 +118,16 @@ def build_splits(parts: dict[str, Encoded], cfg, tok, fingerprint: str):
                 strategy=cfg.pack, max_length=cfg.max_length, pad_token_id=pad_id, remainder=cfg.remainder)
             table = packed_table(columns)
         else:
-            table = to_table(enc, cfg, pad_id)
+            table = to_table(enc, cfg, pad_id, label_ids)
+        info = None
+        if names:  # string labels: ids in the table, names in the features (ClassLabel, saved with the data)
+            from datasets import ClassLabel, DatasetInfo, Features
+
+            features = Features.from_arrow_schema(table.schema)
+            features["labels"] = ClassLabel(names=names)
+            info = DatasetInfo(features=features)
         # A fingerprint derived from inputs + options (not datasets' random one): same run, same bytes.
-        out[name] = Dataset(table, fingerprint=f"{fingerprint}-{name}")
+        out[name] = Dataset(table, info=info, fingerprint=f"{fingerprint}-{name}")
     return DatasetDict(out), stats
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from llmprep.cli.chat import chat_cmd
 from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
+from llmprep.cli.predict import predict_cmd
 from llmprep.cli.prepare import prepare_cmd
 from llmprep.cli.render import render_cmd
 from llmprep.cli.train import train_cmd
@@ -36,5 +38,7 @@ main.add_command(inspect_cmd)
 main.add_command(render_cmd)
 main.add_command(generate_cmd)
 main.add_command(train_cmd)
+main.add_command(predict_cmd)
+main.add_command(chat_cmd)
 main.add_command(vocab)
 main.add_command(model)

@@ -9,7 +9,7 @@ from llmprep.cli.vocab import user_errors
 
 @click.group()
 def model() -> None:
-    """Model tooling: resize embeddings to a tokenizer."""
+    """Model tooling: resize embeddings to a tokenizer, merge LoRA adapters."""
 
 
 @model.command("resize")
@@ -28,3 +28,16 @@ def resize_cmd(model_path, tokenizer, out, base_tokenizer, init, pad_to_multiple
     report = resize(model_path, tokenizer, out, base_tokenizer=base_tokenizer, init=init,
                     pad_to_multiple_of=pad_to_multiple_of)
     click.echo(report.summary())
+
+
+@model.command("merge-lora")
+@click.option("--model", "run", required=True, help="A finished `llmprep train --lora` run (or an adapter directory).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
+@user_errors
+def merge_lora_cmd(run, out) -> None:
+    """Fold LoRA adapters into their base model: a plain model directory (safetensors + tokenizer +
+    generation config) that loads without peft."""
+    from llmprep.merge import merge_lora
+
+    path = merge_lora(run, out)
+    click.echo(f"merged {run} -> {path}")

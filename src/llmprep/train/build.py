@@ -78,6 +78,9 @@ def choose_attention(cfg: TrainConfig, model, task: str, device: torch.device) -
     if cfg.attention == "varlen":
         return register_varlen()
     if cfg.attention == "flex":
+        if torch.device(device).type == "cpu":
+            raise ConfigError("--attention flex: torch has no flex-attention backward on CPU; train with it on a "
+                              "GPU, or use --attention sdpa|varlen here")
         try:
             import torch.nn.attention.flex_attention  # noqa: F401
         except ImportError as exc:

@@ -134,6 +134,7 @@ def _prepare_raw(inputs: list[str], run: RunDir, cfg: TrainConfig, tok_spec: str
 
 
 def _training_args(loaded: TrainData, run: RunDir, cfg: TrainConfig, deepspeed: str | None):
+    import torch
     from transformers import TrainingArguments
 
     fsdp = {}
@@ -146,14 +147,25 @@ def _training_args(loaded: TrainData, run: RunDir, cfg: TrainConfig, deepspeed: 
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup), weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        max_grad_norm=cfg.max_grad_norm, bf16=cfg.bf16, **_checkpointing(cfg),
         eval_strategy="steps" if cfg.eval_steps and has_eval else "no", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps, logging_first_step=True, seed=cfg.seed, data_seed=cfg.seed,
         report_to=[], deepspeed=deepspeed, use_cpu=cfg.cpu, dataloader_num_workers=cfg.num_workers,
         remove_unused_columns=False, label_names=["labels"], prediction_loss_only=loaded.task == CAUSAL_LM,
-        disable_tqdm=not cfg.progress, logging_nan_inf_filter=False, **fsdp)
+        disable_tqdm=not cfg.progress, logging_nan_inf_filter=False,
+        dataloader_pin_memory=torch.cuda.is_available() and not cfg.cpu, **fsdp)
+
+
+def _checkpointing(cfg: TrainConfig) -> dict:
+    """Activation (gradient) checkpointing arguments; the option's name changed in transformers 5.2x."""
+    from transformers import TrainingArguments
+
+    if not cfg.gradient_checkpointing:
+        return {}
+    fields = TrainingArguments.__dataclass_fields__
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, meta: dict, resume_from,
@@ -178,6 +190,10 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
                              eval_dataset=loaded.eval_split, data_collator=collator,
                              compute_metrics=compute_metrics if loaded.task == CLASSIFICATION else None,
                              callbacks=[MetricsLog(run.out), *callbacks], causal_lm=loaded.task == CAUSAL_LM)
+    if not cfg.progress:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # --quiet: no per-step dicts on stdout
     try:
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except (RuntimeError, ValueError) as exc:
@@ -186,11 +202,13 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
         raise
     metrics = {k: v for k, v in result.metrics.items()}
     if loaded.eval_split is not None:
-        metrics.update(trainer.evaluate())
+        metrics.update(_final_eval(trainer))
     if loaded.task == CAUSAL_LM and "eval_loss" in metrics:
         metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
     trainer.save_model(str(run.final))  # every rank: FSDP / ZeRO-3 gather the weights
     state.wait_for_everyone()
+    if state.is_main_process:
+        (run.final / "training_args.bin").unlink(missing_ok=True)  # a pickle; llmprep-run.json has every option
     if state.is_main_process:
         _finish_files(run, trainer.model, tokenizer, template, loaded.task, metrics)
         if cfg.plot:
@@ -199,6 +217,14 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
         run.finish(meta)
     state.wait_for_everyone()
     return metrics
+
+
+def _final_eval(trainer) -> dict:
+    """Metrics on the test split after training; reuses the last evaluation when it ran at the last step."""
+    last = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if last and last[-1].get("step") == trainer.state.global_step:
+        return {k: v for k, v in last[-1].items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def _finish_files(run: RunDir, model, tokenizer, template: str | None, task: str, metrics: dict) -> None:
