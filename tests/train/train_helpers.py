@@ -21,9 +21,9 @@ def tiny_llama(vocab_size: int = VOCAB, seed: int = 0, **overrides) -> LlamaForC
     return LlamaForCausalLM(cfg)
 
 
-def cli(*args: str, expect: int | None = 0):
-    """Run `llmprep ARGS` in-process; assert the exit code (None: don't)."""
-    result = CliRunner().invoke(main, [str(a) for a in args])
+def cli(*args: str, expect: int | None = 0, input: str | None = None):
+    """Run `llmprep ARGS` in-process (stdin from `input`); assert the exit code (None: don't)."""
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input)
     if expect is not None:
         assert result.exit_code == expect, result.output + repr(result.exception)
     return result

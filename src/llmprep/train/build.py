@@ -7,6 +7,7 @@ elsewhere the model's own implementation (sdpa on CPU), with block-diagonal mask
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
@@ -82,7 +83,7 @@ def choose_attention(cfg: TrainConfig, model, task: str, device: torch.device) -
             raise ConfigError("--attention flex: torch has no flex-attention backward on CPU; train with it on a "
                               "GPU, or use --attention sdpa|varlen here")
         try:
-            import torch.nn.attention.flex_attention  # noqa: F401
+            importlib.import_module("torch.nn.attention.flex_attention")
         except ImportError as exc:
             raise ConfigError("--attention flex needs torch >= 2.5 (flex attention)") from exc
     return IMPLEMENTATIONS[cfg.attention]

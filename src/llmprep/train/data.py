@@ -70,9 +70,11 @@ def load_prepared(path: str | Path, *, task: str = "auto") -> TrainData:
     from datasets import Dataset, DatasetDict, load_from_disk
 
     p = Path(path)
+    for name in _empty_splits(p):  # datasets cannot even load a split saved with no rows
+        raise ConfigError(f"DATA {str(p)!r}: the {name!r} split is empty; expected at least one row")
     try:
         splits = load_from_disk(str(p))
-    except (OSError, ValueError, FileNotFoundError) as exc:
+    except (OSError, ValueError, IndexError, KeyError) as exc:
         raise ConfigError(f"DATA {str(p)!r}: could not load it as a prepared dataset ({exc})") from exc
     if isinstance(splits, Dataset):
         splits = DatasetDict({"train": splits})
@@ -94,6 +96,23 @@ def load_prepared(path: str | Path, *, task: str = "auto") -> TrainData:
     if found == CLASSIFICATION:
         data.label_names = label_names(splits)
     return data
+
+
+def _empty_splits(path: Path) -> list[str]:
+    """Splits saved with no data files (0 rows). Example: a DatasetDict saved with an empty test -> ["test"]"""
+    try:
+        names = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError):
+        return []
+    empty = []
+    for name in names:
+        try:
+            state = json.loads((path / name / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not state.get("_data_files"):
+            empty.append(name)
+    return empty
 
 
 def label_names(splits) -> list[str]:

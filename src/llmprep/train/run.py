@@ -175,7 +175,7 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
     from llmprep.train.classification import compute_metrics
     from llmprep.train.collators import collator_for, describe
     from llmprep.train.metrics import MetricsLog, plot_loss
-    from llmprep.train.trainer import LlmprepTrainer
+    from llmprep.train.trainer import LlmprepTrainer, SkipFinalCheckpoint
 
     tokenizer = load_tokenizer(tok_spec or "smollm2")
     template = training_template(loaded, tokenizer)  # checked now, not after hours of training
@@ -189,7 +189,7 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
     trainer = LlmprepTrainer(model=model, args=args, train_dataset=loaded.splits["train"],
                              eval_dataset=loaded.eval_split, data_collator=collator,
                              compute_metrics=compute_metrics if loaded.task == CLASSIFICATION else None,
-                             callbacks=[MetricsLog(run.out), *callbacks], causal_lm=loaded.task == CAUSAL_LM)
+                             callbacks=[MetricsLog(run.out), SkipFinalCheckpoint(), *callbacks], causal_lm=loaded.task == CAUSAL_LM)
     if not cfg.progress:
         from transformers import PrinterCallback
 

@@ -12,7 +12,7 @@ import math
 import time
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from llmprep.train.loss import trained_targets
 
@@ -56,3 +56,15 @@ class LlmprepTrainer(Trainer):
         if was_training:
             model.train()
         return metrics
+
+
+class SkipFinalCheckpoint(TrainerCallback):
+    """HF Trainer checkpoints at the last step whatever --save-steps says; the finished run's model is
+    written anyway (with no optimizer state to resume: a finished run is not resumed), so that extra
+    checkpoint-N (weights + 2x weights of optimizer state) is skipped unless N is a --save-steps multiple."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps and state.global_step >= state.max_steps and args.save_steps and \
+                state.global_step % int(args.save_steps) != 0:
+            control.should_save = False
+        return control
