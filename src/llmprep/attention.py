@@ -148,11 +148,12 @@ def _segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: to
     return out
 
 
+_VARLEN_PARAMS: frozenset[str] = frozenset()  # varlen_attn's keyword names, read once by register_varlen
+
+
 def _call_varlen(kernel, q, k, v, cu, max_len, scale):
     """Call torch's varlen_attn across its API changes: is_causal (2.10) / window_size (2.11+), enable_gqa."""
-    import inspect
-
-    params = inspect.signature(kernel).parameters
+    params = _VARLEN_PARAMS
     if q.shape[1] != k.shape[1] and "enable_gqa" not in params:
         rep = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -202,7 +203,13 @@ def register_varlen() -> str:
     Not registered as a mask function on purpose: transformers then passes attention_mask through
     untouched (None for flattened batches) instead of building an O(N^2) block mask.
     """
+    import inspect
+
     from transformers import AttentionInterface
 
+    global _VARLEN_PARAMS
+    kernel = varlen_kernel()
+    if kernel is not None:  # read here, outside any torch.compile trace
+        _VARLEN_PARAMS = frozenset(inspect.signature(kernel).parameters)
     AttentionInterface.register(VARLEN, varlen_attention_forward)
     return VARLEN

@@ -102,14 +102,16 @@ def with_lora(model, cfg: TrainConfig, task: str):
 
 def compile_layers(model) -> int:
     """torch.compile each decoder layer on its own (identical layers share one compiled graph, so it
-    compiles in seconds, not minutes). Returns how many layers were compiled."""
+    compiles in seconds, not minutes). Shapes are dynamic from the start: flattened and dynamically
+    padded batches change length every step, and one symbolic graph beats a recompile per length.
+    Returns how many layers were compiled."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
     layers = getattr(decoder, "layers", None)
     if layers is None:
         raise ConfigError(f"--compile: {type(base).__name__} has no decoder layers to compile")
     for layer in layers:
-        layer.compile()
+        layer.compile(dynamic=True)
     return len(layers)
 
 

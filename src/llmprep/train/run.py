@@ -11,6 +11,7 @@ and writes RUN_DIR files, the others wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -71,7 +72,8 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
     deepspeed = resolve_deepspeed(cfg.deepspeed)
     state = PartialState(cpu=cfg.cpu)
     run = RunDir(out)
-    spec = model if isinstance(model, str) else getattr(getattr(model, "config", None), "name_or_path", "<model>")
+    spec = model if isinstance(model, str) else (getattr(getattr(model, "config", None), "name_or_path", None)
+                                                 or f"<{type(model).__name__} object>")
     with state.main_process_first():  # a GGUF is dequantized and cached once, not once per rank
         src = models.resolve(model) if isinstance(model, str) else None
     raw = isinstance(data, (str, Path)) and not is_prepared(data) or (
@@ -82,6 +84,9 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
     if loaded is not None and cfg.eval_steps and loaded.eval_split is None:
         raise ConfigError("--eval-steps: DATA has no 'test' split to evaluate on; prepare it with --test-size")
     tok_spec = cfg.tokenizer or (loaded.tokenizer if loaded else None) or (src.tokenizer if src else None)
+    if tok_spec is None or (src is not None and tok_spec == src.tokenizer and not _has_tokenizer(src)):
+        raise ConfigError(f"--model {spec!r} has no tokenizer files and DATA names none (no report.json); "
+                          "pass --tokenizer")
     meta = {"task": cfg.task if loaded is None else loaded.task, "base_model": spec,
             "tokenizer": tok_spec, "config": {**cfg.as_dict(), "tokenizer": tok_spec,
                                               "task": cfg.task if loaded is None else loaded.task}}
@@ -102,6 +107,13 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
             run.abort()
         raise
     return metrics
+
+
+def _has_tokenizer(src: models.ModelSource) -> bool:
+    if src.kind == "hub" or src.tokenizer in ("smollm2",):
+        return True
+    p = Path(src.tokenizer)
+    return p.suffix == ".gguf" or any((p / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.txt"))
 
 
 def _load(data, cfg: TrainConfig) -> TrainData:
@@ -183,7 +195,7 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
     model, details = build_model(model_src, loaded, tokenizer, cfg, device=args.device,
                                  sharded=bool(deepspeed or cfg.fsdp))
     collator = collator_for(loaded.task, loaded.packed, model, tokenizer)
-    meta.update(details, collator=describe(collator), label_names=loaded.label_names)
+    meta.update(details, collator=describe(collator), label_names=loaded.label_names, world_size=state.num_processes)
     if state.is_main_process:
         run.write_status(meta, "running")
     trainer = LlmprepTrainer(model=model, args=args, train_dataset=loaded.splits["train"],
@@ -205,7 +217,10 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
         metrics.update(_final_eval(trainer))
     if loaded.task == CAUSAL_LM and "eval_loss" in metrics:
         metrics["eval_perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 50 else float("inf")
-    trainer.save_model(str(run.final))  # every rank: FSDP / ZeRO-3 gather the weights
+    from llmprep.models import quiet_loading
+
+    with quiet_loading() if not cfg.progress else contextlib.nullcontext():
+        trainer.save_model(str(run.final))  # every rank: FSDP / ZeRO-3 gather the weights
     state.wait_for_everyone()
     if state.is_main_process:
         (run.final / "training_args.bin").unlink(missing_ok=True)  # a pickle; llmprep-run.json has every option
