@@ -236,9 +236,15 @@ def run_method(method: str, setup: Setup, plain, packed, tokenizer, workdir: Pat
     if setup.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     max_steps = setup.warmup + setup.steps
+    from llmprep import attention
+
+    paths = dict(attention.PATHS)
     try:
         if method.startswith("llmprep"):
             _run_llmprep(method, setup, model, plain, packed, meter, workdir / method, max_steps)
+            reference = attention.PATHS["reference"] - paths["reference"]
+            if setup.device == "cuda" and reference:
+                raise RuntimeError(f"varlen attention ran its reference loop {reference} times on the GPU")
         elif method.startswith("trl"):
             _run_trl(method, setup, model, plain, tokenizer, meter, workdir / method, max_steps)
         else:
@@ -324,6 +330,9 @@ def loss_check(setup: Setup, plain, packed, n_rows: int = 8) -> dict:
             labels = list(r["labels"][start:start + n])
             singles.append({"input_ids": r["input_ids"][start:start + n], "labels": labels})
             start += n
+    from llmprep import attention
+
+    paths = dict(attention.PATHS)
     model = new_model(setup).to(setup.device).eval()
     dtype = torch.bfloat16 if setup.bf16 else torch.float32
     out = {}
@@ -337,7 +346,8 @@ def loss_check(setup: Setup, plain, packed, n_rows: int = 8) -> dict:
         pb = {k: (v.to(setup.device) if torch.is_tensor(v) else v) for k, v in pb.items()}
         got = model(**pb, num_items_in_batch=trained_targets(pb["labels"])).loss.float().item()
     out.update(chats=n_chats, unpacked_loss=ref, packed_loss=got, rel_diff=abs(got - ref) / abs(ref),
-               dtype="bf16 autocast" if setup.bf16 else "float32")
+               dtype="bf16 autocast" if setup.bf16 else "float32",
+               attention_calls={k: attention.PATHS[k] - paths[k] for k in paths})
     del model
     return out
 

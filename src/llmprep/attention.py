@@ -188,13 +188,44 @@ def varlen_attention_forward(module: Any, query: torch.Tensor, key: torch.Tensor
                           "use PackedCollator(mode='padding_free')")
     q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # [N, H, D]
     cu = cu.to(device=q.device, dtype=torch.int32)
-    kernel = varlen_kernel()
-    if kernel is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+    kernel, dtype = _kernel_for(q), compute_dtype(q)
+    if kernel is not None and dtype is not None:
+        _count("kernel")
         max_len = int(kwargs.get("max_length_q") or q.shape[0])
-        out = _call_varlen(kernel, q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len, scaling)
+        q, k, v = (x.to(dtype).contiguous() for x in (q, k, v))
+        out = _call_varlen(kernel, q, k, v, cu, max_len, scaling)
     else:
+        _count("reference")
         out = _segment_attention(q, k, v, cu, scaling)
     return out[None], None
+
+
+# How many llmprep_varlen calls ran the flash kernel and how many the reference loop (benchmarks check it).
+PATHS = {"kernel": 0, "reference": 0}
+
+
+def _count(path: str) -> None:
+    if not torch.compiler.is_compiling():
+        PATHS[path] += 1
+
+
+def _kernel_for(q: torch.Tensor):
+    """The flash varlen kernel when it can run on q's device, else None."""
+    return varlen_kernel() if q.is_cuda else None
+
+
+def compute_dtype(q: torch.Tensor) -> torch.dtype | None:
+    """The half precision the kernel runs in: q's own, else autocast's, else None (float32: no kernel).
+
+    Under bf16 autocast with float32 weights, RoPE multiplies q and k by float32 cos/sin, so they reach
+    attention in float32 even though the projections ran in bf16; sdpa casts them back under autocast,
+    and so must this. Example: float32 q inside torch.autocast("cuda", torch.bfloat16) -> torch.bfloat16
+    """
+    if q.dtype in (torch.float16, torch.bfloat16):
+        return q.dtype
+    if torch.is_autocast_enabled(q.device.type):
+        return torch.get_autocast_dtype(q.device.type)
+    return None
 
 
 def register_varlen() -> str:
