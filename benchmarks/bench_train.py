@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import sys
@@ -363,7 +362,8 @@ def table(results: list[Result], compiled: bool = False) -> str:
     lines = ["| method | status | timed steps | s | real tokens/s | trained tokens/s | peak GiB |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {title(r.method, compiled)} | {r.status if r.status != 'error' else 'error: ' + r.error[:80]} | "
+        status = r.status if r.status != "error" else "error: " + r.error[:80]
+        lines.append(f"| {title(r.method, compiled)} | {status} | "
                      f"{r.steps} | {r.seconds:.2f} | {r.real_tps:,.0f} | {r.trained_tps:,.0f} | {r.peak_gib:.1f} |")
     return "\n".join(lines)
 
@@ -444,7 +444,8 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=None, help="rows per step (default 16; --quick 4)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--budget", type=float, default=None, help="seconds per method, warm-up included (default 60; x2.5 for compiled ones)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds per method, warm-up included (default 60; x2.5 for compiled ones)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--deadline", type=float, default=None, help="seconds for the whole run: later methods are skipped")
@@ -454,7 +455,8 @@ def main(argv=None) -> int:
 
     cuda = torch.cuda.is_available() and not a.quick
     setup = Setup(quick=a.quick, n=a.n or (120 if a.quick else 20000), max_length=256 if a.quick else 2048,
-                  rows=a.rows or (4 if a.quick else 16), warmup=a.warmup if a.warmup is not None else (1 if a.quick else 3),
+                  rows=a.rows or (4 if a.quick else 16),
+                  warmup=a.warmup if a.warmup is not None else (1 if a.quick else 3),
                   steps=a.steps or (2 if a.quick else 10), budget=a.budget or 60.0,
                   compile=cuda and not a.no_compile, bf16=cuda, device="cuda" if cuda else "cpu",
                   model=TINY if a.quick else SMOLLM2_135M)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from llmprep import attention
-from llmprep.attention import VARLEN, compute_dtype, register_varlen, token_losses
-from llmprep.collate_packed import PackedCollator
 from transformers import LlamaConfig, LlamaForCausalLM
 
-ROWS = [{"input_ids": list(range(5, 17)), "seq_lengths": [5, 7]}, {"input_ids": list(range(20, 29)), "seq_lengths": [9]}]
+from llmprep import attention
+from llmprep.attention import compute_dtype, register_varlen, token_losses
+from llmprep.collate_packed import PackedCollator
+
+ROWS = [{"input_ids": list(range(5, 17)), "seq_lengths": [5, 7]},
+        {"input_ids": list(range(20, 29)), "seq_lengths": [9]}]
 
 
 def _model(seed=0):

@@ -13,6 +13,7 @@ from train_helpers import cli, tiny_llama
 from llmprep.cli.prepare import sample_path
 from llmprep.tokenizer import smollm2_gguf
 
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tiny") / "llama"
@@ -41,17 +42,17 @@ def chat_data(tmp_path_factory, chats_jsonl) -> Path:
 
 @pytest.fixture(scope="session")
 def short_chat_data(tmp_path_factory, chats_jsonl) -> Path:
-    """12 of those chats cut to 96 tokens, 2 of them held out: cheap steps for the real 135M model."""
+    """8 of those chats cut to 64 tokens: cheap steps for the real 135M model (no test split: no evaluation)."""
     src = tmp_path_factory.mktemp("short") / "chats.jsonl"
-    src.write_text("".join(chats_jsonl.read_text(encoding="utf-8").splitlines(keepends=True)[:12]), encoding="utf-8")
+    src.write_text("".join(chats_jsonl.read_text(encoding="utf-8").splitlines(keepends=True)[:8]), encoding="utf-8")
     out = src.parent / "prepared"
-    cli("prepare", src, "--out", out, "--quiet", "--no-cache", "--test-size", "2", "--max-length", "96")
+    cli("prepare", src, "--out", out, "--quiet", "--no-cache", "--max-length", "64")
     return out
 
 
 @pytest.fixture(scope="session")
 def pairs_jsonl(tmp_path_factory) -> Path:
-    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", build_pairs(96, seed=1))
+    return write_pairs(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", build_pairs(56, seed=1))
 
 
 @pytest.fixture(scope="session")

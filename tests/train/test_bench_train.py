@@ -20,7 +20,7 @@ def _load():
 
 def test_quick_run_prints_the_table(tmp_path, capsys):
     bench = _load()
-    code = bench.main(["--quick", "--n", "40", "--rows", "2", "--warmup", "1", "--steps", "1", "--budget", "120",
+    code = bench.main(["--quick", "--n", "24", "--rows", "2", "--warmup", "1", "--steps", "1", "--budget", "120",
                        "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out

@@ -109,7 +109,8 @@ def test_trainer_steps_packed_equal_unpacked_with_grad_accumulation(splits, tmp_
     for name, (data, opts) in runs.items():
         out = tmp_path / name
         train(_train_only(data), out, model=tiny_llama(), max_steps=2, lr=1e-2,
-              warmup=0, logging_steps=1, save_steps=100, plot=False, progress=False, seed=0, **opts)
+              warmup=0, logging_steps=1, save_steps=100, plot=False, progress=False, seed=0, tokenizer="smollm2",
+              **opts)
         losses[name] = [r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r]
         weights[name] = _weights(out)
     assert len(losses["plain"]) == 2

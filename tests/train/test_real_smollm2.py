@@ -27,7 +27,7 @@ def test_gguf_loads_as_a_plain_float32_model(smollm2_path):
 @pytest.fixture(scope="module")
 def runs(smollm2_path, short_chat_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("smol")
-    common = ("--max-steps", "2", "--batch-size", "1", "--logging-steps", "1", "--quiet")
+    common = ("--max-steps", "1", "--batch-size", "2", "--logging-steps", "1", "--quiet")
     cli("train", short_chat_data, "--model", "smollm2", "--out", root / "t", *common)
     cli("train", short_chat_data, "--model", "smollm2", "--out", root / "lora", "--lora", "--lora-r", "16",
         "--lr", "2e-4", *common)
@@ -39,19 +39,19 @@ def test_fine_tuned_runs_answer(runs, name):
     run = json.loads((runs / name / RUN_FILE).read_text())
     assert run["status"] == "finished" and run["dtype"] == "float32" and run["base_model"] == "smollm2"
     losses = [r["loss"] for r in read_jsonl(runs / name / "metrics.jsonl") if "loss" in r]
-    assert len(losses) == 2 and all(0 < x < 20 for x in losses)
-    assert "Paris" in cli("generate", "--model", runs / name, "--max-new-tokens", "12", PARIS).output
+    assert len(losses) == 1 and 0 < losses[0] < 20
+    assert "Paris" in cli("generate", "--model", runs / name, "--max-new-tokens", "8", PARIS).output
 
 
 def test_merge_lora_on_the_real_model(runs, tmp_path):
     cli("model", "merge-lora", "--model", runs / "lora", "--out", tmp_path / "merged")
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
-    assert "Paris" in cli("generate", "--model", tmp_path / "merged", "--max-new-tokens", "12", PARIS).output
+    assert "Paris" in cli("generate", "--model", tmp_path / "merged", "--max-new-tokens", "8", PARIS).output
 
 
-def test_chat_streams_and_keeps_history(smollm2_path):
-    res = cli("chat", "--max-new-tokens", "12", input=f"{PARIS}\n/reset\nAnd the capital of Italy?\n/exit\n")
-    assert "Paris" in res.output and "Rome" in res.output
+def test_chat_streams_and_resets(smollm2_path):
+    res = cli("chat", "--max-new-tokens", "10", input=f"{PARIS}\n/reset\n/exit\nnever read\n")
+    assert "Paris" in res.output and "(new conversation)" in res.output
 
 
 def test_chat_turn_renders_the_whole_history(smollm2_path):
@@ -60,28 +60,27 @@ def test_chat_turn_renders_the_whole_history(smollm2_path):
 
     model, tok = load_for_inference("smollm2")
     history, pieces = [], []
-    first = chat_turn(model, tok, history, PARIS, max_new_tokens=10, echo=pieces.append)
+    first = chat_turn(model, tok, history, PARIS, max_new_tokens=8, echo=pieces.append)
     assert "".join(pieces).strip() == first.strip() and "Paris" in first
-    second = chat_turn(model, tok, history, "And of Germany?", max_new_tokens=10, echo=lambda _: None)
+    second = chat_turn(model, tok, history, "And of Germany?", max_new_tokens=4, echo=lambda _: None)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
-    assert second == generate(model, tok, history[:3], max_new_tokens=10)  # turn 2 saw turn 1
+    assert second == generate(model, tok, history[:3], max_new_tokens=4)  # turn 2 saw turn 1
 
 
 def test_generate_input_file_batches_equal_one_by_one(smollm2_path, tmp_path):
     from llmprep.generate import generate, load_for_inference
 
     prompts = [{"prompt": PARIS}, {"question": "What is 2 + 2?", "id": 7},
-               {"messages": [{"role": "user", "content": "Name a primary colour."}]},
                {"instruction": "Translate to French", "input": "Good morning", "system": "Be brief."}]
     src = tmp_path / "prompts.jsonl"
     src.write_text("".join(json.dumps(p) + "\n" for p in prompts), encoding="utf-8")
     res = cli("generate", "--input", src, "--output", tmp_path / "answers.jsonl", "--batch-size", "3",
-              "--max-new-tokens", "8")
+              "--max-new-tokens", "6")
     rows = read_jsonl(tmp_path / "answers.jsonl")
     assert [{k: v for k, v in r.items() if k != "answer"} for r in rows] == prompts
-    assert "generate: 100%" in res.output and "4 answers" in res.output
+    assert "generate: 100%" in res.output and "3 answers" in res.output
     model, tok = load_for_inference("smollm2")
-    assert rows[0]["answer"] == generate(model, tok, [{"role": "user", "content": PARIS}], max_new_tokens=8)
-    assert rows[3]["answer"] == generate(model, tok, [{"role": "system", "content": "Be brief."},
-                                                      {"role": "user", "content": "Translate to French\n\nGood morning"}],
-                                         max_new_tokens=8)
+    assert rows[0]["answer"] == generate(model, tok, [{"role": "user", "content": PARIS}], max_new_tokens=6)
+    translate = [{"role": "system", "content": "Be brief."},
+                 {"role": "user", "content": "Translate to French\n\nGood morning"}]
+    assert rows[2]["answer"] == generate(model, tok, translate, max_new_tokens=6)

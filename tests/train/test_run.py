@@ -54,7 +54,8 @@ def test_metrics_jsonl_has_every_logging_step_evaluations_and_warmup(full_run):
 def test_saved_model_tokenizer_and_generation_config(full_run, tiny_dir):
     out = full_run[0]
     before, after = AutoModelForCausalLM.from_pretrained(tiny_dir), AutoModelForCausalLM.from_pretrained(out)
-    assert not torch.equal(before.model.layers[0].self_attn.q_proj.weight, after.model.layers[0].self_attn.q_proj.weight)
+    q = [m.model.layers[0].self_attn.q_proj.weight for m in (before, after)]
+    assert not torch.equal(*q)
     assert load_tokenizer(str(out)).chat_template == load_tokenizer("smollm2").chat_template
     assert GenerationConfig.from_pretrained(out).eos_token_id == [2]  # <|im_end|>: EOS and end of turn
 

@@ -37,10 +37,12 @@ def _json_safe(metrics: dict) -> dict:
 @click.option("--lora-r", type=int, default=16, show_default=True)
 @click.option("--bf16", is_flag=True, help="bf16 mixed precision (float32 master weights).")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (less memory).")
-@click.option("--eval-steps", type=int, default=None, help="Evaluate on the test split every N steps (default: at the end).")
+@click.option("--eval-steps", type=int, default=None,
+              help="Evaluate on the test split every N steps (default: at the end).")
 @click.option("--save-steps", type=int, default=500, show_default=True, help="Checkpoint every N steps.")
 @click.option("--save-total-limit", type=int, default=2, show_default=True, help="Checkpoints kept.")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its newest complete checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue the unfinished run in --out from its newest complete checkpoint.")
 @click.option("--logging-steps", type=int, default=10, show_default=True)
 @click.option("--attention", type=click.Choice(ATTENTION), default="auto", show_default=True,
               help="auto: varlen (flash, per example) on a CUDA GPU with --bf16, else the model's own (sdpa).")

@@ -76,10 +76,7 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
                                                  or f"<{type(model).__name__} object>")
     with state.main_process_first():  # a GGUF is dequantized and cached once, not once per rank
         src = models.resolve(model) if isinstance(model, str) else None
-    raw = isinstance(data, (str, Path)) and not is_prepared(data) or (
-        isinstance(data, (list, tuple)) and not (len(data) == 1 and is_prepared(data[0])))
-    if isinstance(data, (list, tuple)) and len(data) == 1 and not raw:
-        data = data[0]
+    data, raw = _raw_inputs(data)
     loaded = None if raw else _load(data, cfg)
     if loaded is not None and cfg.eval_steps and loaded.eval_split is None:
         raise ConfigError("--eval-steps: DATA has no 'test' split to evaluate on; prepare it with --test-size")
@@ -87,9 +84,8 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
     if tok_spec is None or (src is not None and tok_spec == src.tokenizer and not _has_tokenizer(src)):
         raise ConfigError(f"--model {spec!r} has no tokenizer files and DATA names none (no report.json); "
                           "pass --tokenizer")
-    meta = {"task": cfg.task if loaded is None else loaded.task, "base_model": spec,
-            "tokenizer": tok_spec, "config": {**cfg.as_dict(), "tokenizer": tok_spec,
-                                              "task": cfg.task if loaded is None else loaded.task}}
+    meta = {"task": cfg.task if loaded is None else loaded.task, "base_model": spec, "tokenizer": tok_spec,
+            "config": {**cfg.as_dict(), "tokenizer": tok_spec}}
     resume_from = run.check(meta, resume=cfg.resume)
     state.wait_for_everyone()
     if state.is_main_process:
@@ -97,8 +93,8 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
     state.wait_for_everyone()
     try:
         if loaded is None:
-            loaded = _prepare_raw(list(data) if isinstance(data, (list, tuple)) else [str(data)], run, cfg,
-                                  tok_spec, state)
+            loaded = _prepare_raw(raw, run, cfg, tok_spec, state)
+            meta["task"] = loaded.task
             if cfg.eval_steps and loaded.eval_split is None:
                 raise ConfigError("--eval-steps: no test split to evaluate on; pass --test-size")
         metrics = _run(loaded, run, cfg, src or model, tok_spec, meta, resume_from, deepspeed, state, callbacks)
@@ -107,6 +103,20 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
             run.abort()
         raise
     return metrics
+
+
+def _raw_inputs(data) -> tuple[Any, list[str] | None]:
+    """(data, raw input paths or None). A prepared directory, alone or in a one-item list, is not raw.
+
+    Example: ["chats.jsonl"] -> (["chats.jsonl"], ["chats.jsonl"]); ["out/demo"] -> ("out/demo", None)
+    """
+    if isinstance(data, (list, tuple)):
+        if len(data) == 1 and is_prepared(data[0]):
+            return data[0], None
+        return data, [str(d) for d in data]
+    if isinstance(data, (str, Path)) and not is_prepared(data):
+        return data, [str(data)]
+    return data, None
 
 
 def _has_tokenizer(src: models.ModelSource) -> bool:
@@ -201,7 +211,8 @@ def _run(loaded: TrainData, run: RunDir, cfg: TrainConfig, model_src, tok_spec, 
     trainer = LlmprepTrainer(model=model, args=args, train_dataset=loaded.splits["train"],
                              eval_dataset=loaded.eval_split, data_collator=collator,
                              compute_metrics=compute_metrics if loaded.task == CLASSIFICATION else None,
-                             callbacks=[MetricsLog(run.out), SkipFinalCheckpoint(), *callbacks], causal_lm=loaded.task == CAUSAL_LM)
+                             callbacks=[MetricsLog(run.out), SkipFinalCheckpoint(), *callbacks],
+                             causal_lm=loaded.task == CAUSAL_LM)
     if not cfg.progress:
         from transformers import PrinterCallback
 

@@ -76,9 +76,8 @@ class RunDir:
     def _check_same_run(self, run: dict, meta: dict) -> None:
         before, now = run.get("config", {}), meta.get("config", {})
         diffs = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in RESUME_KEYS if before.get(k) != now.get(k)]
-        for key in ("task", "base_model"):
-            if run.get(key) != meta.get(key):
-                diffs.append(f"{key}: {run.get(key)!r} -> {meta.get(key)!r}")
+        if run.get("base_model") != meta.get("base_model"):
+            diffs.append(f"--model: {run.get('base_model')!r} -> {meta.get('base_model')!r}")
         if diffs:
             raise ConfigError(f"--resume: --out {str(self.out)!r} was started with other settings ("
                               + "; ".join(diffs) + "); resume with the same command, or choose a new --out")
