@@ -60,5 +60,25 @@ def test_pair_truncation_side_follows_option(bert):
         finally:
             bert.truncation_side = "right"
         assert enc.row(0)[0] == expected
-    assert encode_pairs(bert, [a], [b], [1], 8, "left").row(0)[0] != encode_pairs(bert, [a], [b], [1], 8, "right").row(0)[0]
+    left, right = (encode_pairs(bert, [a], [b], [1], 8, side).row(0)[0] for side in ("left", "right"))
+    assert left != right
     assert bert.truncation_side == "right"  # the shared tokenizer is left as it was
+
+
+def test_truncation_left_on_the_backend_never_cuts_rows(smollm2):
+    """transformers leaves the backend truncating after `tok(a, b, truncation=True, max_length=n)` (and a
+    tokenizer.json may set it): chats and documents are still encoded whole, by both engines."""
+    import copy
+
+    from llmprep.encode import encode_documents
+
+    tok = copy.deepcopy(smollm2)
+    text = "word " * 60 + "<|im_end|>"
+    for engine in ("auto", "tokenizers"):
+        tok("one two three", "four five", truncation=True, max_length=4)
+        assert tok.backend_tokenizer.truncation is not None
+        enc = ChatEncoder(tok, engine=engine).encode([text] * 3, [[(0, len(text))]] * 3)
+        assert enc.row(2)[0] == tok(text, add_special_tokens=False)["input_ids"]  # (this call turns it off)
+    tok("one two three", "four five", truncation=True, max_length=4)
+    doc = "word " * 60
+    assert len(encode_documents(tok, [doc]).ids) == len(tok(doc)["input_ids"]) + 1  # + EOS

@@ -30,7 +30,7 @@ from llmprep.output import build_splits, length_stats
 from llmprep.records import Record, expand_inputs, read_records
 from llmprep.render import resolve_template, template_fingerprint
 from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
-from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
+from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path, tokenizer_class
 from llmprep.truncate import TRUNCATION
 
 SHARD_SIZE = 2048
@@ -128,7 +128,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     cfg.check()
     started = time.perf_counter()
     files = expand_inputs([str(i) for i in inputs])
-    tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) or cfg.tokenizer is None else cfg.tokenizer
+    named = isinstance(cfg.tokenizer, str) or cfg.tokenizer is None
+    tok = load_lite_tokenizer(cfg.tokenizer) if named else cfg.tokenizer
     if cfg.format:
         get_format(cfg.format)  # an unknown --format fails before any reading
     template_name, source, template_error = None, None, None
@@ -174,7 +175,7 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     splits, pack_stats = build_splits(parts, cfg, tok, fingerprint)
     report = _report(cfg, results, encoded, parts, splits, kinds, rejected, dropped, options)
     report["inputs"] = [{"path": str(f), "sha256": d} for f, d in zip(files, digests)]
-    report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
+    report["tokenizer"] = {"name": str(cfg.tokenizer), "class": tokenizer_class(tok), "vocab_size": len(tok),
                            "fingerprint": tok_fingerprint}
     report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
     if pack_stats:

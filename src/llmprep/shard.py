@@ -17,7 +17,7 @@ from llmprep.examples import Example, Rejected, reject, to_examples
 from llmprep.formats import CHAT, PAIR, TEXT
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
-from llmprep.tokenizer import load_tokenizer
+from llmprep.tokenizer import load_lite_tokenizer
 from llmprep.truncate import fit
 
 
@@ -60,7 +60,7 @@ def _tools(settings: ShardSettings):
     tok_key = settings.tokenizer if isinstance(settings.tokenizer, str) else id(settings.tokenizer)
     key = (tok_key, settings.template_source, settings.engine)
     if _STATE.get("key") != key:
-        tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
+        tok = load_lite_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
         renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
         _STATE.update(key=key, tok=tok, renderer=renderer,
                       encoder=ChatEncoder(tok, engine=settings.engine))
