@@ -78,7 +78,7 @@ class ShardCache:
         rejected = [Rejected(**r) for r in meta["rejected"]]
         dropped = [Rejected(**r) for r in meta["dropped"]]
         return ShardResult(enc, rejected, dropped, meta["truncated"], meta["control_text_rows"], meta["fast_rows"], 0,
-                           meta["kinds"])
+                           meta["kinds"], meta.get("template_rows", {}))
 
     def save(self, key: str, result) -> None:
         """Store a ShardResult as process_shard returned it."""
@@ -86,9 +86,10 @@ class ShardCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         enc = result.encoded
         meta = {"has_tt": enc.token_type_ids is not None, "class_labels": enc.extra.get("class_labels"),
-                "rejected": [vars(r) for r in result.rejected], "dropped": [vars(r) for r in result.dropped], "truncated": result.truncated,
+                "rejected": [vars(r) for r in result.rejected], "dropped": [vars(r) for r in result.dropped],
+                "truncated": result.truncated,
                 "control_text_rows": result.control_text_rows, "fast_rows": result.fast_rows,
-                "kinds": result.kinds}
+                "kinds": result.kinds, "template_rows": result.template_rows}
         arrays = {"ids": enc.ids, "labels": enc.labels, "offsets": enc.offsets,
                   "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False, default=str).encode(), np.uint8)}
         if enc.token_type_ids is not None:

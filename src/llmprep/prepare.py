@@ -29,6 +29,7 @@ from llmprep.formats import CHAT, get_format
 from llmprep.output import build_splits, length_stats
 from llmprep.records import Record, expand_inputs, read_records
 from llmprep.render import resolve_template, template_fingerprint
+from llmprep.render.engine import describe_engine
 from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
 from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path, tokenizer_class
 from llmprep.truncate import TRUNCATION
@@ -178,6 +179,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     report["tokenizer"] = {"name": str(cfg.tokenizer), "class": tokenizer_class(tok), "vocab_size": len(tok),
                            "fingerprint": tok_fingerprint}
     report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
+    if source:
+        report["engine"]["template_engine"] = describe_engine(source)
     if pack_stats:
         report["packing"] = pack_stats
     # Cache hits are not in report.json: a rerun served from the cache must write identical files.
@@ -205,7 +208,9 @@ def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, pa
         "tokens": {"total": int(len(encoded.ids)), "trained": 0 if pairs else int((encoded.labels != -100).sum())},
         "lengths": length_stats(encoded.lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
-                   "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
+                   "fastokens_mismatches": sum(r.engine_mismatches for r in results),
+                   **{k: sum(r.template_rows.get(k, 0) for r in results)
+                      for k in ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")}},
         "options": options,
     }
 

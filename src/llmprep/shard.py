@@ -48,6 +48,7 @@ class ShardResult:
     fast_rows: int = 0
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
+    template_rows: dict = field(default_factory=dict)  # chat rows per template engine (render/engine.py)
 
 
 _STATE: dict = {}
@@ -87,6 +88,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
     settings = settings or _WORKER_SETTINGS[0]
     tok, renderer, encoder = _tools(settings)
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
+    rows_before = _template_rows(renderer)
     converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns), formats=formats))
     examples = [x for x in converted if isinstance(x, Example)]
     rejected: list[Rejected] = [x for x in converted if isinstance(x, Rejected)]
@@ -120,7 +122,17 @@ def process_shard(records: list[Record], formats: dict[str, str],
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
-                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds)
+                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds,
+                       {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()})
+
+
+def _template_rows(renderer: ChatRenderer | None) -> dict:
+    """Rows located with every render by MiniJinja / not, spot-check mismatches, and why MiniJinja is off."""
+    if renderer is None:
+        return {}
+    engine = renderer.engine
+    return {"minijinja_rows": renderer.rows_by_engine["minijinja"], "jinja2_rows": renderer.rows_by_engine["jinja2"],
+            "minijinja_mismatches": engine.stats["mismatches"]}
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,

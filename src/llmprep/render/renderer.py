@@ -26,6 +26,7 @@ import jinja2
 
 from llmprep.errors import RecordError
 from llmprep.messages import Message
+from llmprep.render.engine import for_source
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
 from llmprep.render.sandbox import compile_template
@@ -50,6 +51,8 @@ class ChatRenderer:
 
     def __post_init__(self) -> None:
         self.template = compile_template(self.source)
+        self.engine = for_source(self.source)  # MiniJinja where verified identical, else this jinja2 template
+        self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # located rows: all renders by MiniJinja, or not
         # One rendering per conversation when the template provably only prints content; the first
         # rows are still checked against a real rendering, and any mismatch turns the shortcut off.
         self.single_render = content_is_opaque(self.source)
@@ -67,8 +70,8 @@ class ChatRenderer:
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False, **kwargs) -> str:
         """Messages -> text, exactly as apply_chat_template(tokenize=False) would give."""
         try:
-            return self.template.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                        **self.special_tokens, **kwargs)
+            return self.engine.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
+                                      **self.special_tokens, **kwargs)
         except jinja2.exceptions.TemplateError as exc:
             raise RecordError(f"the chat template refused this conversation: {exc}", field="messages") from exc
 
@@ -84,6 +87,12 @@ class ChatRenderer:
 
     def locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
         """-> (text, trained spans of the assistant turns, content span of every message or None)."""
+        jinja2_before = self.engine.stats["jinja2"]
+        located = self._locate(messages)
+        self.rows_by_engine["jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"] += 1
+        return located
+
+    def _locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
         text = None
         if not self.single_render or self._checks_left > 0:
             text = self.render(messages)
