@@ -21,8 +21,10 @@ How a render is verified (the same policy as the fastokens encoder):
    sends the row to jinja2, whose text or error (the usual "template refused" reject) stands.
 
 Safety: the context holds only JSON-like data, and MiniJinja calls Python methods on it only through
-the listed (non-mutating) method names; `_` attributes are refused by MiniJinja itself. Fuel bounds the
-instructions of a render; the growth rule keeps values linear in the instructions run.
+the listed (non-mutating) method names; `_` attributes are refused by MiniJinja itself. Fuel (MiniJinja's
+instruction budget, proportional to the conversation) bounds a render's work; the growth rule keeps
+values linear in the instructions run. A render out of fuel goes to jinja2, and so to the sandbox's
+own limits.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from jinja2 import nodes
 FILTERS = frozenset({"tojson", "trim", "length", "count", "string", "items", "safe", "default", "d", "join",
                      "first", "last", "list", "dictsort", "selectattr", "rejectattr", "select", "reject", "map"})
 TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "iterable", "sequence", "number",
-                   "integer", "boolean", "true", "false", "equalto", "eq", "ne", "odd", "even"})
+                   "integer", "boolean", "true", "false", "equalto", "eq", "ne"})
 METHODS = frozenset({"split", "strip", "lstrip", "rstrip", "startswith", "endswith", "items", "keys", "values",
                      "get"})
 FUNCTIONS = frozenset({"namespace", "raise_exception", "strftime_now", "range"})
@@ -50,13 +52,19 @@ DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
 EXPANDING = frozenset({"tojson", "join", "string", "list", "items", "dictsort", "map", "select", "reject",
                        "selectattr", "rejectattr"})
 STRIPPING = frozenset({"trim", "strip", "lstrip", "rstrip", "split"})
+# Expressions that make MiniJinja's own lists/tuples/maps, which it prints unlike Python's repr (strings
+# holding non-printable characters, Undefined items): never printed or joined with `~`.
+CONTAINER_FILTERS = frozenset({"list", "items", "dictsort", "map", "select", "reject", "selectattr", "rejectattr"})
+CONTAINER_METHODS = frozenset({"split", "items", "keys", "values"})
 NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr, nodes.Getitem,
          nodes.Slice, nodes.Call, nodes.Filter, nodes.Test, nodes.If, nodes.For, nodes.Assign, nodes.AssignBlock,
          nodes.Macro, nodes.Keyword, nodes.Pair, nodes.Dict, nodes.List, nodes.Tuple, nodes.CondExpr, nodes.And,
          nodes.Or, nodes.Not, nodes.Neg, nodes.Pos, nodes.Add, nodes.Sub, nodes.Div, nodes.FloorDiv, nodes.Mod,
          nodes.Concat, nodes.Compare, nodes.Operand, nodes.NSRef, nodes.Continue, nodes.Break, nodes.CallBlock,
          nodes.ExtensionAttribute)
-FUEL = 2_000_000  # MiniJinja instructions per render: ~100x a 200-message tool conversation
+# MiniJinja instructions a render may run: the real templates need ~100 per message (Qwen3.6 with 20
+# tools: 21k for 200 messages), so 20x that; a render out of fuel goes to jinja2 (and its own limits).
+FUEL_BASE, FUEL_PER_ITEM = 20_000, 2_000
 CHECK_FIRST, CHECK_EVERY = 32, 256
 NAME = "chat_template"
 _GENERATION = re.compile(r"\{%(-|\+)?\s*(end)?generation\s*(-|\+)?%\}")
@@ -118,6 +126,131 @@ def _check(tree: nodes.Template, macros: set[str]) -> None:
             raise _Refused("{% call %} blocks")
         if isinstance(node, nodes.Mod) and isinstance(node.left, nodes.Const) and isinstance(node.left.value, str):
             raise _Refused("'%' string formatting")
+    _check_printing(tree)
+    _check_slices(tree)
+    _check_comparisons(tree)
+
+
+def _check_printing(tree: nodes.Template) -> None:
+    """No list, tuple or map made by the template is printed (MiniJinja's repr is not Python's)."""
+    containers = _container_names(tree)
+    printed = [n for out in tree.find_all(nodes.Output) for n in out.nodes if not isinstance(n, nodes.TemplateData)]
+    printed += [side for c in tree.find_all(nodes.Concat) for side in c.nodes]
+    printed += [f.node for f in tree.find_all(nodes.Filter) if f.name == "string"]
+    for expr in printed:
+        if _makes_container(expr, containers):
+            raise _Refused("printing a list/map the template made (MiniJinja's repr differs from Python's)")
+
+
+def _makes_container(node, containers: set[str]) -> bool:
+    if isinstance(node, (nodes.List, nodes.Tuple, nodes.Dict)):
+        return True
+    if isinstance(node, nodes.Name):
+        return node.name in containers
+    if isinstance(node, nodes.Filter):
+        return node.name in CONTAINER_FILTERS or (node.name in ("default", "d", "first", "last")
+                                                  and _makes_container(node.node, containers))
+    if isinstance(node, nodes.Call):
+        callee = node.node
+        return (isinstance(callee, nodes.Getattr) and callee.attr in CONTAINER_METHODS) or (
+            isinstance(callee, nodes.Name) and callee.name == "range")
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Slice):
+        return True
+    if isinstance(node, nodes.CondExpr):
+        return _makes_container(node.expr1, containers) or _makes_container(node.expr2, containers)
+    return isinstance(node, (nodes.And, nodes.Or)) and (
+        _makes_container(node.left, containers) or _makes_container(node.right, containers))
+
+
+def _container_names(tree) -> set[str]:
+    """Names that may hold a list/tuple/map the template made: assigned one, or looping over pairs."""
+    names: set[str] = set()
+    while True:
+        found = {name for node in tree.find_all((nodes.Assign, nodes.For))
+                 for name in _targets(node.target)
+                 if (isinstance(node, nodes.Assign) and _makes_container(node.node, names))
+                 or (isinstance(node, nodes.For) and not isinstance(node.target, nodes.Tuple)
+                     and _makes_container(node.iter, names))} - names
+        if not found:
+            return names
+        names |= found
+
+
+def _check_comparisons(tree: nodes.Template) -> None:
+    """Ordering (< > <= >=) only between integers the template knows are integers, and `in` only with a
+    literal on one side: jinja2 raises for undefined or mixed-type operands, MiniJinja answers."""
+    ints = _int_names(tree)
+    for node in tree.find_all(nodes.Compare):
+        left = node.expr
+        for op in node.ops:
+            if op.op in ("lt", "gt", "lteq", "gteq") and not (_is_int(left, ints) and _is_int(op.expr, ints)):
+                raise _Refused("an ordering comparison of values not known to be integers")
+            if op.op in ("in", "notin") and not (isinstance(left, nodes.Const)
+                                                 or isinstance(op.expr, (nodes.List, nodes.Tuple))):
+                raise _Refused("'in' between two computed values")
+            left = op.expr
+
+
+def _is_int(node, ints: set[str]) -> bool:
+    """Certainly an integer: an int literal, a loop counter, a length, arithmetic of those, or a name
+    (or namespace attribute) only ever assigned such values."""
+    if isinstance(node, nodes.Const):
+        return type(node.value) is int
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+        if node.node.name == "loop":
+            return node.attr in ("index", "index0", "revindex", "revindex0", "length")
+        return f"{node.node.name}.{node.attr}" in ints
+    if isinstance(node, nodes.Name):
+        return node.name in ints
+    if isinstance(node, nodes.Filter):
+        return node.name in ("length", "count")
+    if isinstance(node, (nodes.Add, nodes.Sub, nodes.FloorDiv, nodes.Mod)):
+        return _is_int(node.left, ints) and _is_int(node.right, ints)
+    return isinstance(node, nodes.Neg) and _is_int(node.node, ints)
+
+
+def _int_names(tree) -> set[str]:
+    """Names and namespace attributes ("ns.i") every assignment of which is an integer (fixpoint)."""
+    values: dict[str, list] = {}
+    for node in tree.find_all(nodes.Assign):
+        target = node.target
+        if isinstance(target, nodes.Name):
+            values.setdefault(target.name, []).append(node.node)
+        elif isinstance(target, nodes.NSRef):
+            values.setdefault(f"{target.name}.{target.attr}", []).append(node.node)
+        if isinstance(node.node, nodes.Call) and isinstance(node.node.node, nodes.Name) and \
+                node.node.node.name == "namespace" and isinstance(target, nodes.Name):
+            for kw in node.node.kwargs:
+                values.setdefault(f"{target.name}.{kw.key}", []).append(kw.value)
+    for loop in tree.find_all(nodes.For):  # a loop variable is whatever it iterates: not known
+        for name in _targets(loop.target):
+            values.setdefault(name, []).append(None)
+    ints = set(values)
+    while True:
+        wrong = {name for name in ints if not all(v is not None and _is_int(v, ints) for v in values[name])}
+        if not wrong:
+            return ints
+        ints -= wrong
+
+
+def _check_slices(tree: nodes.Template) -> None:
+    """Slices only of `messages` (or names assigned slices of it): slicing an undefined value is an
+    error in jinja2 and an empty list in MiniJinja."""
+    sliced = {"messages"}
+    assigns = [a for a in tree.find_all(nodes.Assign) if isinstance(a.target, nodes.Name)]
+    for node in assigns:  # loop_messages = messages[1:], or = messages
+        if _slice_of(node.node, sliced):
+            sliced.add(node.target.name)
+    for node in tree.find_all(nodes.Getitem):
+        if isinstance(node.arg, nodes.Slice) and not (isinstance(node.node, nodes.Name) and node.node.name in sliced):
+            raise _Refused("a slice of something other than messages")
+    if any(a.target.name in sliced and not _slice_of(a.node, sliced) for a in assigns):
+        raise _Refused("a sliced name is also assigned something else")
+
+
+def _slice_of(value, names: set[str]) -> bool:
+    inner = value.node if isinstance(value, nodes.Getitem) else value
+    return isinstance(inner, nodes.Name) and inner.name in names
 
 
 def _plain_const(value: Any) -> bool:
@@ -312,6 +445,7 @@ class FastTemplate:
         if self.compiled is None or not _safe_data(context, self.strips):
             return self._reference(context)
         self.calls += 1
+        self.compiled.fuel = FUEL_BASE + FUEL_PER_ITEM * sum(len(v) for v in context.values() if type(v) is list)
         try:
             text = self.compiled.render_template(NAME, **context)
         except Exception:  # MiniJinja's error, fuel, recursion, a callback's exception: jinja2 decides
@@ -319,7 +453,7 @@ class FastTemplate:
         if self.calls <= CHECK_FIRST or self.calls % CHECK_EVERY == 0:
             try:
                 expected = self.reference.render(**context)
-            except jinja2.TemplateError:
+            except Exception:  # jinja2 refuses what MiniJinja rendered: jinja2's error stands
                 self._mismatch()
                 raise
             if expected != text:
@@ -417,13 +551,13 @@ def _compile(source: str, globals_: dict[str, Callable]):
         import minijinja
     except ImportError:
         return None
-    env = minijinja.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, fuel=FUEL,
+    env = minijinja.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, fuel=FUEL_BASE,
                                 undefined_behavior="lenient", auto_escape_callback=lambda name: False)
     try:
         env.add_template(NAME, _GENERATION.sub(_generation_as_if, source))
     except minijinja.TemplateError:
         return None
-    env.add_filter("tojson", _none_refused(globals_["tojson"]))
+    env.add_filter("tojson", _none_refused(globals_["tojson"], deep=True))
     env.add_test("sequence", _none_refused(_jinja2_test("sequence")))
     env.add_test("iterable", _none_refused(_jinja2_test("iterable")))
     for name in ("raise_exception", "strftime_now"):
@@ -441,11 +575,12 @@ def _jinja2_test(name: str) -> Callable[[Any], bool]:
     return jinja2.Environment().tests[name]
 
 
-def _none_refused(fn: Callable) -> Callable:
-    """MiniJinja passes both null and undefined to Python as None, which jinja2 treats differently:
-    refuse it, so that row is rendered by jinja2."""
+def _none_refused(fn: Callable, deep: bool = False) -> Callable:
+    """MiniJinja passes both null and undefined to Python as None, which jinja2 treats differently
+    (tojson: "null" or an error): refuse it — anywhere inside the value when `deep` — so that row is
+    rendered by jinja2. (The data guard keeps null out of the input, so a None here is rare.)"""
     def call(value, *args, **kwargs):
-        if value is None:
+        if value is None or (deep and not _safe_value(value, False)):
             raise ValueError("null or undefined: rendered by jinja2")
         return fn(value, *args, **kwargs)
     return call
@@ -468,7 +603,7 @@ def _probes_agree(fast: FastTemplate) -> bool:
             context = {"messages": chat, "add_generation_prompt": prompt, "bos_token": "<s>", "eos_token": "</s>"}
             try:
                 expected = fast.reference.render(**context)
-            except jinja2.TemplateError:
+            except Exception:  # noqa: BLE001 - any jinja2 failure; MiniJinja must not succeed instead
                 expected = None
             try:
                 got = fast.compiled.render_template(NAME, **context)
