@@ -125,6 +125,7 @@ def test_every_allowed_statement_renders_as_jinja2(statement):
     ("{% set p = ls|list %}{{ p }}", "printing a list/map"),
     ("{% for pair in d|items %}{{ pair }}{% endfor %}", "printing a list/map"),
     ("{{ [s]|string }}", "printing a list/map"),
+    ("{{ d|items|join(', ') }}", "printing a list/map"),
     ("{{ n > m.x }}", "ordering comparison"),  # jinja2 raises on undefined or mixed types
     ("{% set ns = namespace(i=0) %}{% set ns.i = s %}{{ ns.i < 1 }}", "ordering comparison"),
     ("{{ m.role in s }}", "'in' between two computed values"),

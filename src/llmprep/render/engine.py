@@ -137,6 +137,8 @@ def _check_printing(tree: nodes.Template) -> None:
     printed = [n for out in tree.find_all(nodes.Output) for n in out.nodes if not isinstance(n, nodes.TemplateData)]
     printed += [side for c in tree.find_all(nodes.Concat) for side in c.nodes]
     printed += [f.node for f in tree.find_all(nodes.Filter) if f.name == "string"]
+    # join prints each item: pairs from items/dictsort would be printed as tuples
+    printed += [f.node for f in tree.find_all(nodes.Filter) if f.name == "join" and _pairs(f.node)]
     for expr in printed:
         if _makes_container(expr, containers):
             raise _Refused("printing a list/map the template made (MiniJinja's repr differs from Python's)")
@@ -160,6 +162,11 @@ def _makes_container(node, containers: set[str]) -> bool:
         return _makes_container(node.expr1, containers) or _makes_container(node.expr2, containers)
     return isinstance(node, (nodes.And, nodes.Or)) and (
         _makes_container(node.left, containers) or _makes_container(node.right, containers))
+
+
+def _pairs(node) -> bool:
+    return (isinstance(node, nodes.Filter) and node.name in ("items", "dictsort")) or (
+        isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and node.node.attr == "items")
 
 
 def _container_names(tree) -> set[str]:
