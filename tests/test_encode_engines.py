@@ -32,7 +32,7 @@ def test_engines_agree_with_offset_rule(name, request, english_chats, chinese_ch
               [{"role": "user", "content": "x"}, {"role": "assistant", "content": " 🙂🙂 emoji"}]]
     texts, spans = _rendered(tok, template, chats)
     ref = _reference(tok, texts, spans)
-    for engine in ("auto", "tokenizers"):
+    for engine in ("fastokens", "auto", "tokenizers"):
         enc = ChatEncoder(tok, engine=engine).encode(texts, spans)
         for r in range(len(texts)):
             ids, labels = enc.row(r)
@@ -74,7 +74,7 @@ def test_truncation_left_on_the_backend_never_cuts_rows(smollm2):
 
     tok = copy.deepcopy(smollm2)
     text = "word " * 60 + "<|im_end|>"
-    for engine in ("auto", "tokenizers"):
+    for engine in ("fastokens", "tokenizers"):
         tok("one two three", "four five", truncation=True, max_length=4)
         assert tok.backend_tokenizer.truncation is not None
         enc = ChatEncoder(tok, engine=engine).encode([text] * 3, [[(0, len(text))]] * 3)
@@ -82,3 +82,21 @@ def test_truncation_left_on_the_backend_never_cuts_rows(smollm2):
     tok("one two three", "four five", truncation=True, max_length=4)
     doc = "word " * 60
     assert len(encode_documents(tok, [doc]).ids) == len(tok(doc)["input_ids"]) + 1  # + EOS
+
+
+def test_auto_loads_fastokens_only_for_a_batch_that_repays_it(smollm2, monkeypatch):
+    """--engine auto: a small input (a 20-record file) never pays fastokens' ~0.3 s load; the first big
+    batch loads it, and from then on it encodes (verified) every batch."""
+    from llmprep.encode import FastEngine
+
+    texts = ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there!<|im_end|>\n"] * 20
+    spans = [[(len(t) - 23, len(t) - 1)] for t in texts]
+    enc = ChatEncoder(smollm2, engine="auto")
+    small = enc.encode(texts, spans)
+    assert enc.fast is None and enc.fast_rows == 0
+    monkeypatch.setattr(FastEngine, "MIN_CHARS", sum(map(len, texts)))
+    big = enc.encode(texts, spans)
+    assert enc.fast is not None and enc.fast_rows == 20
+    enc.encode(texts[:1], spans[:1])
+    assert enc.fast_rows == 21
+    assert [small.row(r) for r in range(20)] == [big.row(r) for r in range(20)]

@@ -110,6 +110,7 @@ class FastEngine:
     """
 
     CHECK_ROWS = 8
+    MIN_CHARS = 200_000  # --engine auto: a batch this big (~300 chats) repays loading fastokens (~0.3 s)
 
     def __init__(self, inner):
         self.inner = inner
@@ -159,7 +160,10 @@ class ChatEncoder:
             raise ConfigError(f"--engine {engine!r} is not valid; choose one of {', '.join(ENGINES)}")
         self.tokenizer = tokenizer
         self.backend = backend(tokenizer)
-        self.fast = FastEngine.load(self.backend) if engine in ("auto", "fastokens") else None
+        self.engine = engine
+        # auto loads fastokens (~0.3 s) for the first batch big enough to repay it; fastokens at once
+        self.fast = FastEngine.load(self.backend) if engine == "fastokens" else None
+        self._fast_loaded = engine != "auto"
         self.engine_mismatches = 0
         self.fast_rows = 0
         specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special},
@@ -177,6 +181,8 @@ class ChatEncoder:
         text must stay plain text. `train_all` labels every token (--train-on-prompt)."""
         done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         whole_texts(self.backend)
+        if not self._fast_loaded and sum(map(len, texts)) >= FastEngine.MIN_CHARS:
+            self.fast, self._fast_loaded = FastEngine.load(self.backend), True
         if self.fast is not None and self.fast.enabled:
             plain = [r for r in range(len(texts)) if not (literal_rows is not None and literal_rows[r])]
             done = self._encode_fast(texts, spans, plain, train_all)
