@@ -1,7 +1,7 @@
 """Benchmark: llmprep prepare vs TRL SFTTrainer's dataset preparation vs the per-example recipe vs the raw bound.
 
     python benchmarks/bench_prepare.py            # 20,000 conversations (~3.9M tokens), ~4-6 min on 2 cores
-    python benchmarks/bench_prepare.py --quick    # 300 conversations, one run of each: a smoke run
+    python benchmarks/bench_prepare.py --quick    # 200 conversations, one run of each: a smoke run
     python benchmarks/bench_prepare.py --profile  # also cProfile one llmprep run (num_proc=1) by stage
 
 All methods start from the same JSONL file (built by benchmarks/data.py from chatterbot-corpus text,
@@ -41,6 +41,7 @@ Then: input_ids of llmprep == TRL == tokenizer.apply_chat_template(tokenize=True
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -259,38 +260,37 @@ def llmprep_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "llmprep.cli", *args]
 
 
-def whole_processes(path: Path, workdir: Path, runs: int = 3, log=print) -> dict[str, list[float]]:
+def whole_processes(path: Path, workdir: Path, runs: int = 3, log=print, *,
+                    warm_up: bool = True) -> dict[str, list[float]]:
     """llmprep's CLI and a TRL script as whole processes, alternating; -> {"llmprep": [s...], "TRL": [...]}."""
     out = workdir / "process-out"
     argv = {"llmprep": llmprep_argv("prepare", str(path), "--out", str(out), "--no-cache", "--quiet",
                                     "--max-length", str(NO_TRUNCATION)),
             "TRL": [sys.executable, str(Path(__file__).resolve()), "--trl-process", str(path), str(out)]}
+    return _alternate(argv, out, runs, warm_up, log)
+
+
+def _alternate(argv: dict[str, list[str]], out: Path, runs: int, warm_up: bool, log) -> dict[str, list[float]]:
+    """Run each command `runs` times, alternating, after one untimed warm-up round (OS caches, .pyc files,
+    llmprep's tokenizer snapshot); -> {name: [seconds, ...]}."""
     times: dict[str, list[float]] = {name: [] for name in argv}
-    for run in range(runs + 1):  # run 0 warms the OS caches (and makes llmprep's tokenizer snapshot)
+    for run in range(0 if warm_up else 1, runs + 1):
         for name, cmd in argv.items():
             seconds = _timed_process(cmd)
             shutil.rmtree(out, ignore_errors=True)
             if run:
                 times[name].append(seconds)
-                log(f"  [{run}] whole process {name}: {seconds:.2f} s")
+                log(f"  [{run}] {name}: {seconds:.2f} s")
     return times
 
 
-def startup(workdir: Path, runs: int = 3, log=print) -> dict[str, list[float]]:
+def startup(workdir: Path, runs: int = 3, log=print, *, warm_up: bool = True) -> dict[str, list[float]]:
     """Seconds of `llmprep inspect "text"` and of `llmprep prepare` on a 20-record file (after a warm-up)."""
     small = write_jsonl(workdir / "twenty.jsonl", build_conversations(20, 1))
     out = workdir / "startup-out"
     argv = {"inspect \"text\"": llmprep_argv("inspect", "Hello world, 你好"),
             "prepare 20 records": llmprep_argv("prepare", str(small), "--out", str(out), "--no-cache", "--quiet")}
-    times: dict[str, list[float]] = {name: [] for name in argv}
-    for run in range(runs + 1):
-        for name, cmd in argv.items():
-            seconds = _timed_process(cmd)
-            shutil.rmtree(out, ignore_errors=True)
-            if run:
-                times[name].append(seconds)
-                log(f"  [{run}] start-up {name}: {seconds:.2f} s")
-    return times
+    return _alternate(argv, out, runs, warm_up, log)
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def profile_llmprep(path: Path, workdir: Path) -> list[tuple[str, float]]:
 def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = None, *, repeat_slow: int = 1,
               seeds: bool = True, seeds_n: int = 5000, trl_procs=(None, 2), llmprep_procs=(None, 1),
               llmprep_tokenizers_engine: bool = True, process_runs: int = 3, startup_runs: int = 3,
-              log=print) -> dict:
+              warm_up: bool = True, log=print) -> dict:
     """Run every method, interleaved; -> {"timings": [Timing], "tokens": {...}, "checks": {...}, ...}.
 
     llmprep and the raw bounds run `repeat` times, TRL and the seeds recipe (5-15x slower) `repeat_slow`
@@ -460,8 +460,8 @@ def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = Non
             seeds_row = tm.name.startswith("seeds")
             tm.tokens, tm.rows = (seeds_tokens, seeds_n) if seeds_row else (tokens, n)
         checks = check(convs, llm_ds, trl_ds, seeds_ds)
-        processes = whole_processes(path, workdir, process_runs, log) if process_runs else {}
-        starts = startup(workdir, startup_runs, log) if startup_runs else {}
+        processes = whole_processes(path, workdir, process_runs, log, warm_up=warm_up) if process_runs else {}
+        starts = startup(workdir, startup_runs, log, warm_up=warm_up) if startup_runs else {}
         return {"timings": timings, "tokens": tokens, "seeds_tokens": seeds_tokens, "seeds_n": seeds_n,
                 "checks": checks, "raw": raw, "n": n, "path": path, "workdir": workdir, "processes": processes,
                 "startup": starts}
@@ -520,6 +520,16 @@ def targets(result: dict) -> list[tuple[str, str, str, bool | None]]:
     return out
 
 
+def summary(result: dict) -> dict:
+    """The numbers of a run as JSON-able data: seconds per method, ratios, targets, identity checks."""
+    return {"n": result["n"], "tokens": result["tokens"], "cpus": os.cpu_count(),
+            "timings": [{"method": t.name, "config": t.config, "seconds": t.seconds, "tokens_per_s": t.tokens_per_s}
+                        for t in result["timings"]],
+            "processes": result.get("processes"), "startup": result.get("startup"), "ratios": ratios(result),
+            "targets": [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in targets(result)],
+            "checks": result["checks"]}
+
+
 def report(result: dict, console=None) -> bool:
     """Print the tables; -> True when every check passed."""
     from rich.console import Console
@@ -571,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000, help="conversations (default 20000)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 300 conversations, one run of each method, process and start-up command")
+                    help="smoke run (tests/test_bench_smoke.py): 200 conversations, one run of each method and "
+                         "command, no warm-up")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=2, help="runs of llmprep and raw; the best is reported")
     ap.add_argument("--repeat-slow", type=int, default=1, help="runs of TRL and seeds per config (default 1)")
@@ -580,14 +591,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="also cProfile one llmprep num_proc=1 run")
     ap.add_argument("--process-runs", type=int, default=3, help="whole-process runs of llmprep and TRL (0: none)")
     ap.add_argument("--startup-runs", type=int, default=3, help="runs of each start-up command (0: none)")
+    ap.add_argument("--json", metavar="PATH", help="also write the ratios, targets and checks as JSON")
     ap.add_argument("--trl-process", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trl_process:  # one whole-process TRL run (see whole_processes)
         trl_process(*args.trl_process)
         return 0
-    n = 300 if args.quick else args.n
+    n = 200 if args.quick else args.n
+    quick = dict(trl_procs=(None,), llmprep_procs=(1,), llmprep_tokenizers_engine=False, warm_up=False)
     if args.quick:
-        args.repeat, args.seeds_n, args.process_runs, args.startup_runs = 1, 100, 1, 1
+        args.repeat, args.seeds_n, args.process_runs, args.startup_runs = 1, 50, 1, 1
     from rich.console import Console
 
     console = Console()
@@ -596,8 +609,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = benchmark(n, args.seed, args.repeat, workdir, repeat_slow=args.repeat_slow, seeds=not args.no_seeds,
                            seeds_n=args.seeds_n, process_runs=args.process_runs, startup_runs=args.startup_runs,
-                           log=console.print)
+                           log=console.print, **(quick if args.quick else {}))
         ok = report(result, console)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary(result), indent=2, ensure_ascii=False) + "\n")
         if args.profile:
             from rich.table import Table
 
