@@ -100,3 +100,15 @@ def test_auto_loads_fastokens_only_for_a_batch_that_repays_it(smollm2, monkeypat
     enc.encode(texts[:1], spans[:1])
     assert enc.fast_rows == 21
     assert [small.row(r) for r in range(20)] == [big.row(r) for r in range(20)]
+
+
+def test_fingerprint_ignores_truncation_left_on(smollm2):
+    """The cache key / report fingerprint is the tokenizer's, not the state an earlier call left behind."""
+    import copy
+
+    from llmprep.prepare import _tokenizer_fingerprint
+
+    tok = copy.deepcopy(smollm2)
+    before = _tokenizer_fingerprint(tok)
+    tok("one two three", "four five", truncation=True, max_length=4)
+    assert _tokenizer_fingerprint(tok) == before

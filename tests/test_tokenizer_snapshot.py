@@ -11,7 +11,7 @@ import pytest
 from conftest import SITE
 
 from llmprep import tokenizer_snapshot as snap
-from llmprep.tokenizer import _from_pretrained, embedded_path, load_lite_tokenizer
+from llmprep.tokenizer import _from_pretrained, _lite, embedded_path, load_lite_tokenizer
 from llmprep.tokenizer_snapshot import LiteTokenizer
 
 ASSETS = Path(__file__).parent / "assets"
@@ -22,11 +22,11 @@ def tok_dir(tmp_path, monkeypatch) -> Path:
     """A copy of the embedded tokenizer with its own snapshot cache (snapshots are keyed by content, so a
     copy shares the original's snapshot; tests that write snapshots must not touch the session's)."""
     monkeypatch.setenv("LLMPREP_CACHE", str(tmp_path / "cache"))
-    load_lite_tokenizer.cache_clear()
+    _lite.cache_clear()
     d = tmp_path / "tok"
     shutil.copytree(embedded_path("smollm2"), d)
     yield d
-    load_lite_tokenizer.cache_clear()
+    _lite.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +111,17 @@ def test_snapshot_is_reused_then_rebuilt_when_a_file_changes(tok_dir, monkeypatc
         raise AssertionError("transformers was used although a snapshot exists")
 
     monkeypatch.setattr("llmprep.tokenizer._from_pretrained", no_transformers)
-    load_lite_tokenizer.cache_clear()
+    _lite.cache_clear()
     assert isinstance(load_lite_tokenizer(str(d)), LiteTokenizer)  # served from the snapshot
     config = json.loads((d / "tokenizer_config.json").read_text())
     config["pad_token"] = "<|endoftext|>"
     (d / "tokenizer_config.json").write_text(json.dumps(config))
     assert snap.snapshot_key(d) != key
-    load_lite_tokenizer.cache_clear()
+    _lite.cache_clear()
     with pytest.raises(AssertionError, match="transformers was used"):
         load_lite_tokenizer(str(d))  # a changed file means a new snapshot, made by transformers
     monkeypatch.setattr("llmprep.tokenizer._from_pretrained", _from_pretrained)
-    load_lite_tokenizer.cache_clear()
+    _lite.cache_clear()
     assert load_lite_tokenizer(str(d)).pad_token == "<|endoftext|>"
 
 
@@ -133,7 +133,7 @@ def test_corrupt_or_foreign_snapshot_is_rebuilt(tok_dir):
     for bad in ('{"key": "', json.dumps({"key": "another", "format": snap.FORMAT, "verified": True})):
         path.write_text(bad)
         assert snap.read_snapshot(key) is None
-        load_lite_tokenizer.cache_clear()
+        _lite.cache_clear()
         assert isinstance(load_lite_tokenizer(str(d)), LiteTokenizer)
         assert snap.read_snapshot(key)["verified"]
 

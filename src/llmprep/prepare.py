@@ -22,7 +22,7 @@ import numpy as np
 
 from llmprep.cache import ShardCache, default_cache_dir, shard_key
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
-from llmprep.encode import ENGINES, Encoded, concat, take
+from llmprep.encode import ENGINES, Encoded, concat, take, whole_texts
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected, detect_formats
 from llmprep.formats import CHAT, get_format
@@ -319,9 +319,10 @@ def _sha256(path: Path) -> str:
 
 
 def _tokenizer_fingerprint(tok) -> str:
-    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match."""
+    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match.
+    (Without the truncation/padding an earlier call may have left on: encoding turns them off anyway.)"""
     inner = getattr(tok, "backend_tokenizer", None)
-    blob = inner.to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
+    blob = whole_texts(inner).to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
     extra = repr((tok.bos_token, tok.eos_token, tok.pad_token, getattr(tok, "chat_template", None)))
     return hashlib.sha256((blob + extra).encode("utf-8")).hexdigest()[:16]
 

@@ -69,7 +69,6 @@ def load_tokenizer(name: str | None = None, *, trust_remote_code: bool = False) 
     return _from_pretrained(name, trust_remote_code)
 
 
-@functools.lru_cache(maxsize=8)
 def load_lite_tokenizer(name: str | None = None) -> "LiteTokenizer | PreTrainedTokenizerBase":
     """The tokenizer `prepare` and `inspect` use: a LiteTokenizer (no transformers/torch import) when
     this directory has a verified snapshot, else the transformers one (`load_tokenizer`).
@@ -78,9 +77,16 @@ def load_lite_tokenizer(name: str | None = None) -> "LiteTokenizer | PreTrainedT
     hub ids and tokenizers that fail verification always go through transformers.
     Example: load_lite_tokenizer("smollm2") -> LiteTokenizer(TokenizersBackend, ...) (from the 2nd process on)
     """
+    return _lite(resolve_tokenizer_path(name))
+
+
+@functools.lru_cache(maxsize=8)
+def _lite(name: str) -> "LiteTokenizer | PreTrainedTokenizerBase":
+    """Cached by resolved path: the parent's "smollm2" is the workers' ".../assets/smollm2" (forked
+    workers then reuse the parent's object instead of loading it again)."""
     from llmprep import tokenizer_snapshot as snap
 
-    path = Path(resolve_tokenizer_path(name))
+    path = Path(name)
     if path.is_file() and path.name == "tokenizer.model":
         path = path.parent
     key = snap.snapshot_key(path) if path.is_dir() else None
