@@ -1,4 +1,4 @@
-"""render/engine.py: MiniJinja renders exactly what the jinja2 sandbox renders, or does not render at all.
+"""render/engine.py + engine_check.py: MiniJinja renders exactly what the jinja2 sandbox renders, or not at all.
 
 Every construct the static check allows is rendered by both engines on adversarial values; real
 templates are compared on real conversations (with tools); refused constructs, hostile templates, data
@@ -16,7 +16,8 @@ from helpers import chat, write_jsonl
 
 from llmprep.errors import RecordError
 from llmprep.render import ChatRenderer
-from llmprep.render.engine import FastTemplate, _compile, for_source, unsupported
+from llmprep.render.engine import FastTemplate, _compile, for_source
+from llmprep.render.engine_check import unsupported
 from llmprep.render.sandbox import TEMPLATE_GLOBALS, compile_template
 
 ASSETS = Path(__file__).parent / "assets"
