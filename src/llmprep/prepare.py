@@ -22,6 +22,8 @@ import numpy as np
 
 from llmprep.cache import ShardCache, default_cache_dir, shard_key
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
+from llmprep.checks import prepare_checks
+from llmprep.checks.subject import excluded_of
 from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected, detect_formats
@@ -113,13 +115,15 @@ class PrepareResult:
     dropped: list[Rejected]
     seconds: float = 0.0
     cache: dict = field(default_factory=dict)
+    tokenizer: object = field(default=None, repr=False)  # decodes the sample rows of report.html
 
     def save(self, out: str | os.PathLike) -> Path:
+        from llmprep.report import write_report_html
         from llmprep.store import atomic_output_dir, save_output
 
         with atomic_output_dir(out) as tmp:
-            save_output(tmp, self.splits, self.report,
-                        [r.to_json() for r in self.rejected] + [{**r.to_json(), "dropped": True} for r in self.dropped])
+            save_output(tmp, self.splits, self.report, excluded_of(self.rejected, self.dropped))
+            write_report_html(tmp, self.tokenizer)  # report.html from what was just written (= `llmprep report`)
         return Path(out)
 
 
@@ -179,11 +183,13 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
     if pack_stats:
         report["packing"] = pack_stats
+    report["doctor"] = prepare_checks(tok, cfg.tokenizer, cfg.template, files, splits, report,  # llmprep doctor's
+                                      excluded_of(rejected, dropped))                       # cheap checks
     # Cache hits are not in report.json: a rerun served from the cache must write identical files.
     cache_stats = {"enabled": cache is not None, "hits": cache.hits if cache else 0,
                    "misses": cache.misses if cache else 0}
     return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started,
-                         cache=cache_stats)
+                         cache=cache_stats, tokenizer=tok)
 
 
 def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, parts: dict, splits, kinds: dict,

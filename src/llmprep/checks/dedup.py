@@ -1,0 +1,218 @@
+"""Checks of the examples themselves: duplicates, train/test leakage, control-token text in content.
+
+One pass over the examples collects what the three checks need. Exact matches compare normalised text
+(checks.text.normalize); near matches use MinHash LSH (datasketch): Jaccard similarity of word
+5-gram sets at least NEAR_THRESHOLD, estimated with NUM_PERM permutations, over the first NEAR_LIMIT
+examples (exact matches cover every example).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from llmprep.checks.finding import Finding
+from llmprep.checks.registry import Skip, check
+from llmprep.checks.text import conversation_text, normalize, prompt_text, shingles
+
+NEAR_THRESHOLD = 0.8
+SHINGLE_WORDS = 5
+NUM_PERM = 128
+NEAR_LIMIT = 50_000
+SHOW = 10
+
+
+@dataclass
+class Scan:
+    """What one pass over the examples found."""
+
+    items: int = 0
+    splits: Counter = field(default_factory=Counter)
+    first: dict = field(default_factory=dict)  # text digest -> where of its first example
+    repeats: dict = field(default_factory=dict)  # text digest -> [count, where, ...] of repeated texts (SHOW kept)
+    near: list = field(default_factory=list)  # (where, where of the earlier example, estimated Jaccard)
+    near_checked: int = 0
+    leak_exact: list = field(default_factory=list)  # (test where, train where)
+    leak_near: list = field(default_factory=list)  # (test where, train where, estimated Jaccard)
+    leak_checked: int = 0
+    control: list = field(default_factory=list)  # (where, field, token text)
+    control_tokens: Counter = field(default_factory=Counter)
+    error: str | None = None
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+
+
+def _minhash(text: str):
+    from datasketch import MinHash
+
+    mh = MinHash(num_perm=NUM_PERM, seed=1)
+    mh.update_batch([s.encode("utf-8", "surrogatepass") for s in sorted(shingles(text, SHINGLE_WORDS))])
+    return mh
+
+
+def _lsh():
+    from datasketch import MinHashLSH
+
+    return MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM)
+
+
+def _texts(item) -> list[tuple[str, str]]:
+    """(field, text) of an example's contents. Example: chat -> [("messages[0].content", "Hi"), ...]"""
+    if "messages" in item.data:
+        return [(f"messages[{i}].content", m["content"]) for i, m in enumerate(item.data["messages"])]
+    if "text" in item.data:
+        return [("text", item.data["text"])] + ([("text_pair", item.data["text_pair"])] if "text_pair" in item.data
+                                                else [])
+    return []
+
+
+def _whole(item) -> str:
+    return conversation_text(item.data["messages"]) if "messages" in item.data else \
+        "\n".join(t for _, t in _texts(item))
+
+
+def control_pattern(tokenizer) -> re.Pattern | None:
+    """Regex of the tokenizer's special (control) token texts, longest first."""
+    specials = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
+    specials |= {t for t in getattr(tokenizer, "all_special_tokens", []) if t}
+    ordered = sorted(specials, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def scan_data(subject) -> Scan:
+    data = subject.require_data()
+    scan = Scan()
+    control = control_pattern(subject.tokenizer)
+    seen_near, near_keys = _lsh(), []
+    train_prompts: dict[bytes, str] = {}
+    test_prompts: list[tuple[bytes, str, object]] = []
+    train_lsh, train_keys = _lsh(), []
+    try:
+        for item in data.items():
+            scan.items += 1
+            scan.splits[item.split] += 1
+            whole = _whole(item)
+            key = _digest(normalize(whole))
+            first = scan.first.setdefault(key, item.where)
+            if first != item.where:
+                group = scan.repeats.setdefault(key, [1, first])
+                group[0] += 1
+                if len(group) <= SHOW:
+                    group.append(item.where)
+            elif scan.near_checked < NEAR_LIMIT:
+                mh = _minhash(whole)
+                for other in seen_near.query(mh):
+                    j = mh.jaccard(near_keys[other][1])
+                    if j >= NEAR_THRESHOLD:
+                        scan.near.append((item.where, near_keys[other][0], j))
+                        break
+                seen_near.insert(len(near_keys), mh)
+                near_keys.append((item.where, mh))
+                scan.near_checked += 1
+            if item.kind == "chat":
+                _collect_prompt(item, train_prompts, test_prompts, train_lsh, train_keys, scan)
+            if control is not None:
+                for name, text in _texts(item):
+                    for m in control.finditer(text):
+                        scan.control_tokens[m.group(0)] += 1
+                        if len(scan.control) < SHOW:
+                            scan.control.append((item.where, name, m.group(0)))
+                        break
+    except Skip as exc:
+        scan.error = str(exc)
+        return scan
+    for key, where, mh in test_prompts:
+        if key in train_prompts:
+            scan.leak_exact.append((where, train_prompts[key]))
+        elif mh is not None:
+            hits = [(mh.jaccard(train_keys[k][1]), train_keys[k][0]) for k in train_lsh.query(mh)]
+            best = max(hits, default=None)
+            if best and best[0] >= NEAR_THRESHOLD:
+                scan.leak_near.append((where, best[1], best[0]))
+    return scan
+
+
+def _collect_prompt(item, train_prompts, test_prompts, train_lsh, train_keys, scan) -> None:
+    """Remember the prompt of a chat: train prompts indexed, test prompts queried at the end."""
+    prompt = prompt_text(item.data["messages"])
+    key = _digest(prompt)
+    near = scan.leak_checked < NEAR_LIMIT
+    mh = _minhash(prompt) if near else None
+    scan.leak_checked += near
+    if item.split == "test":
+        test_prompts.append((key, item.where, mh))
+        return
+    train_prompts.setdefault(key, item.where)
+    if mh is not None:
+        train_lsh.insert(len(train_keys), mh)
+        train_keys.append((item.where, mh))
+
+
+def _scan(subject) -> Scan:
+    scan = subject.scan
+    if scan.error:
+        raise Skip(scan.error)
+    return scan
+
+
+def _near_note(checked: int, total: int) -> str:
+    limit = f", among the first {NEAR_LIMIT:,} distinct examples of {total:,}" if checked >= NEAR_LIMIT else ""
+    return f"MinHash, Jaccard >= {NEAR_THRESHOLD} over word {SHINGLE_WORDS}-grams, {NUM_PERM} permutations{limit}"
+
+
+@check("duplicates", "exact and near-duplicate conversations (near: MinHash, Jaccard >= 0.8 over word 5-grams)")
+def duplicates(subject) -> list[Finding]:
+    scan = _scan(subject)
+    groups = sorted(scan.repeats.values(), key=lambda g: -g[0])
+    extra = sum(g[0] - 1 for g in groups)
+    if not extra and not scan.near:
+        return []
+    examples = [" = ".join(g[1:5]) + (f" (x{g[0]})" if g[0] > 4 else "") for g in groups[:SHOW]]
+    examples += [f"{a} ~ {b} (Jaccard {j:.2f})" for a, b, j in scan.near[:SHOW]]
+    return [Finding(
+        "duplicates", "warning",
+        f"{extra:,} of {scan.items:,} examples repeat an earlier one exactly ({len(groups):,} groups; text compared "
+        f"with whitespace collapsed and case folded), {len(scan.near):,} more are near-duplicates "
+        f"({_near_note(scan.near_checked, scan.items)}): repeated examples are trained several times per epoch",
+        examples[0] if examples else "",
+        "remove the repeats (keep the first copy) unless repeating them is intended", tuple(examples))]
+
+
+@check("leakage", "the same or near-same prompt in train and test")
+def leakage(subject) -> list[Finding]:
+    scan = _scan(subject)
+    if not scan.splits.get("test"):
+        raise Skip("the data has no test split")
+    if not scan.leak_exact and not scan.leak_near:
+        return []
+    examples = [f"test {t} = train {r}" for t, r in scan.leak_exact[:SHOW]]
+    examples += [f"test {t} ~ train {r} (Jaccard {j:.2f})" for t, r, j in scan.leak_near[:SHOW]]
+    return [Finding(
+        "leakage", "warning",
+        f"{len(scan.leak_exact):,} of {scan.splits['test']:,} test examples have a prompt that also appears in train "
+        f"(every message before the last reply, whitespace-normalised), {len(scan.leak_near):,} more a near-same "
+        f"one ({_near_note(scan.leak_checked, scan.items)}): test metrics overstate how well the model generalises",
+        examples[0],
+        "split by prompt (group examples that share a prompt into the same split), or drop the leaked test rows",
+        tuple(examples))]
+
+
+@check("control-text", "content containing the text of control tokens")
+def control_text(subject) -> list[Finding]:
+    scan = _scan(subject)
+    if not scan.control_tokens:
+        return []
+    counts = ", ".join(f"{t!r} x{n}" for t, n in scan.control_tokens.most_common(5))
+    examples = [f"{w} {name}: {tok!r}" for w, name, tok in scan.control]
+    return [Finding(
+        "control-text", "warning",
+        f"example content contains the text of control tokens ({counts}); tokenized as-is it would become "
+        "control tokens (a user typing '<|im_end|>' ends the turn)",
+        examples[0],
+        "llmprep prepare keeps such text as plain text by default (control_text_rows in report.json); remove it "
+        "from the data if it is an artefact, or pass --allow-control-text if it is meant as markup",
+        tuple(examples))]

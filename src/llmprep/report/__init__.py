@@ -1,0 +1,73 @@
+"""report.html: one self-contained page (plots inline as SVG, no scripts, no network) that shows a
+person what `llmprep prepare` made: counts, lengths, trained tokens, truncation, packing, rejects with
+examples, duplicates, the doctor's findings and sample rows with the trained tokens highlighted.
+
+    write_report_html("data/sft", tokenizer) -> data/sft/report.html   (`llmprep report DIR` calls it too)
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+REPORT_HTML = "report.html"
+
+
+def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
+    """The page for a prepared directory (report.json + rejected.jsonl + the dataset splits)."""
+    import jinja2
+
+    from llmprep.report import collect, plots
+
+    out_dir = Path(out_dir)
+    report, rows = collect.load(out_dir)
+    stats = {name: collect.split_stats(r) for name, r in rows.items()}
+    opts = report.get("options") or {}
+    limit = opts.get("max_length") if opts.get("pack", "none") != "wrap" else None
+    doctor = report.get("doctor") or {}
+    findings = doctor.get("findings") or []
+    page = {
+        "counts": collect.counts(report),
+        "options": " ".join(f"--{k.replace('_', '-')} {v}" for k, v in opts.items()
+                            if v not in (None, False, {}, "none") and k != "columns"),
+        "inputs": report.get("inputs") or [],
+        "lengths_svg": plots.histograms({n: s["lengths"] for n, s in stats.items()}, xlabel="tokens per row",
+                                        limit=limit, limit_label=f"--max-length {limit}"),
+        "lengths": {**{n: s for n, s in stats.items()}},
+        "percentiles": report.get("lengths") or {},
+        "share_svg": plots.histograms({n: s["shares"] for n, s in stats.items() if "shares" in s},
+                                      xlabel="trained share of a row's tokens", bins=20)
+        if any("shares" in s for s in stats.values()) else None,
+        "packing": report.get("packing") or {},
+        "fill_svg": plots.bars({n: p["fill"] for n, p in (report.get("packing") or {}).items() if "fill" in p},
+                               xlabel="packing fill", percent=True) if report.get("packing") else None,
+        "reasons": collect.reasons(out_dir / "rejected.jsonl"),
+        "findings": findings,
+        "skipped": doctor.get("skipped") or [],
+        "duplicates": next((f for f in findings if f["id"] == "duplicates"), None),
+        "duplicates_skipped": next((s["reason"] for s in doctor.get("skipped") or [] if s["id"] == "duplicates"),
+                                   None),
+        "truncation": [f for f in findings if f["id"] in ("truncation-loss", "eot-untrained")],
+        "samples": [(name, r, *collect.sample_pieces(rows[name], r, tokenizer))
+                    for name in rows for r in range(min(collect.SAMPLE_ROWS, len(rows[name])))],
+        "report": report,
+    }
+    source = (importlib.resources.files("llmprep") / "report" / "report.html.jinja").read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(source).render(**page)
+
+
+def write_report_html(out_dir: str | Path, tokenizer=None) -> Path:
+    """Write DIR/report.html (atomically: a temp file renamed into place)."""
+    import os
+
+    out_dir = Path(out_dir)
+    html = build_report_html(out_dir, tokenizer)
+    path = out_dir / REPORT_HTML
+    tmp = path.with_name(f".{REPORT_HTML}.tmp-{os.getpid()}")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["REPORT_HTML", "build_report_html", "write_report_html"]

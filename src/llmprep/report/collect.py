@@ -1,0 +1,111 @@
+"""Read a prepared directory into what report.html shows: counts, per-split lengths and trained-token
+shares, packing fill, rejects by reason with examples, the doctor's findings, sample rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmprep.checks.subject import Rows
+
+SAMPLE_ROWS = 3  # per split
+SAMPLE_TOKENS = 400  # per sample row shown
+REASONS = 20
+EXAMPLES = 3
+
+
+@dataclass
+class Reason:
+    kind: str  # "rejected" or "dropped"
+    reason: str
+    count: int = 0
+    examples: list = field(default_factory=list)  # (file:line, record as JSON, shortened)
+
+
+def split_stats(rows: Rows) -> dict:
+    """Per-row real lengths and trained-token shares of one split.
+
+    Example: rows [5 tokens, 2 trained], [3 tokens, 3 trained] -> lengths [5, 3], shares [0.4, 1.0]
+    """
+    real = rows.real.astype(np.int64)
+    lengths = np.add.reduceat(real, rows.offsets[:-1]) if len(rows.ids) else np.zeros(len(rows), np.int64)
+    out = {"rows": len(rows), "lengths": lengths, "tokens": int(real.sum())}
+    if rows.labels is not None:
+        trained = rows.trained.astype(np.int64)
+        per_row = np.add.reduceat(trained, rows.offsets[:-1]) if len(rows.ids) else np.zeros(len(rows))
+        out["trained"] = int(trained.sum())
+        out["shares"] = per_row / np.maximum(lengths, 1)
+    return out
+
+
+def reasons(path: Path) -> list[Reason]:
+    """rejected.jsonl grouped by (kind, reason), most frequent first, a few examples each."""
+    groups: dict[tuple[str, str], Reason] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                kind = "dropped" if row.get("dropped") else "rejected"
+                g = groups.setdefault((kind, row.get("reason", "")), Reason(kind, row.get("reason", "")))
+                g.count += 1
+                if len(g.examples) < EXAMPLES:
+                    where = f"{row.get('source')}:{row.get('line')}" + (f" {row['field']}" if row.get("field") else "")
+                    record = json.dumps(row.get("record"), ensure_ascii=False)
+                    g.examples.append((where, record if len(record) <= 300 else record[:297] + "..."))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.kind, g.reason))[:REASONS]
+
+
+def sample_pieces(rows: Rows, r: int, tokenizer) -> tuple[list[tuple[str, bool]], int]:
+    """Row r decoded in runs of trained / untrained tokens: [(text, trained), ...], tokens not shown.
+
+    Example: ids of "<|im_start|>user\\nHi<|im_end|>..." with the reply trained
+    -> [("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n", False), ("Hello!<|im_end|>", True), ...]
+    """
+    a, b = rows.offsets[r], rows.offsets[r + 1]
+    keep = rows.real[a:b]
+    ids = rows.ids[a:b][keep]
+    trained = rows.trained[a:b][keep] if rows.labels is not None else np.zeros(len(ids), bool)
+    shown = min(len(ids), SAMPLE_TOKENS)
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    for end in [i for i in range(1, shown) if trained[i] != trained[i - 1]] + [shown]:
+        run = ids[start:end].tolist()
+        text = tokenizer.decode(run) if tokenizer is not None else " ".join(map(str, run)) + " "
+        pieces.append((text, bool(trained[start])))
+        start = end
+    return pieces, len(ids) - shown
+
+
+def load(out_dir: Path) -> tuple[dict, dict[str, Rows]]:
+    """report.json and the rows of every split of a prepared directory."""
+    from datasets import load_from_disk
+
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    data = load_from_disk(str(out_dir))
+    splits = data if hasattr(data, "keys") else {"train": data}
+    return report, {name: Rows.of(ds) for name, ds in splits.items()}
+
+
+def counts(report: dict) -> list[tuple[str, str]]:
+    """The summary table: (label, value) rows."""
+    rec = report.get("records") or {}
+    tok = report.get("tokens") or {}
+    out = [("records read", f"{rec.get('read', 0):,}")]
+    out += [(f"kept ({name})", f"{n:,}") for name, n in (report.get("kept") or {}).items()]
+    out += [("rejected (bad input)", f"{rec.get('rejected', 0):,}"), ("dropped (truncation)", f"{rec.get('dropped', 0):,}"),
+            ("rows truncated", f"{report.get('truncated', 0):,}")]
+    if tok:
+        share = tok.get("trained", 0) / max(tok.get("total", 0), 1)
+        out.append(("tokens: total / trained", f"{tok.get('total', 0):,} / {tok.get('trained', 0):,} ({share:.1%})"))
+    if report.get("control_text_rows"):
+        out.append(("rows with control-token text kept literal", f"{report['control_text_rows']:,}"))
+    tmpl = report.get("template") or {}
+    if tmpl.get("name"):
+        out.append(("template", f"{tmpl['name']} (sha256 {tmpl.get('sha256')})"))
+    tk = report.get("tokenizer") or {}
+    if tk:
+        out.append(("tokenizer", f"{tk.get('name')} ({tk.get('vocab_size', 0):,} tokens)"))
+    return out
