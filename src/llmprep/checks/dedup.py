@@ -8,6 +8,7 @@ examples (exact matches cover every example).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -22,6 +23,7 @@ SHINGLE_WORDS = 5
 NUM_PERM = 128
 NEAR_LIMIT = 50_000
 SHOW = 10
+CHAT_SAMPLE = 100  # single-turn and multi-turn conversations kept for the template checks
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Scan:
     leak_checked: int = 0
     control: list = field(default_factory=list)  # (where, field, token text)
     control_tokens: Counter = field(default_factory=Counter)
+    chats: dict = field(default_factory=lambda: {"single": [], "multi": []})  # (where, messages): samples
     error: str | None = None
 
 
@@ -46,10 +49,20 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).digest()
 
 
+@functools.lru_cache(maxsize=1)
+def _permutations():
+    """The seeded permutations, made once: building them per MinHash costs ~0.5 ms each."""
+    from datasketch import MinHash
+
+    base = MinHash(num_perm=NUM_PERM, seed=1)
+    return base.permutations, base.scheme
+
+
 def _minhash(text: str):
     from datasketch import MinHash
 
-    mh = MinHash(num_perm=NUM_PERM, seed=1)
+    permutations, scheme = _permutations()
+    mh = MinHash(num_perm=NUM_PERM, seed=1, permutations=permutations, scheme=scheme)
     mh.update_batch([s.encode("utf-8", "surrogatepass") for s in sorted(shingles(text, SHINGLE_WORDS))])
     return mh
 
@@ -115,6 +128,9 @@ def scan_data(subject) -> Scan:
                 scan.near_checked += 1
             if item.kind == "chat":
                 _collect_prompt(item, train_prompts, test_prompts, train_lsh, train_keys, scan)
+                turns = "multi" if sum(m["role"] == "assistant" for m in item.data["messages"]) > 1 else "single"
+                if len(scan.chats[turns]) < CHAT_SAMPLE:
+                    scan.chats[turns].append((item.where, item.data["messages"]))
             if control is not None:
                 for name, text in _texts(item):
                     for m in control.finditer(text):

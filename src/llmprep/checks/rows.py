@@ -36,20 +36,22 @@ def reply_ends(rows, eot: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def open_ends(rows, eot: int) -> np.ndarray:
-    """Rows whose last trained run (the last reply) holds no stop token: the reply was cut.
+    """Rows that end inside a reply: the last real token is trained and the reply it ends holds no stop
+    token (truncation cut it off).
 
     Example: a row truncated inside the answer: [..., "Par", "is"] all trained, no EOT -> that row
     """
-    trained = rows.trained
+    trained, real = rows.trained, rows.real
     out = []
     for r in range(len(rows)):
         a, b = rows.offsets[r], rows.offsets[r + 1]
-        t = np.flatnonzero(trained[a:b])
-        if not len(t):
+        last = a + np.flatnonzero(real[a:b])[-1] if real[a:b].any() else None
+        if last is None or not trained[last]:
             continue
-        gaps = np.flatnonzero(np.diff(t) > 1)
-        start = t[gaps[-1] + 1] if len(gaps) else t[0]
-        if not (rows.ids[a + start:a + t[-1] + 1] == eot).any():
+        start = last
+        while start > a and trained[start - 1]:
+            start -= 1
+        if not (rows.ids[start:last + 1] == eot).any():
             out.append(r)
     return np.asarray(out, dtype=np.int64)
 

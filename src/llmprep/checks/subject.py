@@ -149,9 +149,10 @@ class Data:
         from llmprep.prepare import split_indices
         from llmprep.records import read_records
 
-        n = int((self.report.get("records") or {}).get("kept", 0))
+        kept = (self.report.get("records") or {}).get("kept")  # None: raw inputs, every example is "train"
+        n = int(kept) if kept is not None else None
         opts = self.options
-        test = np.zeros(n, dtype=bool)
+        test = np.zeros(n or 0, dtype=bool)
         if n:
             test[split_indices(n, opts.get("test_size") or 0, opts.get("seed", 42))[1]] = True
         k = 0
@@ -159,11 +160,11 @@ class Data:
                              columns=opts.get("columns") or {}):
             if not isinstance(x, Example) or (x.source, x.line) in self.excluded:
                 continue
-            if k >= n:
+            if n is not None and k >= n:
                 break
-            yield Item("test" if test[k] else "train", f"{x.source}:{x.line}", x.kind, x.data)
+            yield Item("test" if n and test[k] else "train", f"{x.source}:{x.line}", x.kind, x.data)
             k += 1
-        if k != n:
+        if n is not None and k != n:
             raise Skip(f"the inputs give {k:,} kept examples but the data has {n:,}: they changed since prepare")
 
     def first_items(self, n: int, kind: str | None = None) -> list[Item]:

@@ -7,8 +7,6 @@ from llmprep.checks.probe import LONG, SHORT, control_candidates, eot_id, token_
 from llmprep.checks.registry import Skip, check
 from llmprep.errors import RecordError
 
-PREFIX_SAMPLE = 200  # multi-turn conversations of the data the prefix check renders
-
 
 @check("double-bos", "the template writes BOS and the tokenizer adds another on encode")
 def double_bos(subject) -> list[Finding]:
@@ -90,19 +88,21 @@ def pad_is_eos(subject) -> list[Finding]:
         + ("; or prepare without --padding and pad at collate time" if padded else ""))]
 
 
-@check("template-prefix", "render(messages[:k+1]) is not a prefix of render(messages): earlier turns "
-       "are rendered differently when more turns follow")
+@check("template-prefix", "the template renders a turn differently when more turns follow: render(messages[:k+1]) "
+       "(or turn k's inference prompt) is not a prefix of render(messages)")
 def template_prefix(subject) -> list[Finding]:
     subject.probe.require()
     renderer = subject.renderer
     if subject.data is not None:
-        items = [it for it in subject.data.first_items(50 * PREFIX_SAMPLE, kind="chat")
-                 if sum(m["role"] == "assistant" for m in it.data["messages"]) > 1][:PREFIX_SAMPLE]
-        if not items:
-            raise Skip("the data has no multi-turn conversations")
-        cases = [(it.where, it.data["messages"]) for it in items]
+        scan = subject.scan
+        if scan.error:
+            raise Skip(scan.error)
+        cases = scan.chats["single"] + scan.chats["multi"]
+        if not cases:
+            raise Skip("the data has no chats")
     else:
-        cases = [("probe conversation (system + 2 turns)", LONG), ("probe conversation (2 turns)", LONG[1:])]
+        cases = [("probe conversation (system + 2 turns)", LONG), ("probe conversation (2 turns)", LONG[1:]),
+                 ("probe conversation (1 turn)", SHORT)]
     broken = []
     for where, messages in cases:
         diff = first_prefix_break(renderer, messages)
@@ -110,34 +110,43 @@ def template_prefix(subject) -> list[Finding]:
             broken.append((where, diff))
     if not broken:
         return []
-    where, (k, pos, part, whole) = broken[0]
+    where, (k, kind, pos, part, whole) = broken[0]
+    said = {"prompt": f"the inference prompt of turn {k}, render(messages[:{k}], add_generation_prompt=True),",
+            "reply": f"render(messages[:{k + 1}]) (turn {k} last, as the model produces it at inference)"}
     return [Finding(
         "template-prefix", "warning",
-        f"{len(broken)} of {len(cases)} multi-turn conversations render an earlier turn differently once more "
-        f"turns follow: render(messages[:{k + 1}]) (turn {k} last, as the model produces it at inference) is not "
-        f"a prefix of render(messages); first difference at character {pos}: {part!r} vs {whole!r}. Training on "
-        "whole conversations teaches earlier turns in a form the model never produces",
+        f"{len(broken)} of {len(cases)} conversations are rendered differently for training than at inference: "
+        f"{said[kind]} is not a prefix of render(messages), the text trained on; first difference at character "
+        f"{pos}: {part!r} (inference) vs {whole!r} (training). Training on whole conversations teaches turns "
+        "in a form the model never sees or produces at inference (reasoning stripped from history, system "
+        "prompt moved or dropped)",
         where,
-        "train on each turn as its own example (history as rendered at inference, --train-turns last), "
-        "or use a template that renders history the same way (e.g. keeps reasoning)",
-        tuple(f"{w}: turn {d[0]} differs at character {d[1]}: {d[2]!r} vs {d[3]!r}" for w, d in broken[:10]))]
+        "train each turn as its own example, rendered as at inference (history + generation prompt, "
+        "--train-turns last), or use a template that renders history the same way",
+        tuple(f"{w}: turn {d[0]} {d[1]} differs at character {d[2]}: {d[3]!r} vs {d[4]!r}" for w, d in broken[:10]))]
 
 
-def first_prefix_break(renderer, messages) -> tuple[int, int, str, str] | None:
-    """The first assistant turn k whose rendering as the last turn is not a prefix of the whole rendering.
+def first_prefix_break(renderer, messages) -> tuple[int, str, int, str, str] | None:
+    """The first assistant turn k that training text renders differently from inference.
 
-    Returns (k, first differing character, 30 characters of each rendering there) or None.
-    Example (Qwen3): turn 1 last renders "<think>\\n\\n</think>\\n\\nParis." but in history "Paris." -> (1, 123, ...)
+    At inference turn k is produced after render(messages[:k], add_generation_prompt=True) and ends as
+    render(messages[:k+1]); both must be prefixes of render(messages), the text trained on.
+    Returns (k, "prompt" or "reply", first differing character, 30 characters of each there) or None.
+    Example (Qwen3): turn 1 last renders "<think>\n\n</think>\n\nParis." but in history "Paris."
+    -> (1, "reply", 123, "<think>...", "Paris.<|im_end|>...")
     """
     try:
         whole = renderer.render(messages)
         for k, m in enumerate(messages):
-            if m["role"] != "assistant" or k == len(messages) - 1:
+            if m["role"] != "assistant":
                 continue
-            part = renderer.render(messages[:k + 1])
-            if not whole.startswith(part):
-                pos = next((i for i, (a, b) in enumerate(zip(part, whole)) if a != b), min(len(part), len(whole)))
-                return k, pos, part[pos:pos + 30], whole[pos:pos + 30]
+            parts = [("prompt", renderer.render(messages[:k], add_generation_prompt=True))]
+            if k < len(messages) - 1:
+                parts.append(("reply", renderer.render(messages[:k + 1])))
+            for kind, part in parts:
+                if not whole.startswith(part):
+                    pos = next((i for i, (a, b) in enumerate(zip(part, whole)) if a != b), min(len(part), len(whole)))
+                    return k, kind, pos, part[pos:pos + 30], whole[pos:pos + 30]
     except RecordError:
         return None  # a conversation the template refuses is prepare's reject, not this check's finding
     return None

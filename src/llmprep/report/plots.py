@@ -26,16 +26,19 @@ def _style():
 def _figure(n: int, height: float = 2.3):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.4 * n + 0.4, height))
+    width = 3.4 * n + 0.4
+    fig = Figure(figsize=(width, height))
     axes = fig.subplots(1, n, squeeze=False)[0]
+    # Fixed margins in inches: a "tight" bounding box would draw every figure twice (2-3x slower).
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - 0.3 / height,
+                        wspace=0.35)
     return fig, axes
 
 
 def to_svg(fig) -> str:
     """A figure as an <svg> element: no XML prolog, doctype or metadata block (the page is HTML)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-                bbox_inches="tight")
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]
     return re.sub(r"\s*<metadata>.*?</metadata>", "", svg, flags=re.S)
@@ -75,7 +78,8 @@ def bars(counts: dict[str, float], *, xlabel: str, percent: bool = False) -> str
 
 
 def _bars(counts, *, xlabel, percent) -> str:
-    fig, axes = _figure(1, height=0.5 + 0.35 * len(counts))
+    fig, axes = _figure(1, height=0.9 + 0.3 * len(counts))
+    fig.subplots_adjust(left=0.7 / fig.get_figwidth())
     ax = axes[0]
     labels = list(counts)[::-1]
     vals = [counts[k] for k in labels]
