@@ -122,8 +122,8 @@ def test_truncation_loss_share_matches_an_untruncated_prepare(smollm2, tmp_path)
 
 
 def test_truncation_loss_twin_below_the_threshold(smollm2, tmp_path):
-    """The sample's longest conversation (88 messages) cut by a little, among 300 others: under 1% lost."""
-    rows = sample_lines(300) + [max(sample_lines(), key=lambda r: len(r["messages"]))]
-    d = prepared(tmp_path, rows, max_length=650)
+    """The sample's longest row (693 tokens, sample.jsonl:2100) cut by a little, among 300 others: under 1% lost."""
+    rows = sample_lines(300) + [sample_lines()[2099]]
+    d = prepared(tmp_path, rows, max_length=680)
     assert Data.from_dir(d).report["truncated"] == 1
     assert findings(smollm2, d, "truncation-loss")[0] == []
