@@ -67,10 +67,19 @@ def _minhash(text: str):
     return mh
 
 
+@functools.lru_cache(maxsize=1)
+def _bands() -> tuple[int, int]:
+    """LSH bands x rows for NEAR_THRESHOLD, computed once (datasketch integrates numerically for it)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM)
+    return lsh.b, lsh.r
+
+
 def _lsh():
     from datasketch import MinHashLSH
 
-    return MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM)
+    return MinHashLSH(num_perm=NUM_PERM, params=_bands())
 
 
 def _texts(item) -> list[tuple[str, str]]:

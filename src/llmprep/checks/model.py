@@ -120,21 +120,34 @@ def _safetensors_embedding(path: Path) -> np.ndarray | None:
 
 
 def _from_gguf(path: Path, spec: str) -> ModelInfo:
-    from transformers import AutoConfig
+    """Config keys and the embedding straight from the GGUF file (transformers would dequantize every
+    tensor just to read the config)."""
+    from types import SimpleNamespace
+
+    import gguf
 
     try:
-        config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"--model {spec!r}: could not read the GGUF metadata ({exc})") from exc
-    return ModelInfo(spec, config, _ids(getattr(config, "eos_token_id", None)), lambda: _gguf_embedding(path))
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--model {spec!r}: not a readable GGUF file ({exc})") from exc
+
+    def field(key: str):
+        f = reader.fields.get(key)
+        return f.contents() if f is not None else None
+
+    arch = field("general.architecture")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    config = SimpleNamespace(
+        model_type=arch, max_position_embeddings=field(f"{arch}.context_length"),
+        vocab_size=field(f"{arch}.vocab_size") or (len(tokens.data) if tokens is not None else None),
+        eos_token_id=field("tokenizer.ggml.eos_token_id"))
+    return ModelInfo(spec, config, _ids(config.eos_token_id), lambda: _gguf_embedding(reader))
 
 
-def _gguf_embedding(path: Path) -> np.ndarray | None:
+def _gguf_embedding(reader) -> np.ndarray | None:
     """token_embd.weight dequantized to float32 (equal to what transformers loads; tested)."""
-    import gguf
     from gguf.quants import dequantize
 
-    reader = gguf.GGUFReader(str(path))
     tensor = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if tensor is None:
         return None

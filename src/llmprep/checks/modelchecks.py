@@ -57,15 +57,21 @@ def untrained_rows(emb: np.ndarray, ids: np.ndarray) -> dict[int, str]:
     ids = ids[ids < len(emb)]
     norms = np.linalg.norm(emb, axis=1)
     typical = float(np.median(norms))
-    view = np.ascontiguousarray(emb).view(np.dtype((np.void, emb.dtype.itemsize * emb.shape[1]))).ravel()
-    _, inverse, counts = np.unique(view, return_inverse=True, return_counts=True)
+    # Group rows by two random projections (cheap), then confirm identity bit for bit within a group.
+    keys = emb.astype(np.float64) @ np.random.default_rng(0).normal(size=(emb.shape[1], 2))
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
     out = {}
     for i in ids.tolist():
         if not norms[i]:
             out[i] = "zero"
-        elif counts[inverse[i]] > 1:
-            out[i] = f"identical to {counts[inverse[i]] - 1} other row(s)"
-        elif not NORM_LOW * typical <= norms[i] <= NORM_HIGH * typical:
+            continue
+        if counts[inverse[i]] > 1:
+            same = [j for j in np.flatnonzero(inverse == inverse[i]) if j != i and np.array_equal(emb[j], emb[i])]
+            if same:
+                out[i] = f"identical to {len(same)} other row(s)"
+                continue
+        if not NORM_LOW * typical <= norms[i] <= NORM_HIGH * typical:
             out[i] = f"norm {norms[i]:.2f} vs typical {typical:.2f}"
     return out
 
@@ -141,11 +147,7 @@ def max_length(subject) -> list[Finding]:
     over, longest = {}, 0
     for split in data.require_rows():
         rows = data.rows(split)
-        if rows.positions is not None:  # packed: positions restart per example
-            span = np.maximum.reduceat(rows.positions, rows.offsets[:-1]) + 1 if len(rows.positions) else []
-        else:
-            span = np.diff(rows.offsets)
-        span = np.asarray(span)
+        span = np.diff(rows.offsets)  # row length: what attention spans (packed rows included)
         longest = max(longest, int(span.max()) if len(span) else 0)
         if (span > limit).any():
             over[split] = int((span > limit).sum())
