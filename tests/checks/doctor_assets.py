@@ -36,3 +36,18 @@ def prepared(tmp_path, rows_or_file, name: str = "data", **options) -> Path:
     out = tmp_path / name
     prepare([str(src)], out=out, num_proc=1, progress=False, cache=False, **options)
     return out
+
+
+# Records for report.html: real conversations (with duplicates), bad records (rejected), a reply too long
+# for --max-length 256 (dropped with --truncation drop).
+BAD = ['{"messages": [{"role": "user", "content": "Hi"}]}', '{"messages": "not a list"}', "{broken json"]
+
+
+def report_rows() -> list:
+    long_reply = {"messages": [{"role": "user", "content": "Tell me everything."},
+                               {"role": "assistant", "content": " ".join(["word"] * 400)}]}
+    return sample_lines(300) + BAD + [long_reply]
+
+
+def records(path) -> list[dict]:
+    return [json.loads(line) for line in open(path, encoding="utf-8")]

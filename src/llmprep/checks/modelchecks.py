@@ -57,10 +57,9 @@ def untrained_rows(emb: np.ndarray, ids: np.ndarray) -> dict[int, str]:
     ids = ids[ids < len(emb)]
     norms = np.linalg.norm(emb, axis=1)
     typical = float(np.median(norms))
-    # Group rows by two random projections (cheap), then confirm identity bit for bit within a group.
-    keys = emb.astype(np.float64) @ np.random.default_rng(0).normal(size=(emb.shape[1], 2))
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    # Group rows by a random projection (cheap), then confirm identity bit for bit within a group.
+    keys = emb @ np.random.default_rng(0).normal(size=emb.shape[1]).astype(emb.dtype)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     out = {}
     for i in ids.tolist():
         if not norms[i]:

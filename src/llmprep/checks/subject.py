@@ -272,14 +272,19 @@ class Subject:
     @classmethod
     def build(cls, tokenizer, *, template: str | None = "auto", tokenizer_dir: str | Path | None = None,
               model=None, data: Data | None = None) -> "Subject":
-        """Resolve the template the way prepare does (--template auto/name/path)."""
-        from llmprep.render import resolve_template
+        """Resolve the template the way prepare does (--template auto/name/path). A tokenizer without a
+        template is a finding (no-chat-template) when the data holds chats; a bad --template is an error."""
+        from llmprep.render import compile_template, resolve_template
 
         name = source = error = None
         try:
             name, source = resolve_template(template, tokenizer)
         except ConfigError as exc:
+            if template not in (None, "auto"):
+                raise
             error = str(exc)
+        if source is not None:
+            compile_template(source)  # a template that does not compile: one clear error now
         return cls(tokenizer, source, name, error, Path(tokenizer_dir) if tokenizer_dir else None, model, data)
 
     @functools.cached_property
