@@ -21,9 +21,9 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from llmprep.cache import ShardCache, default_cache_dir, shard_key
-from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.checks import prepare_checks
 from llmprep.checks.subject import excluded_of
+from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected, detect_formats

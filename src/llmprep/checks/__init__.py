@@ -56,10 +56,10 @@ def run_checks(subject: Subject, *, model: bool = True, cheap: bool = True) -> R
     return report
 
 
-def prepare_checks(tok, tokenizer_spec, template: str, files: list, splits, report: dict,
+def prepare_checks(tok, tokenizer_spec, template_spec: str, files: list, splits, report: dict,
                    excluded: list[dict]) -> dict:
     """The cheap checks on a finished prepare run, as stored in report.json["doctor"]."""
-    subject = Subject.build(tok, template=template, tokenizer_dir=local_dir(tokenizer_spec),
+    subject = Subject.build(tok, template=template_spec, tokenizer_dir=local_dir(tokenizer_spec),
                             data=Data.from_run(splits, report, files, excluded))
     return run_checks(subject, model=False).to_json(examples=True)
 

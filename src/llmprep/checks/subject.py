@@ -240,7 +240,8 @@ def _inputs_of(report: dict | None, path: Path) -> tuple[list[str] | None, str |
     for entry in report["inputs"]:
         p = Path(entry["path"])
         if not p.is_file():
-            return None, f"input {entry['path']!r} of the prepared data is gone (paths are relative to where prepare ran)"
+            return None, (f"input {entry['path']!r} of the prepared data is gone (paths are relative to where "
+                          "prepare ran)")
         if entry.get("sha256") and _sha256(p) != entry["sha256"]:
             return None, f"input {entry['path']!r} changed since prepare (sha256 differs)"
         files.append(str(p))

@@ -95,7 +95,8 @@ def counts(report: dict) -> list[tuple[str, str]]:
     tok = report.get("tokens") or {}
     out = [("records read", f"{rec.get('read', 0):,}")]
     out += [(f"kept ({name})", f"{n:,}") for name, n in (report.get("kept") or {}).items()]
-    out += [("rejected (bad input)", f"{rec.get('rejected', 0):,}"), ("dropped (truncation)", f"{rec.get('dropped', 0):,}"),
+    out += [("rejected (bad input)", f"{rec.get('rejected', 0):,}"),
+            ("dropped (truncation)", f"{rec.get('dropped', 0):,}"),
             ("rows truncated", f"{report.get('truncated', 0):,}")]
     if tok:
         share = tok.get("trained", 0) / max(tok.get("total", 0), 1)
