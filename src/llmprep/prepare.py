@@ -21,8 +21,6 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 
 from llmprep.cache import ShardCache, default_cache_dir, shard_key
-from llmprep.checks import prepare_checks
-from llmprep.checks.subject import excluded_of
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
@@ -118,12 +116,14 @@ class PrepareResult:
     tokenizer: object = field(default=None, repr=False)  # decodes the sample rows of report.html
 
     def save(self, out: str | os.PathLike) -> Path:
-        from llmprep.report import write_report_html
+        from llmprep.report import finish_output
         from llmprep.store import atomic_output_dir, save_output
 
         with atomic_output_dir(out) as tmp:
-            save_output(tmp, self.splits, self.report, excluded_of(self.rejected, self.dropped))
-            write_report_html(tmp, self.tokenizer)  # report.html from what was just written (= `llmprep report`)
+            save_output(tmp, self.splits, self.report,
+                        [r.to_json() for r in self.rejected] + [{**r.to_json(), "dropped": True} for r in self.dropped])
+            # llmprep doctor's cheap checks on what was just written (into report.json), then report.html
+            self.report["doctor"] = finish_output(tmp, self.tokenizer)
         return Path(out)
 
 
@@ -183,8 +183,6 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
     if pack_stats:
         report["packing"] = pack_stats
-    report["doctor"] = prepare_checks(tok, cfg.tokenizer, cfg.template, files, splits, report,  # llmprep doctor's
-                                      excluded_of(rejected, dropped))                       # cheap checks
     # Cache hits are not in report.json: a rerun served from the cache must write identical files.
     cache_stats = {"enabled": cache is not None, "hits": cache.hits if cache else 0,
                    "misses": cache.misses if cache else 0}

@@ -9,7 +9,7 @@ from doctor_assets import prepared, sample_lines
 
 from llmprep.checks import Data, Subject, run_checks
 from llmprep.checks.rows import TRUNCATION_LOSS, open_ends, reply_ends
-from llmprep.checks.subject import Rows
+from llmprep.checks.prepared import Rows
 from llmprep.constants import IGNORE_INDEX
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from llmprep.checks import dedup, modelchecks, rows, template, tokenizer  # noqa: F401  (registers the checks)
 from llmprep.checks.finding import SEVERITIES, Finding, exit_code, ordered
 from llmprep.checks.registry import CHECKS, IDS, Check, Skip
-from llmprep.checks.subject import Data, Subject
+from llmprep.checks.prepared import Data
+from llmprep.checks.subject import Subject
 
 
 @dataclass
@@ -56,12 +57,13 @@ def run_checks(subject: Subject, *, model: bool = True, cheap: bool = True) -> R
     return report
 
 
-def prepare_checks(tok, tokenizer_spec, template_spec: str, files: list, splits, report: dict,
-                   excluded: list[dict]) -> dict:
-    """The cheap checks on a finished prepare run, as stored in report.json["doctor"]."""
-    subject = Subject.build(tok, template=template_spec, tokenizer_dir=local_dir(tokenizer_spec),
-                            data=Data.from_run(splits, report, files, excluded))
-    return run_checks(subject, model=False).to_json(examples=True)
+def prepared_checks(out_dir: Path, tokenizer) -> Report:
+    """The cheap checks on a directory prepare just wrote (its report.json names the rest of the setup)."""
+    data = Data.from_dir(out_dir, verify_inputs=False)  # prepare has just read and hashed the inputs
+    spec = (data.report.get("tokenizer") or {}).get("name")
+    subject = Subject.build(tokenizer, template=data.options.get("template", "auto"), tokenizer_dir=local_dir(spec),
+                            data=data)
+    return run_checks(subject, model=False)
 
 
 def local_dir(tokenizer_spec) -> Path | None:
@@ -75,4 +77,4 @@ def local_dir(tokenizer_spec) -> Path | None:
 
 
 __all__ = ["CHECKS", "IDS", "Check", "Data", "Finding", "Report", "SEVERITIES", "Skip", "Subject", "exit_code",
-           "prepare_checks", "run_checks"]
+           "prepared_checks", "run_checks"]

@@ -7,12 +7,14 @@ every check that looks at rows sees exactly what training would get.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from llmprep.checks import Report, local_dir, run_checks
 from llmprep.checks.model import load_model_info
-from llmprep.checks.subject import Data, Subject, excluded_of
+from llmprep.checks.prepared import Data
+from llmprep.checks.subject import Subject
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.errors import ConfigError
 
@@ -59,9 +61,10 @@ def _raw(subject: Subject, tokenizer: str, template: str, data: list[str], max_l
     cfg = PrepareConfig(tokenizer=tokenizer, template=template, max_length=max_length, test_size=test_size,
                         seed=seed, progress=False)
     result = run(cfg, [str(f) for f in files])
-    subject.data = Data.from_run(result.splits, result.report, files, excluded_of(result.rejected, result.dropped))
-    cheap = Report.from_json(result.report["doctor"])  # prepare already ran the cheap checks on this data
-    return cheap + run_checks(subject, cheap=False)
+    with tempfile.TemporaryDirectory(prefix="llmprep-doctor-") as tmp:
+        out = result.save(Path(tmp) / "data")  # prepare runs the cheap checks on what it writes
+        subject.data = Data.from_dir(out, verify_inputs=False)
+        return Report.from_json(result.report["doctor"]) + run_checks(subject, cheap=False)
 
 
 def has_chats(files: list[Path]) -> bool:

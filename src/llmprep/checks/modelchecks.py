@@ -35,13 +35,13 @@ def used_ids(subject) -> tuple[np.ndarray, set[int]]:
     """Token ids the data uses (else the template's control tokens), and the trained ones among them."""
     data = subject.data
     if data is not None and not data.rows_error and data.splits:
-        ids, trained = [], []
+        ids, trained = np.zeros(0, np.int64), np.zeros(0, np.int64)
         for split in data.splits:
-            rows = data.rows(split)
-            ids.append(np.unique(rows.ids[rows.real]))
-            if rows.labels is not None:
-                trained.append(np.unique(rows.ids[rows.trained]))
-        return np.unique(np.concatenate(ids)), set(np.concatenate(trained).tolist()) if trained else set()
+            for _, rows in data.chunks(split):
+                ids = np.union1d(ids, rows.ids[rows.real])
+                if rows.labels is not None:
+                    trained = np.union1d(trained, rows.ids[rows.trained])
+        return ids, set(trained.tolist())
     probe = subject.probe.require()
     ids = sorted({i for c in control_candidates(probe, subject.tokenizer)
                   for i in token_ids(subject.tokenizer, c)})
@@ -115,7 +115,8 @@ def vocab_mismatch(subject) -> list[Finding]:
     out = []
     data = subject.data
     if data is not None and not data.rows_error:
-        top = max((int(data.rows(s).ids.max()) for s in data.splits if len(data.rows(s).ids)), default=-1)
+        top = max((int(rows.ids.max()) for s in data.splits for _, rows in data.chunks(s) if len(rows.ids)),
+                  default=-1)
         if top >= rows:
             out.append(Finding("vocab-mismatch", "error",
                                f"the data holds token id {top} but the model has {rows:,} embedding rows: "
@@ -145,11 +146,10 @@ def max_length(subject) -> list[Finding]:
     data = subject.require_data()
     over, longest = {}, 0
     for split in data.require_rows():
-        rows = data.rows(split)
-        span = np.diff(rows.offsets)  # row length: what attention spans (packed rows included)
-        longest = max(longest, int(span.max()) if len(span) else 0)
-        if (span > limit).any():
-            over[split] = int((span > limit).sum())
+        for _, rows in data.chunks(split):  # row length: what attention spans (packed rows included)
+            longest = max(longest, int(rows.lengths.max()) if len(rows) else 0)
+            if (rows.lengths > limit).any():
+                over[split] = over.get(split, 0) + int((rows.lengths > limit).sum())
     if not over:
         return []
     return [Finding(

@@ -18,7 +18,7 @@ def _chat_rows(subject):
     splits = data.require_rows()
     if data.kinds and not data.kinds.get("chat"):
         raise Skip("the data holds no chats")
-    if data.rows(splits[0]).labels is None:
+    if not data.has_token_labels():
         raise Skip("the rows have no token labels (sentence pairs)")
     return data, splits
 
@@ -63,14 +63,16 @@ def eot_untrained(subject) -> list[Finding]:
     name = subject.probe.eot
     masked, cut, replies = {}, {}, 0
     for split in splits:
-        rows = data.rows(split)
-        ok, bad = reply_ends(rows, eot)
-        replies += len(ok) + len(bad)
-        if len(bad):
-            masked[split] = (len(bad), int(rows.row_of[bad[0]]))
-        ends = open_ends(rows, eot)
-        if len(ends):
-            cut[split] = (len(ends), int(ends[0]))
+        for start, rows in data.chunks(split):
+            ok, bad = reply_ends(rows, eot)
+            replies += len(ok) + len(bad)
+            if len(bad):
+                n, first = masked.get(split, (0, start + int(rows.row_of[bad[0]])))
+                masked[split] = (n + len(bad), first)
+            ends = open_ends(rows, eot)
+            if len(ends):
+                n, first = cut.get(split, (0, start + int(ends[0])))
+                cut[split] = (n + len(ends), first)
     out = []
     if masked:
         n = sum(v[0] for v in masked.values())
@@ -96,13 +98,12 @@ def zero_trained_rows(subject) -> list[Finding]:
     data, splits = _chat_rows(subject)
     counts, total, first = {}, 0, {}
     for split in splits:
-        rows = data.rows(split)
-        has = np.zeros(len(rows), dtype=bool)
-        has[rows.row_of[rows.trained]] = True
-        total += len(rows)
-        if (~has).any():
-            counts[split] = int((~has).sum())
-            first[split] = int(np.flatnonzero(~has)[0])
+        for start, rows in data.chunks(split):
+            none = np.flatnonzero(rows.per_row(rows.trained) == 0)
+            total += len(rows)
+            if len(none):
+                counts[split] = counts.get(split, 0) + len(none)
+                first.setdefault(split, start + int(none[0]))
     if not counts:
         return []
     n = sum(counts.values())

@@ -38,10 +38,12 @@ def _rows_starting_twice(data, bos_id: int) -> dict[str, int]:
     """Rows whose first two real tokens are both BOS, per split."""
     out = {}
     for split in data.require_rows():
-        rows = data.rows(split)
-        real_starts = [int(a + (0 if rows.mask is None else (rows.mask[a:b] == 0).sum()))
-                       for a, b in zip(rows.offsets[:-1], rows.offsets[1:]) if b - a >= 2]
-        n = sum(1 for p in real_starts if p + 1 < len(rows.ids) and rows.ids[p] == bos_id == rows.ids[p + 1])
+        n = 0
+        for _, rows in data.chunks(split):
+            real = rows.real
+            first = rows.offsets[:-1] + (rows.lengths - rows.per_row(real))  # left padding comes first
+            ok = rows.per_row(real) >= 2
+            n += int(((rows.ids[first[ok]] == bos_id) & (rows.ids[first[ok] + 1] == bos_id)).sum())
         if n:
             out[split] = n
     return out

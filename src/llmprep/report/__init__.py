@@ -20,8 +20,7 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
     from llmprep.report import collect, plots
 
     out_dir = Path(out_dir)
-    report, rows = collect.load(out_dir)
-    stats = {name: collect.split_stats(r) for name, r in rows.items()}
+    report, stats = collect.load(out_dir, tokenizer)
     opts = report.get("options") or {}
     limit = opts.get("max_length") if opts.get("pack", "none") != "wrap" else None
     doctor = report.get("doctor") or {}
@@ -33,7 +32,7 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
         "inputs": report.get("inputs") or [],
         "lengths_svg": plots.histograms({n: s["lengths"] for n, s in stats.items()}, xlabel="tokens per row",
                                         limit=limit, limit_label=f"--max-length {limit}"),
-        "lengths": {**{n: s for n, s in stats.items()}},
+        "lengths": stats,
         "percentiles": report.get("lengths") or {},
         "share_svg": plots.histograms({n: s["shares"] for n, s in stats.items() if "shares" in s},
                                       xlabel="trained share of a row's tokens", bins=20)
@@ -48,13 +47,28 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
         "duplicates_skipped": next((s["reason"] for s in doctor.get("skipped") or [] if s["id"] == "duplicates"),
                                    None),
         "truncation": [f for f in findings if f["id"] in ("truncation-loss", "eot-untrained")],
-        "samples": [(name, r, *collect.sample_pieces(rows[name], r, tokenizer))
-                    for name in rows for r in range(min(collect.SAMPLE_ROWS, len(rows[name])))],
+        "samples": [(name, *sample) for name, s in stats.items() for sample in s["samples"]],
         "report": report,
     }
     source = (importlib.resources.files("llmprep") / "report" / "report.html.jinja").read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     return env.from_string(source).render(**page)
+
+
+def finish_output(out_dir: str | Path, tokenizer) -> dict:
+    """The last step of `llmprep prepare`, on the directory it just wrote: the doctor's cheap checks go
+    into report.json ("doctor"), then report.html is written. Returns the "doctor" section."""
+    import json
+
+    from llmprep.checks import prepared_checks
+    from llmprep.store import write_json
+
+    out_dir = Path(out_dir)
+    doctor = prepared_checks(out_dir, tokenizer).to_json(examples=True)
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    write_json(out_dir / "report.json", {**report, "doctor": doctor})
+    write_report_html(out_dir, tokenizer)
+    return doctor
 
 
 def write_report_html(out_dir: str | Path, tokenizer=None) -> Path:
@@ -70,4 +84,4 @@ def write_report_html(out_dir: str | Path, tokenizer=None) -> Path:
     return path
 
 
-__all__ = ["REPORT_HTML", "build_report_html", "write_report_html"]
+__all__ = ["REPORT_HTML", "build_report_html", "finish_output", "write_report_html"]

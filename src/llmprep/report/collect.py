@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmprep.checks.subject import Rows
+from llmprep.checks.prepared import Rows, read_chunks, split_files
 
 SAMPLE_ROWS = 3  # per split
 SAMPLE_TOKENS = 400  # per sample row shown
@@ -25,18 +25,27 @@ class Reason:
     examples: list = field(default_factory=list)  # (file:line, record as JSON, shortened)
 
 
-def split_stats(rows: Rows) -> dict:
-    """Per-row real lengths and trained-token shares of one split.
+def split_stats(files: list[Path], tokenizer) -> dict:
+    """Per-row real lengths and trained-token shares of one split, read chunk by chunk, plus its first
+    SAMPLE_ROWS rows decoded for display.
 
     Example: rows [5 tokens, 2 trained], [3 tokens, 3 trained] -> lengths [5, 3], shares [0.4, 1.0]
     """
-    real = rows.real.astype(np.int64)
-    lengths = np.add.reduceat(real, rows.offsets[:-1]) if len(rows.ids) else np.zeros(len(rows), np.int64)
-    out = {"rows": len(rows), "lengths": lengths, "tokens": int(real.sum())}
-    if rows.labels is not None:
-        trained = rows.trained.astype(np.int64)
-        per_row = np.add.reduceat(trained, rows.offsets[:-1]) if len(rows.ids) else np.zeros(len(rows))
-        out["trained"] = int(trained.sum())
+    lengths, trained, samples = [], [], []
+    labelled = True
+    for start, rows in read_chunks(files):
+        real = rows.per_row(rows.real)
+        lengths.append(real)
+        labelled = rows.labels is not None
+        if labelled:
+            trained.append(rows.per_row(rows.trained))
+        samples += [(start + r, *sample_pieces(rows, r, tokenizer))
+                    for r in range(max(0, min(SAMPLE_ROWS - start, len(rows))))]
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    out = {"rows": len(lengths), "lengths": lengths, "tokens": int(lengths.sum()), "samples": samples}
+    if labelled:
+        per_row = np.concatenate(trained) if trained else np.zeros(0, np.int64)
+        out["trained"] = int(per_row.sum())
         out["shares"] = per_row / np.maximum(lengths, 1)
     return out
 
@@ -79,14 +88,10 @@ def sample_pieces(rows: Rows, r: int, tokenizer) -> tuple[list[tuple[str, bool]]
     return pieces, len(ids) - shown
 
 
-def load(out_dir: Path) -> tuple[dict, dict[str, Rows]]:
-    """report.json and the rows of every split of a prepared directory."""
-    from datasets import load_from_disk
-
+def load(out_dir: Path, tokenizer) -> tuple[dict, dict[str, dict]]:
+    """report.json and the statistics of every split of a prepared directory."""
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-    data = load_from_disk(str(out_dir))
-    splits = data if hasattr(data, "keys") else {"train": data}
-    return report, {name: Rows.of(ds) for name, ds in splits.items()}
+    return report, {name: split_stats(files, tokenizer) for name, files in split_files(out_dir).items()}
 
 
 def counts(report: dict) -> list[tuple[str, str]]:
