@@ -8,8 +8,8 @@ import pytest
 from doctor_assets import prepared, sample_lines
 
 from llmprep.checks import Data, Subject, run_checks
-from llmprep.checks.rows import TRUNCATION_LOSS, open_ends, reply_ends
 from llmprep.checks.prepared import Rows
+from llmprep.checks.rows import TRUNCATION_LOSS, open_ends, reply_ends
 from llmprep.constants import IGNORE_INDEX
 
 

@@ -7,7 +7,7 @@ from doctor_assets import sample_lines, template
 from helpers import write_jsonl
 
 from llmprep.checks import Data, Subject, run_checks
-from llmprep.checks.template import first_prefix_break
+from llmprep.checks.templates import first_prefix_break
 from llmprep.tokenizer import load_tokenizer
 
 

@@ -5,7 +5,7 @@ the silent bugs before training — each finding with a stable id, a severity, w
     -> Report(findings=[Finding("duplicates", "warning", ...)], skipped={"generation-eos": "no --model given"})
 
 Modules: finding (Finding, exit codes), registry (@check, CHECKS by id), subject (what is examined),
-probe (what a template writes), template, tokenizer, rows, dedup (data), model + modelchecks (--model).
+probe (what a template writes), templates, slowfast, rows, dedup (data), model + modelchecks (--model).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmprep.checks import dedup, modelchecks, rows, template, tokenizer  # noqa: F401  (registers the checks)
+from llmprep.checks import dedup, modelchecks, rows, slowfast, templates  # noqa: F401  (registers the checks)
 from llmprep.checks.finding import SEVERITIES, Finding, exit_code, ordered
-from llmprep.checks.registry import CHECKS, IDS, Check, Skip
 from llmprep.checks.prepared import Data
+from llmprep.checks.registry import CHECKS, IDS, Check, Skip
 from llmprep.checks.subject import Subject
 
 
