@@ -78,3 +78,19 @@ def test_bad_values_are_one_clean_line(tmp_path, llama31_dir):
     for args, message in cases:
         result = doctor(*args)
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, args
+
+
+def test_a_stream_directory_is_checked_and_reported(tmp_path):
+    """--stream writes its own report.json (bare paths, documents): doctor and report read it too."""
+    from pathlib import Path
+
+    text = Path(__file__).parents[1] / "assets" / "english_excerpt.txt"
+    out = tmp_path / "s"
+    result = CliRunner().invoke(main, ["prepare", str(text), "--out", str(out), "--pack", "wrap", "--block-size",
+                                       "256", "--stream", "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = doctor(out, "--json")
+    skipped = {s["id"]: s["reason"] for s in json.loads(result.output)["skipped"]}
+    assert result.exit_code == 0 and "--pack wrap blocks" in skipped["eot-untrained"]
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    assert "Not checked: report.json has no doctor section" in (out / "report.html").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmprep.checks import dedup, modelchecks, rows, slowfast, templates  # noqa: F401  (registers the checks)
 from llmprep.checks.finding import SEVERITIES, Finding, exit_code, ordered
-from llmprep.checks.prepared import Data
+from llmprep.checks.prepared import Data, tokenizer_entry
 from llmprep.checks.registry import CHECKS, IDS, Check, Skip
 from llmprep.checks.subject import Subject
 
@@ -60,7 +60,7 @@ def run_checks(subject: Subject, *, model: bool = True, cheap: bool = True) -> R
 def prepared_checks(out_dir: Path, tokenizer) -> Report:
     """The cheap checks on a directory prepare just wrote (its report.json names the rest of the setup)."""
     data = Data.from_dir(out_dir, verify_inputs=False)  # prepare has just read and hashed the inputs
-    spec = (data.report.get("tokenizer") or {}).get("name")
+    spec = tokenizer_entry(data.report).get("name")
     subject = Subject.build(tokenizer, template=data.options.get("template", "auto"), tokenizer_dir=local_dir(spec),
                             data=data)
     return run_checks(subject, model=False)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from llmprep.checks import Report, local_dir, run_checks
 from llmprep.checks.model import load_model_info
-from llmprep.checks.prepared import Data
+from llmprep.checks.prepared import Data, tokenizer_entry
 from llmprep.checks.subject import Subject
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.errors import ConfigError
@@ -83,7 +83,7 @@ def _check_same_tokenizer(data: Data, tok, name: str) -> None:
     """Row checks decode ids with --tokenizer: it must be the one the data was prepared with."""
     from llmprep.prepare import _tokenizer_fingerprint
 
-    recorded = (data.report.get("tokenizer") or {}).get("fingerprint")
-    if recorded and recorded != _tokenizer_fingerprint(tok):
+    entry = tokenizer_entry(data.report)
+    if entry.get("fingerprint") and entry["fingerprint"] != _tokenizer_fingerprint(tok):
         raise ConfigError(f"--tokenizer {name!r} is not the tokenizer the data was prepared with "
-                          f"({(data.report.get('tokenizer') or {}).get('name')!r}); pass that one")
+                          f"({entry.get('name')!r}); pass that one")

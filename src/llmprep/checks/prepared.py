@@ -12,7 +12,6 @@ prepare split them (`split_indices` with the run's seed).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +185,15 @@ class Data:
 
     @property
     def kinds(self) -> dict:
+        """Examples per kind (chat/text/pair). Example: {"chat": 2492}; --stream runs hold documents only."""
+        if self.report.get("mode") == "stream":
+            return {"text": self.report.get("documents", 0)}
         return self.report.get("examples") or {}
+
+    @property
+    def wrapped(self) -> bool:
+        """Rows are --pack wrap blocks: documents cut at block boundaries by design."""
+        return self.options.get("pack") == "wrap" or self.report.get("mode") == "stream"
 
     @functools.cached_property
     def padded(self) -> bool:
@@ -268,6 +275,13 @@ class Data:
                    rows_error=rows_error)
 
 
+def tokenizer_entry(report: dict | None) -> dict:
+    """report.json's tokenizer as a dict. Example: {"name": "smollm2", "fingerprint": ...}; a --stream
+    report's bare "path/to/tok" -> {"name": "path/to/tok"}"""
+    value = (report or {}).get("tokenizer")
+    return value if isinstance(value, dict) else {"name": value} if value else {}
+
+
 def excluded_of(rejected, dropped) -> list[dict]:
     """Rejected and dropped records as rejected.jsonl holds them. Example: [Rejected(a.jsonl, 3, ...)] -> [{...}]"""
     return [r.to_json() for r in rejected] + [{**r.to_json(), "dropped": True} for r in dropped]
@@ -288,8 +302,11 @@ def _inputs_of(report: dict | None, path: Path, *, verify: bool) -> tuple[list[s
     """The input files a prepared dir came from, checked against their recorded sha256."""
     if not report or not report.get("inputs"):
         return None, f"{path}/report.json names no inputs, so the examples behind the rows are unknown"
+    from llmprep.prepare import _sha256  # the same digest prepare recorded
+
     files = []
     for entry in report["inputs"]:
+        entry = entry if isinstance(entry, dict) else {"path": entry}  # --stream reports list bare paths
         p = Path(entry["path"])
         if not p.is_file():
             return None, (f"input {entry['path']!r} of the prepared data is gone (paths are relative to where "
@@ -298,11 +315,3 @@ def _inputs_of(report: dict | None, path: Path, *, verify: bool) -> tuple[list[s
             return None, f"input {entry['path']!r} changed since prepare (sha256 differs)"
         files.append(str(p))
     return files, None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

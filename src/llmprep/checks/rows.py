@@ -16,8 +16,8 @@ TRUNCATION_LOSS = 0.01  # warn when more than 1% of the trained tokens were cut 
 def _chat_rows(subject):
     data = subject.require_data()
     splits = data.require_rows()
-    if data.kinds and not data.kinds.get("chat"):
-        raise Skip("the data holds no chats")
+    if (data.kinds and not data.kinds.get("chat")) or data.wrapped:
+        raise Skip("the data holds no chat rows (documents, or --pack wrap blocks)")
     if not data.has_token_labels():
         raise Skip("the rows have no token labels (sentence pairs)")
     return data, splits

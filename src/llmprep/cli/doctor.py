@@ -16,7 +16,9 @@ def recorded_tokenizer(directory: str) -> str | None:
     path = Path(directory) / "report.json"
     if not path.is_file():
         return None
-    return (json.loads(path.read_text(encoding="utf-8")).get("tokenizer") or {}).get("name")
+    from llmprep.checks.prepared import tokenizer_entry
+
+    return tokenizer_entry(json.loads(path.read_text(encoding="utf-8"))).get("name")
 
 
 @click.command("doctor")

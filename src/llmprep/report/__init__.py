@@ -25,11 +25,14 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
     limit = opts.get("max_length") if opts.get("pack", "none") != "wrap" else None
     doctor = report.get("doctor") or {}
     findings = doctor.get("findings") or []
+    packing = report.get("packing") or {}
+    if "strategy" in packing:  # a --stream report: one split's packing stats, not keyed by split
+        packing = {"train": packing}
     page = {
         "counts": collect.counts(report),
         "options": " ".join(f"--{k.replace('_', '-')} {v}" for k, v in opts.items()
                             if v not in (None, False, {}, "none") and k != "columns"),
-        "inputs": report.get("inputs") or [],
+        "inputs": [i["path"] if isinstance(i, dict) else i for i in report.get("inputs") or []],
         "lengths_svg": plots.histograms({n: s["lengths"] for n, s in stats.items()}, xlabel="tokens per row",
                                         limit=limit, limit_label=f"--max-length {limit}"),
         "lengths": stats,
@@ -37,16 +40,19 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
         "share_svg": plots.histograms({n: s["shares"] for n, s in stats.items() if "shares" in s},
                                       xlabel="trained share of a row's tokens", bins=20)
         if any("shares" in s for s in stats.values()) else None,
-        "packing": report.get("packing") or {},
-        "fill_svg": plots.bars({n: p["fill"] for n, p in (report.get("packing") or {}).items() if "fill" in p},
-                               xlabel="packing fill", percent=True) if report.get("packing") else None,
+        "packing": packing,
+        "fill_svg": plots.bars({n: p["fill"] for n, p in packing.items() if "fill" in p},
+                               xlabel="packing fill", percent=True) if packing else None,
         "reasons": collect.reasons(out_dir / "rejected.jsonl"),
         "findings": findings,
+        "checked": "doctor" in report,
         "skipped": doctor.get("skipped") or [],
         "duplicates": next((f for f in findings if f["id"] == "duplicates"), None),
         "duplicates_skipped": next((s["reason"] for s in doctor.get("skipped") or [] if s["id"] == "duplicates"),
                                    None),
         "truncation": [f for f in findings if f["id"] in ("truncation-loss", "eot-untrained")],
+        "truncated": {"rows": report.get("truncated", 0), "max_length": opts.get("max_length"),
+                      "side": opts.get("truncation"), "dropped": (report.get("records") or {}).get("dropped", 0)},
         "samples": [(name, *sample) for name, s in stats.items() for sample in s["samples"]],
         "report": report,
     }

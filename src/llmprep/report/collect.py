@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmprep.checks.prepared import Rows, read_chunks, split_files
+from llmprep.checks.prepared import Rows, read_chunks, split_files, tokenizer_entry
 
 SAMPLE_ROWS = 3  # per split
 SAMPLE_TOKENS = 400  # per sample row shown
@@ -111,7 +111,7 @@ def counts(report: dict) -> list[tuple[str, str]]:
     tmpl = report.get("template") or {}
     if tmpl.get("name"):
         out.append(("template", f"{tmpl['name']} (sha256 {tmpl.get('sha256')})"))
-    tk = report.get("tokenizer") or {}
+    tk = tokenizer_entry(report)
     if tk:
-        out.append(("tokenizer", f"{tk.get('name')} ({tk.get('vocab_size', 0):,} tokens)"))
+        out.append(("tokenizer", f"{tk['name']}" + (f" ({tk['vocab_size']:,} tokens)" if "vocab_size" in tk else "")))
     return out
