@@ -127,3 +127,13 @@ def test_truncation_loss_twin_below_the_threshold(smollm2, tmp_path):
     d = prepared(tmp_path, rows, max_length=680)
     assert Data.from_dir(d).report["truncated"] == 1
     assert findings(smollm2, d, "truncation-loss")[0] == []
+
+
+def test_pad_is_eos_warns_when_padding_on_disk_carries_the_stop_token_id(smollm2, tmp_path):
+    (f,), _ = findings(smollm2, prepared(tmp_path, sample_lines(50), padding="longest"), "pad-is-eos")
+    assert f.severity == "warning" and f.where == "prepared rows padded on disk"
+
+
+def test_pad_is_eos_twin_unpadded_rows_stay_info(smollm2, clean_dir):
+    (f,), _ = findings(smollm2, clean_dir, "pad-is-eos")
+    assert f.severity == "info"

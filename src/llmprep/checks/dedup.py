@@ -106,75 +106,85 @@ def control_pattern(tokenizer) -> re.Pattern | None:
 
 
 def scan_data(subject) -> Scan:
+    """One pass over the examples: exact and near duplicates, prompts by split, control-token text, and
+    a sample of single- and multi-turn chats for the template checks."""
     data = subject.require_data()
     scan = Scan()
     control = control_pattern(subject.tokenizer)
-    seen_near, near_keys = _lsh(), []
-    train_prompts: dict[bytes, str] = {}
-    test_prompts: list[tuple[bytes, str, object]] = []
-    train_lsh, train_keys = _lsh(), []
+    near, prompts = _Index(), {"train": {}, "test": [], "index": _Index()}
     try:
         for item in data.items():
             scan.items += 1
             scan.splits[item.split] += 1
-            whole = _whole(item)
-            key = _digest(normalize(whole))
-            first = scan.first.setdefault(key, item.where)
-            if first != item.where:
-                group = scan.repeats.setdefault(key, [1, first])
-                group[0] += 1
-                if len(group) <= SHOW:
-                    group.append(item.where)
-            elif scan.near_checked < NEAR_LIMIT:
-                mh = _minhash(whole)
-                for other in seen_near.query(mh):
-                    j = mh.jaccard(near_keys[other][1])
-                    if j >= NEAR_THRESHOLD:
-                        scan.near.append((item.where, near_keys[other][0], j))
-                        break
-                seen_near.insert(len(near_keys), mh)
-                near_keys.append((item.where, mh))
-                scan.near_checked += 1
+            _duplicates(scan, item, near)
             if item.kind == "chat":
-                _collect_prompt(item, train_prompts, test_prompts, train_lsh, train_keys, scan)
+                _collect_prompt(item, prompts, scan)
                 turns = "multi" if sum(m["role"] == "assistant" for m in item.data["messages"]) > 1 else "single"
                 if len(scan.chats[turns]) < CHAT_SAMPLE:
                     scan.chats[turns].append((item.where, item.data["messages"]))
-            if control is not None:
-                for name, text in _texts(item):
-                    for m in control.finditer(text):
-                        scan.control_tokens[m.group(0)] += 1
-                        if len(scan.control) < SHOW:
-                            scan.control.append((item.where, name, m.group(0)))
-                        break
+            for name, text in _texts(item) if control is not None else ():
+                if m := control.search(text):
+                    scan.control_tokens[m.group(0)] += 1
+                    if len(scan.control) < SHOW:
+                        scan.control.append((item.where, name, m.group(0)))
     except Skip as exc:
         scan.error = str(exc)
         return scan
-    for key, where, mh in test_prompts:
-        if key in train_prompts:
-            scan.leak_exact.append((where, train_prompts[key]))
-        elif mh is not None:
-            hits = [(mh.jaccard(train_keys[k][1]), train_keys[k][0]) for k in train_lsh.query(mh)]
-            best = max(hits, default=None)
-            if best and best[0] >= NEAR_THRESHOLD:
-                scan.leak_near.append((where, best[1], best[0]))
+    for key, where, mh in prompts["test"]:
+        if key in prompts["train"]:
+            scan.leak_exact.append((where, prompts["train"][key]))
+        elif mh is not None and (best := prompts["index"].closest(mh)):
+            scan.leak_near.append((where, best[1], best[0]))
     return scan
 
 
-def _collect_prompt(item, train_prompts, test_prompts, train_lsh, train_keys, scan) -> None:
-    """Remember the prompt of a chat: train prompts indexed, test prompts queried at the end."""
+class _Index:
+    """MinHash LSH over examples: where each came from, and its MinHash for the exact estimate."""
+
+    def __init__(self):
+        self.lsh, self.entries = _lsh(), []
+
+    def add(self, where: str, mh) -> None:
+        self.lsh.insert(len(self.entries), mh)
+        self.entries.append((where, mh))
+
+    def closest(self, mh) -> tuple[float, str] | None:
+        """(estimated Jaccard, where) of the most similar indexed example at or above the threshold."""
+        hits = [(mh.jaccard(self.entries[k][1]), self.entries[k][0]) for k in sorted(self.lsh.query(mh))]
+        best = max(hits, default=None, key=lambda h: h[0])
+        return best if best and best[0] >= NEAR_THRESHOLD else None
+
+
+def _duplicates(scan: Scan, item, near: _Index) -> None:
+    """Count an exact repeat of an earlier example, else look it up among the near ones and index it."""
+    whole = _whole(item)
+    key = _digest(normalize(whole))
+    first = scan.first.setdefault(key, item.where)
+    if first != item.where:
+        group = scan.repeats.setdefault(key, [1, first])
+        group[0] += 1
+        if len(group) <= SHOW:
+            group.append(item.where)
+    elif scan.near_checked < NEAR_LIMIT:
+        mh = _minhash(whole)
+        if best := near.closest(mh):
+            scan.near.append((item.where, best[1], best[0]))
+        near.add(item.where, mh)
+        scan.near_checked += 1
+
+
+def _collect_prompt(item, prompts: dict, scan: Scan) -> None:
+    """Remember the prompt of a chat: train prompts indexed, test prompts looked up at the end."""
     prompt = prompt_text(item.data["messages"])
     key = _digest(prompt)
-    near = scan.leak_checked < NEAR_LIMIT
-    mh = _minhash(prompt) if near else None
-    scan.leak_checked += near
+    mh = _minhash(prompt) if scan.leak_checked < NEAR_LIMIT else None
+    scan.leak_checked += mh is not None
     if item.split == "test":
-        test_prompts.append((key, item.where, mh))
+        prompts["test"].append((key, item.where, mh))
         return
-    train_prompts.setdefault(key, item.where)
+    prompts["train"].setdefault(key, item.where)
     if mh is not None:
-        train_lsh.insert(len(train_keys), mh)
-        train_keys.append((item.where, mh))
+        prompts["index"].add(item.where, mh)
 
 
 def _scan(subject) -> Scan:

@@ -67,15 +67,15 @@ def pad_is_eos(subject) -> list[Finding]:
     tok = subject.tokenizer
     if tok.pad_token_id is None:
         raise Skip("the tokenizer has no pad token")
-    stops = {tok.eos_token_id}
     try:
-        stops.add(eot_id(subject))
+        eot = eot_id(subject)
     except Skip:
-        pass
-    if tok.pad_token_id not in stops:
+        eot = None
+    if tok.pad_token_id not in (tok.eos_token_id, eot):
         return []
     data = subject.data
-    padded = data is not None and not data.rows_error and data.padded
+    # On disk the danger is concrete only where padding carries the very id of a reply's trained stop token.
+    padded = data is not None and not data.rows_error and tok.pad_token_id == eot and data.padded
     severity = "warning" if padded else "info"
     where = "prepared rows padded on disk" if padded else f"tokenizer: pad_token {tok.pad_token!r}"
     return [Finding(
