@@ -103,3 +103,12 @@ def test_report_errors_are_one_clean_line(tmp_path, make, message):
     make(tmp_path)
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_options_line_names_the_cli_flags():
+    from llmprep.report import options_line
+
+    opts = {"max_length": 512, "strict": True, "literal_control_text": False, "columns": {"q": "question"},
+            "format": None, "padding": "none", "test_size": 0.1, "train_on_prompt": False}
+    assert options_line(opts) == "--max-length 512 --strict --allow-control-text --column q=question --test-size 0.1"
+    assert options_line({"literal_control_text": True}) == ""

@@ -30,8 +30,7 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
         packing = {"train": packing}
     page = {
         "counts": collect.counts(report),
-        "options": " ".join(f"--{k.replace('_', '-')} {v}" for k, v in opts.items()
-                            if v not in (None, False, {}, "none") and k != "columns"),
+        "options": options_line(opts),
         "inputs": [i["path"] if isinstance(i, dict) else i for i in report.get("inputs") or []],
         "lengths_svg": plots.histograms({n: s["lengths"] for n, s in stats.items()}, xlabel="tokens per row",
                                         limit=limit, limit_label=f"--max-length {limit}"),
@@ -61,6 +60,23 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
     return env.from_string(source).render(**page)
 
 
+def options_line(opts: dict) -> str:
+    """report.json's options as the flags that set them. Example: {"max_length": 512, "strict": True,
+    "literal_control_text": False, "columns": {"q": "question"}}
+    -> "--max-length 512 --strict --allow-control-text --column q=question" """
+    flags = []
+    for key, value in opts.items():
+        if key == "literal_control_text":
+            flags += [] if value else ["--allow-control-text"]
+        elif key == "columns":
+            flags += [f"--column {new}={old}" for new, old in (value or {}).items()]
+        elif value is True:
+            flags.append(f"--{key.replace('_', '-')}")
+        elif value not in (None, False, "none"):
+            flags.append(f"--{key.replace('_', '-')} {value}")
+    return " ".join(flags)
+
+
 def finish_output(out_dir: str | Path, tokenizer) -> dict:
     """The last step of `llmprep prepare`, on the directory it just wrote: the doctor's cheap checks go
     into report.json ("doctor"), then report.html is written. Returns the "doctor" section."""
@@ -70,8 +86,13 @@ def finish_output(out_dir: str | Path, tokenizer) -> dict:
     from llmprep.store import write_json
 
     out_dir = Path(out_dir)
-    doctor = prepared_checks(out_dir, tokenizer).to_json(examples=True)
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    if tokenizer is None:  # a result built without one: the tokenizer the report names
+        from llmprep.checks.prepared import tokenizer_entry
+        from llmprep.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_entry(report).get("name"))
+    doctor = prepared_checks(out_dir, tokenizer).to_json(examples=True)
     write_json(out_dir / "report.json", {**report, "doctor": doctor})
     write_report_html(out_dir, tokenizer)
     return doctor
@@ -90,4 +111,4 @@ def write_report_html(out_dir: str | Path, tokenizer=None) -> Path:
     return path
 
 
-__all__ = ["REPORT_HTML", "build_report_html", "finish_output", "write_report_html"]
+__all__ = ["REPORT_HTML", "build_report_html", "finish_output", "options_line", "write_report_html"]
