@@ -94,3 +94,17 @@ def test_a_stream_directory_is_checked_and_reported(tmp_path):
     assert result.exit_code == 0 and "--pack wrap blocks" in skipped["eot-untrained"]
     assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
     assert "Not checked: report.json has no doctor section" in (out / "report.html").read_text()
+
+
+def test_prepare_summary_lists_the_findings_and_the_page(tmp_path):
+    from helpers import write_jsonl
+
+    src = write_jsonl(tmp_path / "c.jsonl", sample_lines(400))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["prepare", str(src), "--out", str(out), "--test-size", "0.2", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "report.json").read_text())["doctor"]["findings"]
+    lines = [line.strip() for line in result.output.splitlines()]
+    for f in stored:
+        assert any(line.startswith(f"{f['severity']}: {f['id']}: ") for line in lines), f["id"]
+    assert f"report for a person: {out}/report.html; every check: llmprep doctor {out}" in result.output

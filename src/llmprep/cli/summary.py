@@ -44,6 +44,6 @@ def print_findings(console, doctor: dict, out) -> None:
     """The doctor's cheap checks prepare ran (report.json "doctor"), one line each, and where the page is."""
     for f in doctor.get("findings", []):
         message = f["message"] if len(f["message"]) <= 140 else f["message"][:139].rsplit(" ", 1)[0] + " ..."
-        console.print(f"  {f['severity']}: {f['id']}: {message}", markup=False, highlight=False)
+        console.print(f"  {f['severity']}: {f['id']}: {message}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"  report for a person: {out}/report.html; every check: llmprep doctor {out}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
