@@ -171,3 +171,16 @@ def test_lite_api_edges(smollm2):
     assert lite.full().apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
     with pytest.raises(ValueError, match="truncation 'sideways'"):
         lite("x", truncation="sideways")
+
+
+def test_a_copy_elsewhere_shares_the_snapshot_but_names_its_own_files(tmp_path, mistral_dir, mistral):
+    """Snapshots are keyed by content: a copy of a directory reuses it, with name_or_path, vocab_file and
+    the init_kwargs paths of the copy (the doctor's slow/fast check reads vocab_file)."""
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(mistral_dir, copy_dir)
+    assert snap.snapshot_key(copy_dir) == snap.snapshot_key(mistral_dir)
+    original, copied = load_lite_tokenizer(str(mistral_dir)), load_lite_tokenizer(str(copy_dir))
+    assert original.vocab_file == mistral.vocab_file == str(mistral_dir / "tokenizer.model")
+    assert copied.name_or_path == str(copy_dir) and copied.vocab_file == str(copy_dir / "tokenizer.model")
+    assert copied.init_kwargs["vocab_file"] == str(copy_dir / "tokenizer.model")
+    assert {k: mistral.init_kwargs[k] for k in original.init_kwargs} == original.init_kwargs

@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+FORMAT = 2
 # Named special tokens, in transformers' order (PreTrainedTokenizerBase.SPECIAL_TOKENS_ATTRIBUTES).
 SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # Files of a model directory that are not read to build its tokenizer (and are large): not hashed.
@@ -62,13 +62,17 @@ class LiteTokenizer:
         self._tokenizer.encode_special_tokens = snapshot["split_special_tokens"]
         self.source = source
         self.hf_class: str = snapshot["class"]
-        self.name_or_path: str = snapshot["name_or_path"]
+        self.name_or_path = source  # snapshots are keyed by content: a copy elsewhere shares this one
         self.chat_template = snapshot["chat_template"]
         self._special: dict[str, str] = dict(snapshot["special_tokens"])
         self._extra: list[str] = list(snapshot["extra_special_tokens"])
         for key in ("truncation_side", "padding_side", "model_max_length", "model_input_names",
                     "clean_up_tokenization_spaces", "split_special_tokens", "pad_token_type_id"):
             setattr(self, key, snapshot[key])
+        # transformers' record of how it was built (tokenizer_config.json + resolved files), JSON-able part
+        self.init_kwargs = {k: _anchored(v, source) for k, v in snapshot["init_kwargs"].items()}
+        if snapshot.get("vocab_file") is not None:
+            self.vocab_file = _anchored(snapshot["vocab_file"], source)
 
     def __repr__(self) -> str:
         return f"LiteTokenizer({self.hf_class}, {self.name_or_path!r}, {len(self)} tokens)"
@@ -283,12 +287,40 @@ def take_snapshot(full, key: str) -> dict:
         "model_input_names": list(full.model_input_names),
         "clean_up_tokenization_spaces": bool(full.clean_up_tokenization_spaces),
         "split_special_tokens": bool(full.split_special_tokens), "pad_token_type_id": full.pad_token_type_id,
+        "init_kwargs": _portable_kwargs(full), "vocab_file": _portable(getattr(full, "vocab_file", None), full),
     }
     why = _unsupported(full)
     if why is None:
         why = compare(full, LiteTokenizer(data, source=str(full.name_or_path)))
     data["verified"], data["why"] = why is None, why
     return data
+
+
+DIR = "{tokenizer_dir}"  # a path inside the tokenizer's directory, stored relative: copies share snapshots
+
+
+def _portable(value: Any, full) -> Any:
+    """Example: "/models/m/tokenizer.model" (loaded from /models/m) -> "{tokenizer_dir}/tokenizer.model"."""
+    root = str(full.name_or_path).rstrip(os.sep)
+    if isinstance(value, str) and (value == root or value.startswith(root + os.sep)):
+        return DIR + value[len(root):]
+    return value
+
+
+def _anchored(value: Any, source: str) -> Any:
+    return source + value[len(DIR):] if isinstance(value, str) and value.startswith(DIR) else value
+
+
+def _portable_kwargs(full) -> dict:
+    """init_kwargs entries that are plain data (AddedToken objects and the like are left out)."""
+    out = {}
+    for key, value in full.init_kwargs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = _portable(value, full)
+    return out
 
 
 def _unsupported(full) -> str | None:
@@ -317,6 +349,8 @@ def compare(full, lite: LiteTokenizer) -> str | None:
         ("added_tokens", lambda t: {i: (a.content, a.special) for i, a in t.added_tokens_decoder.items()}),
         ("named ids", lambda t: [getattr(t, f"{k}_id") for k in t.special_tokens_map]),
         ("chat_template", lambda t: t.chat_template),
+        ("vocab_file", lambda t: getattr(t, "vocab_file", None)),
+        ("init_kwargs", lambda t: {k: t.init_kwargs[k] for k in lite.init_kwargs}),
     ]
     for text in texts:
         checks += [
