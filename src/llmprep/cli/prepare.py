@@ -99,8 +99,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
         cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)
-    result = run(cfg, list(inputs) or [sample_path()])  # LlmprepError -> one clean line (cli.Group)
-    result.save(out)
+    result = run(cfg, list(inputs) or [sample_path()], out=out)  # LlmprepError -> one clean line (cli.Group)
     if not quiet:
         print_summary(result, out)
 
