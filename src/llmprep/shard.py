@@ -253,7 +253,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
     Example: run_task(ShardTask(0, "a.jsonl", 0, (0, 900, 1), "messages"), env)
     -> [ShardMeta(task=0, shard=0, records=12, rows={"length": [...], ...}, hit=False, miss="missing")]
     """
-    from llmprep.cache import content_key, parse_entry, shard_key
+    from llmprep.cache import content_key, parse_entry, shard_key, write_atomic
 
     env = env or _WORKER_ENV[0]
     cache = _cache_for(env)
@@ -272,8 +272,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
             enc, hit = res.encoded, False
             if cache is not None:
                 cache.put(key, blob)
-        with open(spill, "wb") as fh:
-            fh.write(blob)
+        write_atomic(Path(spill), blob)  # a retried task (Ray) never leaves a half-written spill
         out.append(ShardMeta(
             task=task.index, shard=n, spill=spill, records=len(records),
             rows=row_columns(enc, meta["record"], meta["pairs"]),

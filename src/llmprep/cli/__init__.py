@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from llmprep.cli.cache import cache
 from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
@@ -38,3 +39,4 @@ main.add_command(generate_cmd)
 main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
+main.add_command(cache)
