@@ -13,6 +13,7 @@ ends up kept, rejected (bad input) or dropped (truncation): read = kept + reject
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -45,7 +46,7 @@ from llmprep.shard import ShardMeta, ShardSettings, TaskEnv
 from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
 from llmprep.truncate import TRUNCATION
 
-SHARD_SIZE = 2048  # lines (records) per shard
+SHARD_SIZE = int(os.environ.get("LLMPREP_SHARD_SIZE", 2048))  # lines (records) per shard
 PADDING = ("none", "longest", "max-length")
 PACK = ("none", "wrap", "bfd")
 TRAIN_TURNS = ("all", "last")
@@ -203,7 +204,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
                                                                     True)
     from llmprep.store import atomic_output_dir
 
-    with _sigterm_exits(), atomic_output_dir(target) as tmp:
+    with _sigterm_exits(), _output_errors(target), atomic_output_dir(target) as tmp:
         work = tmp / ".work"
         work.mkdir()
         env = TaskEnv(settings, digest, str(work), str(cache.base) if cache else None, SHARD_SIZE)
@@ -422,6 +423,19 @@ def _sigterm_exits():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _output_errors(out: Path):
+    """A full disk or read-only file system while writing the output: one error naming --out and the cause
+    (atomic_output_dir has removed the half-written temp dir by then)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            raise
+        raise LlmprepError(f"--out {str(out)!r}: cannot write the output ({exc.filename or out}): "
+                           f"{exc.strerror}; nothing was written there") from None
 
 
 def _jsonable(value):

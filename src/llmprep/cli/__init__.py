@@ -24,6 +24,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except LlmprepError as exc:
             raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT
+            click.echo("Aborted!", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
