@@ -12,13 +12,14 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pytest
 from helpers import a, u, write_jsonl
 
 import llmprep.prepare as prep
 from llmprep.encode import take
 from llmprep.examples import detect_formats
-from llmprep.output import length_stats, list_column, pad_rows
+from llmprep.output import length_stats, list_column, packed_table, pad_rows, rows_table
 from llmprep.pack import pack_bfd_arrays, pack_examples
 from llmprep.prepare import PrepareConfig, prepare, split_indices
 from llmprep.records import expand_inputs, read_records
@@ -27,8 +28,8 @@ from llmprep.shard import ShardSettings, process_shard
 from llmprep.tokenizer import load_tokenizer
 
 
-def reference(cfg: PrepareConfig, inputs: list[str]) -> tuple[dict[str, list[dict]], dict, list[dict]]:
-    """(rows per split, report counts, rejected.jsonl lines) computed all in memory."""
+def reference(cfg: PrepareConfig, inputs: list[str]) -> tuple[dict[str, list[dict]], dict, list[dict], dict]:
+    """(rows per split, report counts, rejected.jsonl lines, features per split) computed all in memory."""
     tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) else cfg.tokenizer
     records = list(read_records(expand_inputs(inputs)))
     formats: dict[str, str] = {}
@@ -50,19 +51,24 @@ def reference(cfg: PrepareConfig, inputs: list[str]) -> tuple[dict[str, list[dic
     if len(test_idx):
         parts["test"] = take(enc, test_idx)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    rows, packing = {}, {}
+    rows, packing, features = {}, {}, {}
     for name, part in parts.items():
         if cfg.pack == "bfd":
             cols, packing[name] = pack_bfd_arrays(part.ids, part.labels, part.offsets, cfg.max_length)
-            rows[name] = _rows({k: list_column(v, off).to_pylist() for k, (v, off) in cols.items()})
+            table = pa.table({k: list_column(v, off, pa.int8() if k == "attention_mask" else pa.int32())
+                              for k, (v, off) in cols.items()})
+            rows[name], features[name] = table.to_pylist(), datasets.Dataset(table).features
         elif cfg.pack == "wrap":
             docs = [part.row(r) for r in range(len(part))]
             cols, packing[name] = pack_examples({"input_ids": [d[0] for d in docs], "labels": [d[1] for d in docs]},
                                                 strategy="wrap", max_length=cfg.max_length, pad_token_id=pad_id,
                                                 remainder=cfg.remainder)
-            rows[name] = _rows(cols)
+            rows[name], features[name] = _rows(cols), datasets.Dataset(packed_table(cols)).features
         else:
             rows[name] = _plain_rows(part, cfg, pad_id)
+            width = cfg.max_length if cfg.padding == "max-length" else int(part.lengths.max())
+            table = rows_table(part, padding=cfg.padding, padding_side=cfg.padding_side, width=width, pad_id=pad_id)
+            features[name] = datasets.Dataset(table).features
     pairs = enc.token_type_ids is not None
     counts = {
         "records": {"read": len(enc) + len(res.rejected) + len(res.dropped), "kept": len(enc),
@@ -76,7 +82,7 @@ def reference(cfg: PrepareConfig, inputs: list[str]) -> tuple[dict[str, list[dic
     if packing:
         counts["packing"] = packing
     rejected = [r.to_json() for r in res.rejected] + [{**r.to_json(), "dropped": True} for r in res.dropped]
-    return rows, counts, json.loads(json.dumps(rejected))
+    return rows, counts, json.loads(json.dumps(rejected)), features
 
 
 def _rows(cols: dict[str, list]) -> list[dict]:
@@ -146,25 +152,23 @@ MODES = {
 }
 
 
-@pytest.mark.parametrize("mode", list(MODES))
-@pytest.mark.parametrize("num_proc", [1, 2])
+@pytest.mark.parametrize("mode,num_proc", [(m, 1) for m in MODES] + [(m, 2) for m in ("chats-split", "chats-bfd",
+                                                                                        "docs-wrap-keep")])
 def test_every_mode_matches_in_memory_reference(mode, num_proc, tmp_path, monkeypatch, mixed_inputs, doc_inputs,
-                                                pair_inputs, bert):
-    if num_proc == 2 and mode not in ("chats-split", "chats-bfd", "docs-wrap-keep"):
-        pytest.skip("two workers on three modes are enough")
-    monkeypatch.setattr(prep, "SHARD_SIZE", 4)  # many shards, several per file
+                                                pair_inputs, bert):    monkeypatch.setattr(prep, "SHARD_SIZE", 4)  # many shards, several per file
     kind, options = MODES[mode]
     folder = {"mixed": mixed_inputs, "docs": doc_inputs, "pairs": pair_inputs}[kind]
     cfg = dict(options, progress=False, num_proc=num_proc, cache=False)
     if kind == "pairs":
         cfg["tokenizer"] = bert
-    rows, counts, rejected = reference(PrepareConfig(**cfg), [str(folder)])
+    rows, counts, rejected, features = reference(PrepareConfig(**cfg), [str(folder)])
     out = tmp_path / "out"
     prepare([str(folder)], out=out, **cfg)
     dd = datasets.load_from_disk(str(out))
     assert list(dd) == list(rows)
     for name, expected in rows.items():
         assert dd[name].to_list() == expected, name
+        assert dd[name].features == features[name], name
     report = json.loads((out / "report.json").read_text())
     for key, value in counts.items():
         assert report[key] == value, key
@@ -174,3 +178,20 @@ def test_every_mode_matches_in_memory_reference(mode, num_proc, tmp_path, monkey
     if kind == "mixed":
         assert report["records"]["rejected"] >= 3 and report["records"]["kept"] > 40
     assert np.all([len(r) for r in rows["train"]])
+
+
+def test_cli_prepare_writes_with_pyarrow_only(tmp_path):
+    """`llmprep prepare` never imports `datasets` (~1.4 s of start-up); its output still loads."""
+    import subprocess
+    import sys
+
+    src = write_jsonl(tmp_path / "c.jsonl", [{"messages": [u(f"Hi {i}"), a(f"Hello {i}!")]} for i in range(5)])
+    code = ("import sys; from llmprep.cli import main; "
+            f"main(['prepare', {str(src)!r}, '--out', {str(tmp_path / 'o')!r}, '--quiet', '--no-cache', '--test-size', '1'],"
+            " standalone_mode=False); print(sorted(m for m in sys.modules if m.split('.')[0] == 'datasets'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(prep.__file__).parents[1])})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+    dd = datasets.load_from_disk(str(tmp_path / "o"))
+    assert (len(dd["train"]), len(dd["test"])) == (4, 1)
