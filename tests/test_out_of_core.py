@@ -152,10 +152,13 @@ MODES = {
 }
 
 
-@pytest.mark.parametrize("mode,num_proc", [(m, 1) for m in MODES] + [(m, 2) for m in ("chats-split", "chats-bfd",
-                                                                                        "docs-wrap-keep")])
+TWO_WORKERS = ("chats-split", "chats-bfd", "docs-wrap-keep")
+
+
+@pytest.mark.parametrize("mode,num_proc", [(m, 1) for m in MODES] + [(m, 2) for m in TWO_WORKERS])
 def test_every_mode_matches_in_memory_reference(mode, num_proc, tmp_path, monkeypatch, mixed_inputs, doc_inputs,
-                                                pair_inputs, bert):    monkeypatch.setattr(prep, "SHARD_SIZE", 4)  # many shards, several per file
+                                                pair_inputs, bert):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 4)  # many shards, several per file
     kind, options = MODES[mode]
     folder = {"mixed": mixed_inputs, "docs": doc_inputs, "pairs": pair_inputs}[kind]
     cfg = dict(options, progress=False, num_proc=num_proc, cache=False)
