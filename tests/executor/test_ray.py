@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 from helpers import a, u, write_jsonl
 
 import llmprep.prepare as prep
+from llmprep.cli import main
 from llmprep.errors import LlmprepError
 from llmprep.prepare import PrepareConfig, run
 
@@ -46,12 +48,15 @@ def test_ray_output_identical_to_local_even_when_a_worker_is_killed(local_ray, i
     opts = dict(test_size=0.2, progress=False, cache=False)
     marker = tmp_path / "killed"
     monkeypatch.setenv("LLMPREP_RAY_KILL", f"3:{marker}")
-    remote = run(PrepareConfig(**opts, executor="ray", num_proc=1), [str(inputs)], out=tmp_path / "ray")
+    res = CliRunner().invoke(main, ["prepare", str(inputs), "--out", str(tmp_path / "ray"), "--quiet", "--no-cache",
+                                    "--test-size", "0.2", "--executor", "ray", "--num-proc", "1"])
+    assert res.exit_code == 0, res.output
     assert marker.exists()  # the worker process running task 3 was SIGKILLed, and Ray retried the task
     monkeypatch.delenv("LLMPREP_RAY_KILL")
     local = run(PrepareConfig(**opts, num_proc=2), [str(inputs)], out=tmp_path / "local")
     assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")  # same bytes, nothing missing
-    assert remote.run_info["executor"]["name"] == "ray" and remote.run_info["executor"]["tasks"] == 8
+    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 8, "shards": 9}  # b.json: 1 task, 2 shards
     assert local.report["records"] == {"read": 50, "kept": 49, "rejected": 1, "dropped": 0}
 
 
