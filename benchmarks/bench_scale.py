@@ -146,7 +146,8 @@ def main() -> None:
         src = write_input(work / f"chats-{n}.jsonl", n, base)
         for ex in args.executors:
             out = work / f"out-{n}-{ex}"
-            r = {"chats": n, "input_mb": round(src.stat().st_size / 1e6, 1), **run_once(src, out, ex, args.extra.split())}
+            r = {"chats": n, "input_mb": round(src.stat().st_size / 1e6, 1),
+                 **run_once(src, out, ex, args.extra.split())}
             results.append(r)
             print(json.dumps(r), flush=True)
             subprocess.run(["rm", "-rf", str(out)], check=False)

@@ -149,7 +149,7 @@ def test_full_cache_dir_goes_on_without_writing(tmp_path, capfd, monkeypatch):
     assert "No space left on device" in err and "without writing to the cache" in err
     assert err.count("warning") <= 2  # once per worker process at most
     assert leftovers == [] and res.report["records"]["kept"] == 40
-    ref = run(PrepareConfig(cache=False, progress=False, num_proc=1), [src], out=tmp_path / "ref")
+    run(PrepareConfig(cache=False, progress=False, num_proc=1), [src], out=tmp_path / "ref")
     assert _files(tmp_path / "o") == _files(tmp_path / "ref")
 
 

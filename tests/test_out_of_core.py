@@ -189,9 +189,9 @@ def test_cli_prepare_writes_with_pyarrow_only(tmp_path):
     import sys
 
     src = write_jsonl(tmp_path / "c.jsonl", [{"messages": [u(f"Hi {i}"), a(f"Hello {i}!")]} for i in range(5)])
-    code = ("import sys; from llmprep.cli import main; "
-            f"main(['prepare', {str(src)!r}, '--out', {str(tmp_path / 'o')!r}, '--quiet', '--no-cache', '--test-size', '1'],"
-            " standalone_mode=False); print(sorted(m for m in sys.modules if m.split('.')[0] == 'datasets'))")
+    args = ["prepare", str(src), "--out", str(tmp_path / "o"), "--quiet", "--no-cache", "--test-size", "1"]
+    code = (f"import sys; from llmprep.cli import main; main({args!r}, standalone_mode=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'datasets'))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(Path(prep.__file__).parents[1])})
     assert res.returncode == 0, res.stderr

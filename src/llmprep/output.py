@@ -100,7 +100,10 @@ PACKED_SCHEMA = pa.schema([(k, pa.list_(pa.int8() if k == "attention_mask" else 
 
 
 def _feature(t: pa.DataType) -> dict:
-    """Arrow type -> datasets' feature JSON. Example: list<int32> -> {"feature": {"dtype": "int32", ...}, "_type": "List"}"""
+    """Arrow type -> datasets' feature JSON.
+
+    Example: list<int32> -> {"feature": {"dtype": "int32", "_type": "Value"}, "_type": "List"}
+    """
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return {"feature": _feature(t.value_type), "_type": "List" if pa.types.is_list(t) else "LargeList"}
     return {"dtype": str(t), "_type": "Value"}

@@ -23,9 +23,9 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from llmprep.errors import ConfigError, LlmprepError, RecordError
+from llmprep.output import PACKED_SCHEMA, SplitWriter, packed_table, write_dataset_dict
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
 from llmprep.records import Record, expand_inputs, file_kind, has_surrogate, parse_record, text_lines
-from llmprep.output import PACKED_SCHEMA, SplitWriter, packed_table, write_dataset_dict
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
 TXT_MODES = ("paragraph", "line")

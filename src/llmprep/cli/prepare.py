@@ -72,7 +72,8 @@ def parse_test_size(value: str) -> float:
 @click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
               help="Encoder: 'auto' uses fastokens where its ids are verified identical to tokenizers'.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, options.")
+              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by the records' bytes, "
+                   "tokenizer, template and options.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
