@@ -22,7 +22,8 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from llmprep.cache import read_entry
+from llmprep.cache import parse_entry
+from llmprep.executor import storage
 from llmprep.encode import Encoded, offsets_of, take
 from llmprep.output import PACKED_SCHEMA, SplitWriter, list_column, packed_table, rows_table
 from llmprep.pack import WrapPacker, bfd_bins, bfd_columns, bfd_stats
@@ -54,9 +55,9 @@ class RowIndex:
 
     def shard(self, k: int, *, consume: bool = True) -> Encoded:
         """Rows of shard k, read from its spill file (deleted afterwards when `consume`)."""
-        enc, _ = read_entry(self.spills[k], verify=False)
+        enc, _ = parse_entry(storage.read_bytes(self.spills[k]), verify=False)
         if consume:
-            os.unlink(self.spills[k])
+            storage.remove(self.spills[k])
         return enc
 
 

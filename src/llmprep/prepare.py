@@ -36,11 +36,10 @@ from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.encode import ENGINES
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected
-from llmprep.executor import EXECUTORS, get_executor
+from llmprep.executor import EXECUTORS, get_executor, storage
 from llmprep.executor.plan import plan
 from llmprep.formats import CHAT, PAIR, get_format
 from llmprep.output import length_stats, write_dataset_dict, write_json
-from llmprep.records import expand_inputs
 from llmprep.render import resolve_template, template_fingerprint
 from llmprep.shard import ShardMeta, ShardSettings, TaskEnv
 from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
@@ -127,7 +126,7 @@ def prepare(inputs: list[str] | str, *, out: str | os.PathLike | None = None, **
 class PrepareResult:
     """A finished run: the directory it wrote, report.json's and run.json's contents."""
 
-    out: Path
+    out: Path | str  # a local directory, or the URI it was uploaded to
     report: dict
     run_info: dict
     seconds: float = 0.0
@@ -143,9 +142,14 @@ class PrepareResult:
             self._splits = datasets.load_from_disk(str(self.out), keep_in_memory=self.temporary)
         return self._splits
 
+    def _open(self, name: str):
+        if storage.is_uri(self.out):
+            return storage.open_bytes(f"{self.out}/{name}")
+        return open(Path(self.out) / name, "rb")
+
     def _rejects(self, dropped: bool) -> list[Rejected]:
         out = []
-        with open(self.out / REJECTED, encoding="utf-8") as fh:
+        with self._open(REJECTED) as fh:
             for line in fh:
                 row = json.loads(line)
                 if bool(row.pop("dropped", False)) == dropped:
@@ -170,7 +174,10 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     """The whole pipeline (see the module docstring); writes `out` (a temp dir when None)."""
     cfg.check()
     clock = {"started": time.perf_counter()}
-    files = expand_inputs([str(i) for i in inputs])
+    files = storage.expand([str(i) for i in inputs])
+    remote_out = out is not None and storage.is_uri(out)
+    if remote_out:
+        storage.check_out(str(out))
     tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) or cfg.tokenizer is None else cfg.tokenizer
     if cfg.format:
         get_format(cfg.format)  # an unknown --format fails before any reading
@@ -200,14 +207,17 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     tasks, scans = plan(files, shard_lines=SHARD_SIZE, fmt=cfg.format, columns=cfg.columns)
     clock["plan"] = time.perf_counter()
     executor = get_executor(cfg.executor, num_proc=cfg.num_proc, ray_address=cfg.ray_address)
-    target, temporary = (Path(out), False) if out is not None else (Path(tempfile.mkdtemp(prefix="llmprep-")) / "out",
-                                                                    True)
+    temporary = out is None or remote_out  # built locally; a URI --out is uploaded at the end
+    target = Path(tempfile.mkdtemp(prefix="llmprep-")) / "out" if temporary else Path(out)
+    staging = f"{str(out).rstrip('/')}.tmp-{os.getpid()}-{os.urandom(4).hex()}" if remote_out else None
     from llmprep.store import atomic_output_dir
 
     with _sigterm_exits(), _output_errors(target), atomic_output_dir(target) as tmp:
         work = tmp / ".work"
         work.mkdir()
-        env = TaskEnv(settings, digest, str(work), str(cache.base) if cache else None, SHARD_SIZE)
+        spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there
+        storage.make_dirs(spills)
+        env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE)
         acc = _Accumulator(tmp, work, cfg)
         for metas in _progress(executor.map(tasks, env), cfg):
             for meta in metas:
@@ -233,7 +243,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         rows, pack_stats = assemble(index, splits, cfg, pad_id, tmp, fingerprint)
         write_dataset_dict(tmp, list(splits))
         report = _report(cfg, acc, index, splits, rows, options)
-        report["inputs"] = [{"path": str(s.path), "sha256": s.sha256} for s in scans]
+        report["inputs"] = [{"path": s.path, "sha256": s.sha256} for s in scans]
         report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
                                "fingerprint": tok_fingerprint}
         report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
@@ -242,11 +252,17 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         acc.finish()
         write_json(tmp / REPORT, report)
         shutil.rmtree(work)
+        if remote_out:
+            storage.remove(spills)
         clock["assemble"] = time.perf_counter()
         run_info = _run_info(cfg, executor, tasks, acc, cache, cache_warning, clock)
         write_json(tmp / RUN, run_info)  # the one file allowed to differ between identical runs
     if cache is not None:
         _update_cache(cache, acc, shaping, cfg)
+    if remote_out:
+        storage.publish(target, str(out), staging)
+        shutil.rmtree(target.parent, ignore_errors=True)
+        target, temporary = out, False
     result = PrepareResult(target, report, run_info, seconds=run_info["seconds"]["total"], temporary=temporary)
     if temporary:
         weakref.finalize(result, shutil.rmtree, str(target.parent), True)

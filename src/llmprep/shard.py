@@ -253,7 +253,8 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
     Example: run_task(ShardTask(0, "a.jsonl", 0, (0, 900, 1), "messages"), env)
     -> [ShardMeta(task=0, shard=0, records=12, rows={"length": [...], ...}, hit=False, miss="missing")]
     """
-    from llmprep.cache import content_key, parse_entry, shard_key, write_atomic
+    from llmprep.cache import content_key, parse_entry, shard_key
+    from llmprep.executor import storage
 
     env = env or _WORKER_ENV[0]
     cache = _cache_for(env)
@@ -263,7 +264,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
         content = content_key(records, task.format)
         key = shard_key(content, env.settings_digest)
         lookup = cache.get(key) if cache is not None else None
-        spill = str(Path(env.work_dir) / f"{task.index:07d}-{n:05d}.arrow")
+        spill = f"{env.work_dir}/{task.index:07d}-{n:05d}.arrow"
         if lookup is not None and lookup.blob is not None:
             blob, hit = lookup.blob, True
             enc, meta = parse_entry(blob, verify=False)  # verified by cache.get
@@ -272,7 +273,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
             enc, hit = res.encoded, False
             if cache is not None:
                 cache.put(key, blob)
-        write_atomic(Path(spill), blob)  # a retried task (Ray) never leaves a half-written spill
+        storage.write_bytes(spill, blob)  # atomic: a retried task (Ray) never leaves a half-written spill
         out.append(ShardMeta(
             task=task.index, shard=n, spill=spill, records=len(records),
             rows=row_columns(enc, meta["record"], meta["pairs"]),

@@ -21,7 +21,8 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from llmprep.examples import detect_formats
-from llmprep.records import Record, file_kind, read_file
+from llmprep.executor import storage
+from llmprep.records import Record, read_file
 
 SCAN_BLOCK = 1 << 24
 WHITESPACE = np.frombuffer(b" \t\r\n", np.uint8)
@@ -39,7 +40,12 @@ class ShardTask:
     format: str | None = None  # the file's detected format (None: --format, or no readable record)
 
     def records(self, lazy: bool = True) -> Iterator[Record]:
-        return read_file(Path(self.path), lazy=lazy, span=self.span)
+        if not storage.is_uri(self.path):
+            yield from read_file(Path(self.path), lazy=lazy, span=self.span)
+            return
+        with storage.local_copy(self.path, self.span) as (local, span):
+            for rec in read_file(local, lazy=lazy, span=span):
+                yield storage.relabel(rec, self.path)
 
     def shards(self, size: int) -> Iterator[list[Record]]:
         """The task's records in shards of at most `size` (a line-range task is one shard)."""
@@ -50,18 +56,18 @@ class ShardTask:
 
 @dataclass
 class FileScan:
-    path: Path
+    path: str
     sha256: str
     cuts: list[tuple[int, int, int]] | None  # byte ranges for a line file; None: one whole-file task
 
 
-def scan(path: Path, shard_lines: int) -> FileScan:
+def scan(path: str, shard_lines: int) -> FileScan:
     """sha256 of the file and, for an uncompressed .jsonl/.txt with text in it, byte ranges of
     `shard_lines` lines. Example: 5 lines, shard_lines 2 -> cuts (0, b2, 1), (b2, b4, 3), (b4, end, 5)"""
     h = hashlib.sha256()
-    splittable = file_kind(path) in (".jsonl", ".txt") and not path.name.lower().endswith(".gz")
+    splittable = storage.kind(path) in (".jsonl", ".txt") and not path.lower().endswith(".gz")
     starts, pos, lines, text = [0], 0, 0, False
-    with open(path, "rb") as fh:
+    with storage.open_bytes(path) as fh:
         while block := fh.read(SCAN_BLOCK):
             h.update(block)
             if splittable:
@@ -81,25 +87,26 @@ def scan(path: Path, shard_lines: int) -> FileScan:
     return FileScan(path, h.hexdigest(), cuts)
 
 
-def detect_format(path: Path, columns: Mapping[str, str]) -> str | None:
-    """The format of a file from its first readable record (FormatError if it matches none)."""
+def detect_format(tasks: list[ShardTask], columns: Mapping[str, str]) -> str | None:
+    """The format of a file (its tasks) from its first readable record (FormatError if it matches none)."""
     known: dict[str, str] = {}
-    for rec in read_file(path, lazy=True):
-        detect_formats([rec], known, columns)
-        if known:
-            return known[str(path)]
+    for task in tasks:
+        for rec in task.records():
+            detect_formats([rec], known, columns)
+            if known:
+                return known[task.path]
     return None
 
 
-def plan(files: list[Path], *, shard_lines: int, fmt: str | None,
+def plan(files: list[str], *, shard_lines: int, fmt: str | None,
          columns: Mapping[str, str]) -> tuple[list[ShardTask], list[FileScan]]:
     """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order."""
     tasks: list[ShardTask] = []
     scans = []
     for i, path in enumerate(files):
-        s = scan(path, shard_lines)
+        s = scan(str(path), shard_lines)
         scans.append(s)
-        detected = None if fmt else detect_format(path, columns)
-        for span in s.cuts or [None]:
-            tasks.append(ShardTask(len(tasks), str(path), i, span, detected))
+        mine = [ShardTask(len(tasks) + k, str(path), i, span) for k, span in enumerate(s.cuts or [None])]
+        detected = None if fmt else detect_format(mine, columns)
+        tasks += [ShardTask(t.index, t.path, i, t.span, detected) for t in mine]
     return tasks, scans
