@@ -220,6 +220,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE)
         acc = _Accumulator(tmp, work, cfg)
         for metas in _progress(executor.map(tasks, env), cfg):
+            acc.tasks_seen += 1  # a task may hold no shard (a range of blank lines): count tasks, not shards
             for meta in metas:
                 acc.add(meta)
         clock["shards"] = time.perf_counter()
@@ -289,12 +290,8 @@ class _Accumulator:
         self._rejected = open(tmp / REJECTED, "w", encoding="utf-8")
         self._dropped_path = work / "dropped.jsonl"
         self._dropped = open(self._dropped_path, "w", encoding="utf-8")
-        self._last_task = -1
 
     def add(self, meta: ShardMeta) -> None:
-        if meta.task != self._last_task:
-            self.tasks_seen += 1
-            self._last_task = meta.task
         if self.cfg.strict and meta.rejected:
             raise StrictStop(f"--strict: {meta.rejected[0].message()}")
         self.metas.append(meta)

@@ -40,3 +40,15 @@ def test_whole_file_tasks_and_formats(tmp_path):
     assert [len(s) for s in tasks[1].shards(4)] == [4, 4, 2]
     (empty,) = list(tasks[2].records())
     assert empty.error is not None and "empty file" in empty.error.reason
+
+
+def test_a_range_of_blank_lines_is_a_task_with_no_shard(tmp_path, monkeypatch):
+    import llmprep.prepare as prep
+    from llmprep.prepare import PrepareConfig, run
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 3)
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"text": "first doc"}\n' + "\n" * 7 + '{"text": "last doc"}\n')
+    res = run(PrepareConfig(progress=False, cache=False, num_proc=1), [str(p)])
+    assert res.run_info["executor"]["tasks"] == 3 and res.run_info["executor"]["shards"] == 2
+    assert res.report["records"] == {"read": 2, "kept": 2, "rejected": 0, "dropped": 0}

@@ -61,9 +61,10 @@ class FileScan:
     cuts: list[tuple[int, int, int]] | None  # byte ranges for a line file; None: one whole-file task
 
 
-def scan(path: str, shard_lines: int) -> FileScan:
+def scan(path: str | Path, shard_lines: int) -> FileScan:
     """sha256 of the file and, for an uncompressed .jsonl/.txt with text in it, byte ranges of
     `shard_lines` lines. Example: 5 lines, shard_lines 2 -> cuts (0, b2, 1), (b2, b4, 3), (b4, end, 5)"""
+    path = str(path)
     h = hashlib.sha256()
     splittable = storage.kind(path) in (".jsonl", ".txt") and not path.lower().endswith(".gz")
     starts, pos, lines, text = [0], 0, 0, False
