@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +29,9 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from llmprep.accounting import REJECTED, Accounts, StrictStop, version, warn
+from llmprep.accounting import report as make_report
+from llmprep.accounting import run_info as make_run_info
 from llmprep.assemble import RowIndex, assemble
 from llmprep.cache import DEFAULT_MAX_SIZE, ShardCache, default_cache_dir, miss_reason, parse_size
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
@@ -38,10 +40,11 @@ from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected
 from llmprep.executor import EXECUTORS, get_executor, storage
 from llmprep.executor.plan import plan
+from llmprep.executor.task import ShardMeta, TaskEnv
 from llmprep.formats import CHAT, PAIR, get_format
-from llmprep.output import length_stats, write_dataset_dict, write_json
+from llmprep.output import write_dataset_dict, write_json
 from llmprep.render import resolve_template, template_fingerprint
-from llmprep.shard import ShardMeta, ShardSettings, TaskEnv
+from llmprep.shard import ShardSettings
 from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
 from llmprep.truncate import TRUNCATION
 
@@ -49,14 +52,11 @@ SHARD_SIZE = int(os.environ.get("LLMPREP_SHARD_SIZE", 2048))  # lines (records) 
 PADDING = ("none", "longest", "max-length")
 PACK = ("none", "wrap", "bfd")
 TRAIN_TURNS = ("all", "last")
-REPORT, REJECTED, RUN = "report.json", "rejected.jsonl", "run.json"
+REPORT, RUN = "report.json", "run.json"
+__all__ = ["prepare", "run", "PrepareConfig", "PrepareResult", "StrictStop", "split_indices"]
 # Options that shape a shard's tokens (its cache key); split, packing and padding happen after the cache.
 SHARD_OPTIONS = ("format", "template", "max_length", "truncation", "train_on_prompt", "train_turns",
                  "literal_control_text", "engine", "columns", "pack")
-
-
-class StrictStop(LlmprepError):
-    """--strict: the first rejected record stops the run."""
 
 
 @dataclass
@@ -198,7 +198,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
                if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir", "executor",
                             "ray_address")}
     tok_fingerprint = _tokenizer_fingerprint(tok)
-    shaping = {"version": _version(), "tokenizer": tok_fingerprint,
+    shaping = {"version": version(), "tokenizer": tok_fingerprint,
                "template": template_fingerprint(source) if source else None,
                "options": {k: _jsonable(getattr(cfg, k)) for k in SHARD_OPTIONS}}
     shaping["options"]["pack"] = cfg.pack == "wrap"  # only wrap changes the shards (no truncation)
@@ -218,7 +218,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there
         storage.make_dirs(spills)
         env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE)
-        acc = _Accumulator(tmp, work, cfg)
+        acc = Accounts(tmp, work, cfg)
         for metas in _progress(executor.map(tasks, env), cfg):
             acc.tasks_seen += 1  # a task may hold no shard (a range of blank lines): count tasks, not shards
             for meta in metas:
@@ -238,12 +238,12 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
                                f"{acc.n_dropped} dropped. First reasons: " + "; ".join(acc.first_reasons()))
         train_idx, test_idx = split_indices(len(index), cfg.test_size, cfg.seed)
         splits = {"train": train_idx} | ({"test": test_idx} if len(test_idx) else {})
-        fingerprint = hashlib.sha256(repr((_version(), [s.sha256 for s in scans], tok_fingerprint, source,
+        fingerprint = hashlib.sha256(repr((version(), [s.sha256 for s in scans], tok_fingerprint, source,
                                            sorted(options.items()))).encode()).hexdigest()[:16]
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         rows, pack_stats = assemble(index, splits, cfg, pad_id, tmp, fingerprint)
         write_dataset_dict(tmp, list(splits))
-        report = _report(cfg, acc, index, splits, rows, options)
+        report = make_report(cfg, acc, index, splits, rows, options)
         report["inputs"] = [{"path": s.path, "sha256": s.sha256} for s in scans]
         report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
                                "fingerprint": tok_fingerprint}
@@ -256,7 +256,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         if remote_out:
             storage.remove(spills)
         clock["assemble"] = time.perf_counter()
-        run_info = _run_info(cfg, executor, tasks, acc, cache, cache_warning, clock)
+        run_info = make_run_info(cfg, executor, tasks, acc, cache, cache_warning, clock)
         write_json(tmp / RUN, run_info)  # the one file allowed to differ between identical runs
     if cache is not None:
         _update_cache(cache, acc, shaping, cfg)
@@ -270,116 +270,6 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     return result
 
 
-class _Accumulator:
-    """What the driver keeps while shards complete: their metadata (no rows), counts, and rejects
-    streamed to rejected.jsonl (drops to a side file appended at the end, as the report orders them)."""
-
-    def __init__(self, tmp: Path, work: Path, cfg: PrepareConfig):
-        self.cfg = cfg
-        self.metas: list[ShardMeta] = []
-        self.read = self.n_rejected = self.n_dropped = self.tasks_seen = 0
-        self.rejected_reasons: dict[str, int] = {}
-        self.dropped_reasons: dict[str, int] = {}
-        self.first: list[Rejected] = []
-        self.first_dropped: list[Rejected] = []
-        self.kinds: dict[str, int] = {}
-        self.counts = {"truncated": 0, "control_text_rows": 0, "fast_rows": 0, "engine_mismatches": 0}
-        self.hits = self.computed = 0
-        self.misses: dict[str, int] = {}
-        self.cache_errors: list[str] = []
-        self._rejected = open(tmp / REJECTED, "w", encoding="utf-8")
-        self._dropped_path = work / "dropped.jsonl"
-        self._dropped = open(self._dropped_path, "w", encoding="utf-8")
-
-    def add(self, meta: ShardMeta) -> None:
-        if self.cfg.strict and meta.rejected:
-            raise StrictStop(f"--strict: {meta.rejected[0].message()}")
-        self.metas.append(meta)
-        self.read += meta.records
-        for items, sink, reasons, first, dropped in (
-                (meta.rejected, self._rejected, self.rejected_reasons, self.first, False),
-                (meta.dropped, self._dropped, self.dropped_reasons, self.first_dropped, True)):
-            for r in items:
-                sink.write(json.dumps({**r.to_json(), "dropped": True} if dropped else r.to_json(),
-                                      ensure_ascii=False) + "\n")
-                key = r.reason if len(r.reason) < 80 else r.reason[:77] + "..."
-                reasons[key] = reasons.get(key, 0) + 1
-            first.extend(items[:3 - len(first)])
-        self.n_rejected += len(meta.rejected)
-        self.n_dropped += len(meta.dropped)
-        for k, v in meta.kinds.items():
-            self.kinds[k] = self.kinds.get(k, 0) + v
-        for k in self.counts:
-            self.counts[k] += getattr(meta, k)
-        if meta.hit:
-            self.hits += 1
-        else:
-            self.computed += 1
-        if meta.cache_error and meta.cache_error not in self.cache_errors:
-            self.cache_errors.append(meta.cache_error)
-            _warn(f"cache: {meta.cache_error}: going on without writing to the cache")
-        if meta.miss and (meta.miss.startswith("corrupt") or meta.miss.startswith("unreadable")):
-            _warn(f"cache: {meta.miss} for a shard of {meta.rejected[0].source if meta.rejected else 'the input'}; "
-                  "recomputed and overwritten")
-
-    def first_reasons(self) -> list[str]:
-        return [r.message() for r in (self.first + self.first_dropped)[:3]]
-
-    def finish(self) -> None:
-        """rejected.jsonl = rejects, then drops (each in input order)."""
-        self._dropped.close()
-        with open(self._dropped_path, encoding="utf-8") as fh:
-            shutil.copyfileobj(fh, self._rejected)
-        self._rejected.close()
-
-    def __del__(self):
-        for fh in (getattr(self, "_rejected", None), getattr(self, "_dropped", None)):
-            if fh is not None and not fh.closed:
-                fh.close()
-
-
-def _report(cfg: PrepareConfig, acc: _Accumulator, index: RowIndex, splits: dict[str, np.ndarray],
-            rows: dict[str, int], options: dict) -> dict:
-    """report.json's counts from per-row metadata: read = kept + rejected + dropped, tokens, lengths."""
-    lengths = index.columns["length"]
-    pairs = PAIR in acc.kinds
-    return {
-        "llmprep_version": _version(),
-        "examples": {k: acc.kinds[k] for k in sorted(acc.kinds)},
-        "records": {"read": acc.read, "kept": len(index), "rejected": acc.n_rejected, "dropped": acc.n_dropped},
-        "kept": {name: len(idx) for name, idx in splits.items()},
-        "rows": rows,
-        "rejected_reasons": dict(sorted(acc.rejected_reasons.items(), key=lambda kv: -kv[1])),
-        "dropped_reasons": dict(sorted(acc.dropped_reasons.items(), key=lambda kv: -kv[1])),
-        "truncated": acc.counts["truncated"],
-        "control_text_rows": acc.counts["control_text_rows"],
-        "tokens": {"total": int(lengths.sum(dtype=np.int64)),
-                   "trained": 0 if pairs else int(index.columns["trained"].sum(dtype=np.int64))},
-        "lengths": length_stats(lengths),
-        "engine": {"requested": cfg.engine, "fastokens_rows": acc.counts["fast_rows"],
-                   "fastokens_mismatches": acc.counts["engine_mismatches"]},
-        "options": options,
-    }
-
-
-def _run_info(cfg: PrepareConfig, executor, tasks: list, acc: _Accumulator, cache, warning: str | None,
-              clock: dict) -> dict:
-    """run.json: how this run went (executor, tasks, cache hits and why shards missed, timings)."""
-    t0 = clock["started"]
-    return {
-        "llmprep_version": _version(),
-        "executor": {"name": executor.name, "workers": executor.workers, "tasks": len(tasks),
-                     "shards": len(acc.metas)},
-        "cache": {"enabled": cache is not None, "dir": str(cache.base) if cache else None, "hits": acc.hits,
-                  "computed": acc.computed, "miss_reasons": acc.misses,
-                  "warnings": ([warning] if warning else []) + acc.cache_errors},
-        "seconds": {"plan": round(clock["plan"] - t0, 3), "shards": round(clock["shards"] - clock["plan"], 3),
-                    "assemble": round(clock["assemble"] - clock["shards"], 3),
-                    "total": round(time.perf_counter() - t0, 3),
-                    "shard_compute": round(sum(m.seconds for m in acc.metas), 3)},
-    }
-
-
 def _open_cache(cfg: PrepareConfig) -> tuple[ShardCache | None, str | None]:
     """The shard cache, or None with one warning when its dir cannot be written (read-only, full)."""
     if not cfg.cache:
@@ -389,11 +279,11 @@ def _open_cache(cfg: PrepareConfig) -> tuple[ShardCache | None, str | None]:
     if problem is None:
         return cache, None
     warning = f"--cache-dir: {problem}: running without the cache"
-    _warn(warning)
+    warn(warning)
     return None, warning
 
 
-def _update_cache(cache: ShardCache, acc: _Accumulator, shaping: dict, cfg: PrepareConfig) -> None:
+def _update_cache(cache: ShardCache, acc: Accounts, shaping: dict, cfg: PrepareConfig) -> None:
     """Name why computed shards missed (against the last run's manifest), save this run's manifest,
     and keep the cache under its size cap."""
     last = cache.manifest()
@@ -406,10 +296,6 @@ def _update_cache(cache: ShardCache, acc: _Accumulator, shaping: dict, cfg: Prep
         cache.prune(parse_size(os.environ.get("LLMPREP_CACHE_MAX_SIZE", DEFAULT_MAX_SIZE)))
     except OSError:
         pass  # a cache we cannot prune (read-only since the probe) is not the run's failure
-
-
-def _warn(message: str) -> None:
-    print(f"llmprep: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _progress(results: Iterator[list[ShardMeta]], cfg: PrepareConfig) -> Iterator[list[ShardMeta]]:
@@ -476,8 +362,3 @@ def _tokenizer_fingerprint(tok) -> str:
     blob = inner.to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
     extra = repr((tok.bos_token, tok.eos_token, tok.pad_token, getattr(tok, "chat_template", None)))
     return hashlib.sha256((blob + extra).encode("utf-8")).hexdigest()[:16]
-
-
-def _version() -> str:
-    from llmprep import __version__
-    return __version__

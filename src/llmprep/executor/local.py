@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Iterator
 
-from llmprep.shard import TaskEnv, run_task, task_worker_init
+from llmprep.executor.task import TaskEnv, run_task, task_worker_init
 
 
 def default_workers() -> int:

@@ -39,7 +39,7 @@ def meta_to_json(meta) -> str:
 
 def meta_from_json(text: str):
     from llmprep.examples import Rejected
-    from llmprep.shard import ShardMeta
+    from llmprep.executor.task import ShardMeta
 
     d = json.loads(text)
     d["rows"] = {k: np.asarray(v, np.int32) for k, v in d["rows"].items()}
@@ -52,14 +52,14 @@ class _ShardWorker:
     """A Ray Data actor: tokenizer and renderer built once, then one task per call."""
 
     def __init__(self, env):
-        from llmprep.shard import task_worker_init
+        from llmprep.executor.task import task_worker_init
 
         task_worker_init(env)
         self.env = env
 
     def __call__(self, batch: dict) -> dict:
         from llmprep.executor.plan import ShardTask
-        from llmprep.shard import run_task
+        from llmprep.executor.task import run_task
 
         out = []
         for i, spec in zip(batch["task"].tolist(), batch["spec"].tolist()):
