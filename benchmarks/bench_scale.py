@@ -137,11 +137,13 @@ def main() -> None:
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "scale.png")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--previous", type=Path, nargs="*", default=[],
+                    help="--json files of earlier runs to include in the table and curves (run sizes apart)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     base = build_conversations(BASE, seed=0)
-    results = []
+    results = [r for p in args.previous for r in json.loads(p.read_text())]
     for n in sorted(args.sizes):
         src = write_input(work / f"chats-{n}.jsonl", n, base)
         for ex in args.executors:
@@ -156,7 +158,8 @@ def main() -> None:
     for r in results:
         print(f"{r['chats']:>10,} {r['executor']:>8} {r['seconds']:>8.1f} {r['peak_rss_mb']:>8.0f} "
               f"{r['tokens']:>12,} {r['disk_ratio'] or 0:>7.2f}")
-    for ex in args.executors:
+    results.sort(key=lambda r: (r["chats"], r["executor"]))
+    for ex in sorted({r["executor"] for r in results}):
         rs = sorted((r for r in results if r["executor"] == ex), key=lambda r: r["chats"])
         if len(rs) > 1:
             ratio = rs[-1]["peak_rss_mb"] / rs[0]["peak_rss_mb"]

@@ -110,8 +110,8 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # C++ notices on stderr are noise for a CLI run
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        for name in ("ray", "ray.data"):  # a failed task is our one-line error, not Ray's logged traceback
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             ray.init(address=self.address, num_cpus=None if self.address else self.num_proc,
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
