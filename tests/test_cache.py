@@ -202,3 +202,16 @@ def test_no_cache_writes_nothing(tmp_path):
     assert res.cache["enabled"] is False
     assert not (tmp_path / "cache").exists()
     assert np.all(np.asarray(res.splits["train"]["attention_mask"][0]) == 1)
+
+
+def test_size_cap_evicts_at_the_end_of_a_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 10)
+    src = _chats(tmp_path / "a.jsonl", 30)
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("LLMPREP_CACHE_MAX_SIZE", "20G")
+    run(PrepareConfig(cache_dir=str(cache_dir), progress=False, num_proc=1), [src])
+    sizes = sorted(p.stat().st_size for p in _entries(cache_dir))
+    assert len(sizes) == 3
+    monkeypatch.setenv("LLMPREP_CACHE_MAX_SIZE", str(sum(sizes) - 1))  # one entry too many
+    run(PrepareConfig(cache_dir=str(cache_dir), progress=False, num_proc=1), [src])
+    assert len(_entries(cache_dir)) == 2
