@@ -60,7 +60,7 @@ def test_ray_output_identical_to_local_even_when_a_worker_is_killed(local_ray, i
     assert local.report["records"] == {"read": 50, "kept": 49, "rejected": 1, "dropped": 0}
 
 
-def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path, monkeypatch):
+def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path, monkeypatch, capfd):
     import llmprep.executor.ray as ray_executor
 
     monkeypatch.setattr(ray_executor, "MAX_RETRIES", 1)
@@ -68,5 +68,6 @@ def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path,
     with pytest.raises(LlmprepError, match="shard task failed after 1 retries.*nothing was written"):
         run(PrepareConfig(progress=False, cache=False, executor="ray", num_proc=1), [str(inputs)],
             out=tmp_path / "ray")
+    assert "Traceback" not in capfd.readouterr().err  # Ray logs none of its own
     assert not (tmp_path / "ray").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ray")] == []

@@ -107,11 +107,11 @@ class RayExecutor:
         """Connect to --ray-address or start a local Ray; True if this call started it."""
         import ray
 
+        for name in ("ray", "ray.data"):  # a failed task is our one-line error, not Ray's logged traceback
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # C++ notices on stderr are noise for a CLI run
-        for name in ("ray", "ray.data"):  # a failed task is our one-line error, not Ray's logged traceback
-            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             ray.init(address=self.address, num_cpus=None if self.address else self.num_proc,
                      include_dashboard=False, log_to_driver=False, configure_logging=False)
