@@ -256,10 +256,12 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         if remote_out:
             storage.remove(spills)
         clock["assemble"] = time.perf_counter()
+        if cache is not None:
+            _explain_misses(cache, acc, shaping)
         run_info = make_run_info(cfg, executor, tasks, acc, cache, cache_warning, clock)
         write_json(tmp / RUN, run_info)  # the one file allowed to differ between identical runs
     if cache is not None:
-        _update_cache(cache, acc, shaping, cfg)
+        _update_cache(cache, acc, shaping)
     if remote_out:
         storage.publish(target, str(out), staging)
         shutil.rmtree(target.parent, ignore_errors=True)
@@ -283,14 +285,17 @@ def _open_cache(cfg: PrepareConfig) -> tuple[ShardCache | None, str | None]:
     return None, warning
 
 
-def _update_cache(cache: ShardCache, acc: Accounts, shaping: dict, cfg: PrepareConfig) -> None:
-    """Name why computed shards missed (against the last run's manifest), save this run's manifest,
-    and keep the cache under its size cap."""
+def _explain_misses(cache: ShardCache, acc: Accounts, shaping: dict) -> None:
+    """Name why each computed shard missed, against the last run's manifest (for run.json and the summary)."""
     last = cache.manifest()
     for meta in acc.metas:
         if not meta.hit:
             reason = miss_reason(meta.content, meta.miss or "missing", shaping, last)
             acc.misses[reason] = acc.misses.get(reason, 0) + 1
+
+
+def _update_cache(cache: ShardCache, acc: Accounts, shaping: dict) -> None:
+    """After a complete run: save its manifest and keep the cache under its size cap."""
     cache.write_manifest({"settings": shaping, "content": sorted({m.content for m in acc.metas})})
     try:
         cache.prune(parse_size(os.environ.get("LLMPREP_CACHE_MAX_SIZE", DEFAULT_MAX_SIZE)))

@@ -36,14 +36,14 @@ def test_cache_info_prune_clear(tmp_path):
 
 
 def test_run_json_says_executor_tasks_and_cache(tmp_path):
-    for expected_hits in (0, 1):
+    for expected_hits, why in ((0, {"new data": 1}), (1, {})):
         res = _prepare(tmp_path, "--num-proc", "1")
         assert res.exit_code == 0, res.output
         info = json.loads((tmp_path / "o" / "run.json").read_text())
         assert info["executor"] == {"name": "local", "workers": 1, "tasks": 1, "shards": 1}
         assert info["cache"]["hits"] == expected_hits and info["cache"]["computed"] == 1 - expected_hits
         assert set(info["seconds"]) >= {"plan", "shards", "assemble", "total"}
-    assert info["cache"]["miss_reasons"] == {}
+        assert info["cache"]["miss_reasons"] == why  # in the file itself
 
 
 def test_executor_flags_are_checked(tmp_path):
