@@ -46,9 +46,10 @@ class Accounts:
         self.hits = self.computed = 0
         self.misses: dict[str, int] = {}
         self.cache_errors: list[str] = []
-        self._rejected = open(tmp / REJECTED, "w", encoding="utf-8")
+        # a lone surrogate in a rejected record is written as its JSON escape, never a crash
+        self._rejected = open(tmp / REJECTED, "w", encoding="utf-8", errors="backslashreplace")
         self._dropped_path = work / "dropped.jsonl"
-        self._dropped = open(self._dropped_path, "w", encoding="utf-8")
+        self._dropped = open(self._dropped_path, "w", encoding="utf-8", errors="backslashreplace")
 
     def add(self, meta: ShardMeta) -> None:
         if self.cfg.strict and meta.rejected:
