@@ -255,6 +255,10 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         shutil.rmtree(work)
         if remote_out:
             storage.remove(spills)
+        if out is not None:  # llmprep doctor's cheap checks on what was just written (into report.json), report.html
+            from llmprep.report import finish_output
+
+            report["doctor"] = finish_output(tmp, tok)
         clock["assemble"] = time.perf_counter()
         if cache is not None:
             _explain_misses(cache, acc, shaping)
@@ -359,6 +363,15 @@ def split_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.n
                           "leave at least one row in each split")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def _sha256(path) -> str:
+    """sha256 of a file's bytes (path or URI): report.json's input digests (llmprep.checks verifies them)."""
+    h = hashlib.sha256()
+    with storage.open_bytes(str(path)) as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _tokenizer_fingerprint(tok) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from llmprep.cli.cache import cache
+from llmprep.cli.doctor import doctor_cmd
 from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
 from llmprep.cli.prepare import prepare_cmd
 from llmprep.cli.render import render_cmd
+from llmprep.cli.report import report_cmd
 from llmprep.cli.train import train_cmd
 from llmprep.cli.vocab import vocab
 
@@ -43,3 +45,5 @@ main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
 main.add_command(cache)
+main.add_command(doctor_cmd)
+main.add_command(report_cmd)
