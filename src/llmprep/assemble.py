@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 
 from llmprep.cache import parse_entry
-from llmprep.executor import storage
 from llmprep.encode import Encoded, offsets_of, take
+from llmprep.executor import storage
 from llmprep.output import PACKED_SCHEMA, SplitWriter, list_column, packed_table, rows_table
 from llmprep.pack import WrapPacker, bfd_bins, bfd_columns, bfd_stats
 
