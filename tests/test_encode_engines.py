@@ -85,8 +85,9 @@ def test_truncation_left_on_the_backend_never_cuts_rows(smollm2):
 
 
 def test_auto_loads_fastokens_only_for_a_batch_that_repays_it(smollm2, monkeypatch):
-    """--engine auto: a small input (a 20-record file) never pays fastokens' ~0.3 s load; the first big
-    batch loads it, and from then on it encodes (verified) every batch."""
+    """--engine auto: a small input (a 20-record file) never pays fastokens' ~0.3 s load; a big batch loads
+    and uses it, a small one after it still goes through tokenizers (the choice is per batch, so the
+    report's counts do not depend on which worker saw which shard first)."""
     from llmprep.encode import FastEngine
 
     texts = ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there!<|im_end|>\n"] * 20
@@ -98,7 +99,7 @@ def test_auto_loads_fastokens_only_for_a_batch_that_repays_it(smollm2, monkeypat
     big = enc.encode(texts, spans)
     assert enc.fast is not None and enc.fast_rows == 20
     enc.encode(texts[:1], spans[:1])
-    assert enc.fast_rows == 21
+    assert enc.fast_rows == 20
     assert [small.row(r) for r in range(20)] == [big.row(r) for r in range(20)]
 
 

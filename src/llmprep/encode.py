@@ -161,7 +161,9 @@ class ChatEncoder:
         self.tokenizer = tokenizer
         self.backend = backend(tokenizer)
         self.engine = engine
-        # auto loads fastokens (~0.3 s) for the first batch big enough to repay it; fastokens at once
+        # auto uses fastokens (loading it takes ~0.3 s) only for batches big enough to repay that; a choice
+        # made per batch, so the rows each engine encodes (in the report) do not depend on which worker
+        # saw which shard first
         self.fast = FastEngine.load(self.backend) if engine == "fastokens" else None
         self._fast_loaded = engine != "auto"
         self.engine_mismatches = 0
@@ -181,9 +183,10 @@ class ChatEncoder:
         text must stay plain text. `train_all` labels every token (--train-on-prompt)."""
         done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         whole_texts(self.backend)
-        if not self._fast_loaded and sum(map(len, texts)) >= FastEngine.MIN_CHARS:
+        big = self.engine != "auto" or sum(map(len, texts)) >= FastEngine.MIN_CHARS
+        if big and not self._fast_loaded:
             self.fast, self._fast_loaded = FastEngine.load(self.backend), True
-        if self.fast is not None and self.fast.enabled:
+        if big and self.fast is not None and self.fast.enabled:
             plain = [r for r in range(len(texts)) if not (literal_rows is not None and literal_rows[r])]
             done = self._encode_fast(texts, spans, plain, train_all)
             self.fast_rows += len(done)
