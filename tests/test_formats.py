@@ -183,8 +183,8 @@ def test_missing_field_with_format_override():
     ({"history": [["Hi", None]]}, "history", "no assistant reply: nothing to train on"),
     ({"text": "   "}, "text", "empty document"),
     ({"text": 12}, "text", "expected a string, got int"),
-    ({"sentence1": "a", "sentence2": "b", "label": "yes"}, "label", "expected an integer class id"),
-    ({"sentence1": "a", "sentence2": "b", "label": True}, "label", "expected an integer class id"),
+    ({"sentence1": "a", "sentence2": "b", "label": " "}, "label", "expected a class id (integer) or a class name"),
+    ({"sentence1": "a", "sentence2": "b", "label": True}, "label", "expected a class id (integer) or a class name"),
     ({"sentence1": "a", "sentence2": None}, "sentence2", "missing field"),
 ])
 def test_shape_errors(record, field, reason):
@@ -198,6 +198,14 @@ def test_sentence_pair_csv_label_string_becomes_int():
     fmt = get_format("sentence-pair")
     assert fmt.convert({"sentence1": "a", "sentence2": "b", "label": "1"})["label"] == 1
     assert fmt.convert({"sentence1": "a", "sentence2": "b", "label": "-1"})["label"] == -1
+    assert fmt.convert({"sentence1": "a", "sentence2": "b", "label": "equivalent"})["label"] == "equivalent"
+
+
+def test_text_with_a_label_is_single_text_classification():
+    fmt = detect_format({"text", "label"})
+    assert fmt.name == "text-label"
+    assert fmt.convert({"text": "great film", "label": "pos"}) == {"text": "great film", "text_pair": None,
+                                                                   "label": "pos"}
 
 
 def test_sharegpt_aliases():

@@ -14,6 +14,15 @@
 """
 
 from llmprep.train.config import TrainConfig
-from llmprep.train.run import check_vocab, train
 
 __all__ = ["TrainConfig", "check_vocab", "train"]
+
+
+def __getattr__(name: str):
+    # train/check_vocab pull in torch + transformers: loaded on first use, so `llmprep --help` and
+    # `llmprep prepare` (which import the CLI's option lists from llmprep.train.config) stay light.
+    if name in ("train", "check_vocab"):
+        from llmprep.train import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'llmprep.train' has no attribute {name!r}")
