@@ -47,3 +47,16 @@ def mount_tmpfs(path, size: str, *, read_only: bool = False):
     if read_only:
         subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
     return lambda: subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def load_benchmark(name: str):
+    """Import benchmarks/NAME.py as a module (benchmarks/ is not a package). Example: load_benchmark("bench_train")"""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, mod)
+    spec.loader.exec_module(mod)
+    return mod

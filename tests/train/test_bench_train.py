@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train.py"
+from helpers import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_train", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_train", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_train")
 
 
 def test_quick_run_prints_the_table(tmp_path, capsys):
