@@ -5,6 +5,7 @@ labels and names from the data, id2label saved, dynamic padding, accuracy + F1 a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,13 @@ def test_predict_raw_records_and_prepared_dir(cls_run, pairs_jsonl, pair_data, t
     test_out = tmp_path / "test.jsonl"
     cli("predict", "--model", cls_run, pair_data, "--out", test_out, "--quiet")
     assert len(read_jsonl(test_out)) == 16  # the prepared test split
+
+
+def test_bundled_pairs_are_build_pairs_written_out():
+    from pairs import build_pairs
+
+    from llmprep.cli.prepare import sample_path
+
+    bundled = read_jsonl(Path(sample_path()).with_name("pairs.jsonl"))
+    assert bundled == build_pairs()
+    assert {r["label"] for r in bundled} == {"reply", "unrelated"}
