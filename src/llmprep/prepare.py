@@ -27,8 +27,9 @@ from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected, detect_formats
 from llmprep.formats import CHAT, get_format
 from llmprep.output import build_splits, length_stats
-from llmprep.records import Record, expand_inputs, read_records
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, expand_inputs, read_records
 from llmprep.render import resolve_template, template_fingerprint
+from llmprep.render.sandbox import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
 from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
 from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
 from llmprep.truncate import TRUNCATION
@@ -68,6 +69,9 @@ class PrepareConfig:
     cache: bool = True
     cache_dir: str | None = None
     progress: bool = True
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # a longer record is rejected with its size
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT  # seconds one rendering of a conversation may take
+    max_render_chars: int = DEFAULT_MAX_RENDER_CHARS  # characters a template may produce for one conversation
 
     def check(self) -> None:
         """Collect every bad option and report them together."""
@@ -85,6 +89,9 @@ class PrepareConfig:
             problems.append(f"--test-size {self.test_size!r}: expected a fraction in [0, 1) or a whole count")
         if self.num_proc is not None and self.num_proc < 1:
             problems.append(f"--num-proc {self.num_proc!r}: expected 1 or more")
+        if not isinstance(self.max_record_bytes, int) or self.max_record_bytes < 1:
+            problems.append(f"--max-record-bytes {self.max_record_bytes!r}: expected a positive number of bytes")
+        problems += RenderLimits(self.render_timeout, self.max_render_chars).check()
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -99,6 +106,10 @@ def prepare(inputs: list[str] | str, *, out: str | os.PathLike | None = None, **
     -> DatasetDict({"train": ..., "test": ...}) with input_ids, attention_mask, labels
     """
     cfg = PrepareConfig(**options)
+    if out is not None:
+        from llmprep.store import check_output_dir
+
+        check_output_dir(out)  # a bad --out fails before the work, not after it
     result = run(cfg, [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
     if out is not None:
         result.save(out)
@@ -143,14 +154,15 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         truncation=cfg.truncation,
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
-        columns=tuple(sorted(cfg.columns.items())), template_error=template_error)
+        columns=tuple(sorted(cfg.columns.items())), template_error=template_error, template_name=template_name,
+        render_timeout=cfg.render_timeout, max_render_chars=cfg.max_render_chars)
     options = {k: v for k, v in asdict(cfg).items()
                if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir")}
     tok_fingerprint = _tokenizer_fingerprint(tok)
     settings_digest = hashlib.sha256(repr((_version(), tok_fingerprint, source, sorted(options.items()),
                                            settings.max_length)).encode()).hexdigest()
     cache = ShardCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
-    records = read_records(files, lazy=True)
+    records = read_records(files, lazy=True, max_record_bytes=cfg.max_record_bytes)
     results = list(_process_all(records, settings, cfg, cache, settings_digest))
     kinds = {k: sum(r.kinds.get(k, 0) for r in results) for k in sorted({k for r in results for k in r.kinds})}
     if "pair" in kinds and len(kinds) > 1:

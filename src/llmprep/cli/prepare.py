@@ -8,6 +8,8 @@ import click
 
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.formats import FORMATS
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES
+from llmprep.render.sandbox import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT
 
 
 def sample_path() -> str:
@@ -75,37 +77,47 @@ def parse_test_size(value: str) -> float:
               help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, options.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
+@click.option("--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+              help="A longer record (line, CSV row, JSON item, Parquet row) is rejected with its size, unread.")
+@click.option("--render-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_RENDER_TIMEOUT,
+              show_default=True, help="Seconds one rendering of a conversation may take; longer is a reject.")
+@click.option("--max-render-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_RENDER_CHARS, show_default=True,
+              help="Characters a chat template may produce (or build) for one conversation; more is a reject.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
-                stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, quiet) -> None:
+                stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, max_record_bytes,
+                render_timeout, max_render_chars, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
     """
     from llmprep.cli.summary import print_summary
     from llmprep.prepare import PrepareConfig, run
+    from llmprep.store import check_output_dir
 
+    check_output_dir(out)  # refuse a bad --out before any work (the user's files are never replaced)
     if block_size is not None:
         if pack != "wrap":
             raise click.UsageError("--block-size is the row length of --pack wrap; use --max-length otherwise")
         max_length = block_size
     if stream:
-        _stream(inputs, out, tokenizer, pack, max_length, remainder, text_field, quiet)
+        _stream(inputs, out, tokenizer, pack, max_length, remainder, text_field, max_record_bytes, quiet)
         return
     cfg = PrepareConfig(
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
         strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
-        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)
+        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, max_record_bytes=max_record_bytes,
+        render_timeout=render_timeout, max_render_chars=max_render_chars)
     result = run(cfg, list(inputs) or [sample_path()])  # LlmprepError -> one clean line (cli.Group)
     result.save(out)
     if not quiet:
         print_summary(result, out)
 
 
-def _stream(inputs, out, tokenizer, pack, block_size, remainder, text_field, quiet) -> None:
+def _stream(inputs, out, tokenizer, pack, block_size, remainder, text_field, max_record_bytes, quiet) -> None:
     """--stream: the bounded-memory continued-pretraining path (llmprep.stream)."""
     import json
 
@@ -117,6 +129,6 @@ def _stream(inputs, out, tokenizer, pack, block_size, remainder, text_field, qui
     if not inputs:
         raise click.UsageError("--stream needs INPUT files (.txt or .jsonl)")
     report = prepare_stream(list(inputs), tokenizer=load_tokenizer(tokenizer), out=out, block_size=block_size,
-                            remainder=remainder, text_field=text_field)
+                            remainder=remainder, text_field=text_field, max_record_bytes=max_record_bytes)
     if not quiet:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
