@@ -29,7 +29,7 @@ from llmprep.formats import CHAT, get_format
 from llmprep.output import build_splits, length_stats
 from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, expand_inputs, read_records
 from llmprep.render import resolve_template, template_fingerprint
-from llmprep.render.sandbox import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
 from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
 from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
 from llmprep.truncate import TRUNCATION

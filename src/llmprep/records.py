@@ -223,7 +223,7 @@ def _too_deep(source: str, line: int, field: str | None = None) -> RecordError:
     return RecordError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep", source=source, line=line, field=field)
 
 
-def json_problem(value: Any, raw: str) -> tuple[str | None, str] | None:
+def json_problem(value: Any, raw: str, surrogates: bool | None = None) -> tuple[str | None, str] | None:
     """What makes parsed JSON unusable, as (field, reason), or None; `raw` is its JSON text.
 
     Two things parse but break later stages: a lone surrogate ("\\ud800" is valid JSON but no
@@ -231,7 +231,8 @@ def json_problem(value: Any, raw: str) -> tuple[str | None, str] | None:
     pickle). Only records whose text could hold them are walked, so ordinary records cost two scans.
     Example: {"messages": [{"content": "\\ud800"}]} -> ("messages[0].content", "lone surrogate U+D800 ...")
     """
-    surrogates = "\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
+    if surrogates is None:  # JSON text can only carry a surrogate as an escape
+        surrogates = "\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
     if not surrogates and raw.count("[") + raw.count("{") <= MAX_JSON_DEPTH:
         return None
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
@@ -253,11 +254,11 @@ def json_problem(value: Any, raw: str) -> tuple[str | None, str] | None:
     return None
 
 
-def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
+def _as_object(value: Any, source: str, line: int, raw: str, surrogates: bool | None = None) -> Record:
     if not isinstance(value, dict):
         err = RecordError(f"expected a JSON object, got {type(value).__name__}", source=source, line=line)
         return Record(source, line, error=err, raw=raw)
-    problem = json_problem(value, raw)
+    problem = json_problem(value, raw, surrogates)
     if problem is not None:
         err = RecordError(problem[1], source=source, line=line, field=problem[0])
         return Record(source, line, error=err, raw=raw if len(raw) < 100_000 else raw[:200] + "...")
@@ -285,6 +286,7 @@ def _read_json(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iter
     except RecursionError:
         yield Record(source, 1, error=_too_deep(source, 1))
         return
+    surrogates = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -301,7 +303,7 @@ def _read_json(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iter
         if size > max_record_bytes:
             yield too_big(size, max_record_bytes, source, n, item_text)
             continue
-        yield _as_object(item, source, n, item_text[:10000] if len(item_text) > 10000 else item_text)
+        yield _as_object(item, source, n, item_text[:10000] if len(item_text) > 10000 else item_text, surrogates)
 
 
 def _utf8_size(text: str, limit: int) -> int:

@@ -17,7 +17,7 @@ from llmprep.examples import Example, Rejected, reject, to_examples
 from llmprep.formats import CHAT, PAIR, TEXT
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
-from llmprep.render.sandbox import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
 from llmprep.tokenizer import load_tokenizer
 from llmprep.truncate import fit
 

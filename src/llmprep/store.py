@@ -61,10 +61,15 @@ def check_output_dir(out: str | os.PathLike) -> Path:
     while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise OutputError(f"--out {shown!r}: {str(ancestor)!r} is a file, not a directory "
+        raise OutputError(f"--out {shown!r}: {_as_given(ancestor, shown)!r} is a file, not a directory "
                           f"({os.strerror(errno.ENOTDIR)})")
     _check_writable(ancestor, shown)
     return path
+
+
+def _as_given(path: Path, shown: str) -> str:
+    """`path` relative to the current directory when the user gave a relative --out."""
+    return str(path) if os.path.isabs(shown) else os.path.relpath(path)
 
 
 def _check_existing(path: Path, shown: str) -> None:
@@ -96,7 +101,7 @@ def _check_writable(directory: Path, shown: str) -> None:
     except OSError:
         readonly = False
     cause = os.strerror(errno.EROFS if readonly else errno.EACCES)
-    raise OutputError(f"--out {shown!r}: cannot write in {str(directory)!r}: {cause}")
+    raise OutputError(f"--out {shown!r}: cannot write in {_as_given(directory, shown)!r}: {cause}")
 
 
 def _some(names: set[str], limit: int = 5) -> str:

@@ -22,8 +22,15 @@ from datasets.fingerprint import generate_random_fingerprint
 
 from llmprep.errors import ConfigError, LlmprepError, RecordError
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
-from llmprep.records import (DEFAULT_MAX_RECORD_BYTES, Record, expand_inputs, file_kind, has_surrogate, parse_record,
-                             text_lines)
+from llmprep.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Record,
+    expand_inputs,
+    file_kind,
+    has_surrogate,
+    parse_record,
+    text_lines,
+)
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
 FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),

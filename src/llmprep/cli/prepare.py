@@ -9,7 +9,7 @@ import click
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.formats import FORMATS
 from llmprep.records import DEFAULT_MAX_RECORD_BYTES
-from llmprep.render.sandbox import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT
 
 
 def sample_path() -> str:

@@ -26,9 +26,10 @@ import jinja2
 
 from llmprep.errors import RecordError
 from llmprep.messages import Message
+from llmprep.render.limits import DEFAULT_LIMITS, RenderLimits
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
-from llmprep.render.sandbox import DEFAULT_LIMITS, RenderLimits, compile_template
+from llmprep.render.sandbox import compile_template
 
 OPEN, CLOSE, END = "\ue000", "\ue001", "\ue002"  # private-use: never produced by templates
 _MARK = re.compile(f"([{OPEN}{CLOSE}])(\\d+){END}")
