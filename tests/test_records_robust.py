@@ -193,8 +193,8 @@ def test_max_record_bytes_reaches_prepare_and_stream(tmp_path):
     from llmprep.stream import prepare_stream
     from llmprep.tokenizer import load_tokenizer
 
-    report = prepare_stream([str(path)], tokenizer=load_tokenizer("smollm2"), out=tmp_path / "s", block_size=4, remainder="pad",
-                            max_record_bytes=1000)
+    report = prepare_stream([str(path)], tokenizer=load_tokenizer("smollm2"), out=tmp_path / "s", block_size=4,
+                            remainder="pad", max_record_bytes=1000)
     assert report["rejected"] == 1 and report["documents"] == 1
 
 

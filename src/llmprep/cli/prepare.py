@@ -49,7 +49,8 @@ def parse_test_size(value: str) -> float:
               help="Rename an input field before format detection (repeatable).")
 @click.option("--template", default="auto", show_default=True,
               help="'auto' (the tokenizer's chat template), a built-in name, or a .jinja file.")
-@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True, help="Row length limit in tokens.")
+@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True,
+              help="Row length limit in tokens.")
 @click.option("--truncation", type=click.Choice(["right", "left", "drop"]), default="right", show_default=True,
               help="How rows longer than --max-length are fitted.")
 @click.option("--test-size", default="0", show_default=True, help="Test split: a fraction (0.1) or a count (500).")
@@ -74,7 +75,8 @@ def parse_test_size(value: str) -> float:
 @click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
               help="Encoder: 'auto' uses fastokens where its ids are verified identical to tokenizers'.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, options.")
+              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); "
+                   "keyed by data, tokenizer, template, options.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
 @click.option("--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
