@@ -29,7 +29,7 @@ from typing import Any, Callable
 import jinja2
 
 DEFAULT_RENDER_TIMEOUT = 10.0  # seconds per rendering; a normal one takes ~20-40 µs
-DEFAULT_MAX_RENDER_CHARS = 64 << 20  # characters: 4x the default --max-record-bytes
+DEFAULT_MAX_RENDER_CHARS = 64 << 20  # characters: 8x the default --max-record-bytes
 INT_BITS = 1 << 16  # bits of any integer a template computes (~19,700 decimal digits)
 MIN_RENDER_MEMORY = 1 << 30  # bytes a rendering may grow the process by (or 8 x max_chars if larger)
 TICK = 0.05  # seconds between the timer's checks of the deadline and memory
