@@ -191,11 +191,11 @@ def bounded_filter(func: Callable, name: str, limit_of: Callable[[], int]) -> Ca
 class Budget:
     """The running rendering's deadline and memory ceiling."""
 
-    __slots__ = ("deadline", "allowance", "memory", "reason")
+    __slots__ = ("deadline", "limits", "memory", "reason")
 
-    def __init__(self, limits: RenderLimits):
-        self.deadline = time.monotonic() + limits.timeout
-        self.allowance = limits.memory
+    def __init__(self, limits: RenderLimits, now: float):
+        self.deadline = now + limits.timeout
+        self.limits = limits
         self.memory: int | None = None  # the RSS ceiling, set at the timer's first tick
         self.reason = ""  # "time" or "memory" once interrupted
 
@@ -227,7 +227,7 @@ def _on_alarm(signum, frame) -> None:
     rss = _rss()
     if rss is not None:
         if budget.memory is None:  # first tick of this rendering: the ceiling is measured from here
-            budget.memory = rss + budget.allowance
+            budget.memory = rss + budget.limits.memory
         elif rss > budget.memory:
             budget.reason = "memory"
             raise Interrupt()
@@ -239,11 +239,9 @@ def _arm() -> None:
     _ARMED_AT[0] = time.monotonic()
 
 
-def _timer_ready() -> bool:
-    """SIGALRM can time renderings here: main thread, and nobody else uses the signal."""
-    if not _HAS_TIMER or threading.get_ident() != threading.main_thread().ident:
-        return False
-    current = _signal.getsignal(signal.SIGALRM)  # the C call: signal.getsignal's enum conversion costs µs
+def _install() -> bool:
+    """Make _on_alarm SIGALRM's handler if nobody else uses the signal; -> whether it is ours."""
+    current = signal.getsignal(signal.SIGALRM)
     if current is _on_alarm:
         return True
     if current not in (signal.SIG_DFL, None) or signal.getitimer(signal.ITIMER_REAL)[0]:
@@ -255,14 +253,17 @@ def _timer_ready() -> bool:
 def start(limits: RenderLimits) -> tuple[Budget, bool]:
     """Begin timing one rendering; -> (its budget, whether the signal timer watches it).
 
-    Setting a timer costs a system call (~1 µs, a twentieth of a rendering), so it is set only when
-    no tick is already due within TICK: back-to-back renderings share one. A tick that comes when no
-    rendering runs does nothing.
+    The timer serves the main thread only, and only while SIGALRM is ours (installed here if unused).
+    Setting it costs a system call (~1 µs, a twentieth of a rendering), so it is set only when no
+    tick is already due within TICK: back-to-back renderings share one. A tick that comes when no
+    rendering runs does nothing and sets no next one.
     """
-    budget = Budget(limits)
-    if _timer_ready():
+    now = time.monotonic()
+    budget = Budget(limits, now)
+    if _HAS_TIMER and threading.get_ident() == threading.main_thread().ident and (
+            _signal.getsignal(signal.SIGALRM) is _on_alarm or _install()):  # the C call: no enum conversion
         _ACTIVE[0] = budget
-        if budget.deadline - limits.timeout - _ARMED_AT[0] > TICK / 2:
+        if now - _ARMED_AT[0] > TICK / 2:
             _arm()
         return budget, True
     _local.budget = budget

@@ -19,6 +19,7 @@ import functools
 import json
 import types
 from datetime import datetime
+from itertools import islice
 from typing import Any, Iterable
 
 import jinja2
@@ -86,7 +87,8 @@ class _CodeGenerator(jinja2.compiler.CodeGenerator):
     A `+` or `~` whose result goes straight to the output (`{{ '<|im_start|>' + m.role + '\\n' }}`,
     most of what chat templates do) runs as plain Python: the output is capped anyway. Anywhere else
     (`{% set %}`, a macro argument, a filter's input) its result could grow by doubling, so it goes
-    through the sandbox's checks.
+    through the sandbox's checks: once per chain (`a + b + c` is checked as a whole, which bounds its
+    parts to a few times the limit).
     """
 
     def __init__(self, *args, **kwargs):
@@ -111,6 +113,9 @@ class _CodeGenerator(jinja2.compiler.CodeGenerator):
     @jinja2.compiler.optimizeconst
     def visit_Add(self, node: jinja2.nodes.Add, frame) -> None:
         checked = id(node) not in self._direct
+        if checked:  # in `a + b + c`, checking the whole bounds the parts: one check per chain
+            self._mark_direct(node.left)
+            self._mark_direct(node.right)
         self.write("environment.call_binop(context, '+', " if checked else "(")
         self.visit(node.left, frame)
         self.write(", " if checked else " + ")
@@ -119,7 +124,11 @@ class _CodeGenerator(jinja2.compiler.CodeGenerator):
 
     @jinja2.compiler.optimizeconst
     def visit_Concat(self, node: jinja2.nodes.Concat, frame) -> None:
-        self.write("str_join((" if id(node) in self._direct else "environment.str_join((")
+        checked = id(node) not in self._direct
+        if checked:
+            for child in node.nodes:
+                self._mark_direct(child)
+        self.write("environment.str_join((" if checked else "str_join((")
         for arg in node.nodes:
             self.visit(arg, frame)
             self.write(", ")
@@ -127,6 +136,7 @@ class _CodeGenerator(jinja2.compiler.CodeGenerator):
 
 
 _METHODS = (types.MethodType, types.BuiltinMethodType)
+_FIRST = 1024  # output chunks gathered at once (a conversation renders to ~10-100)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -238,31 +248,34 @@ class LimitedTemplate(jinja2.Template):
 
     def render(self, *args: Any, **kwargs: Any) -> str:
         """Like jinja2's render, within self.limits. Example: t.render(messages=[...]) -> "<|im_start|>..." """
-        budget, timed = lim.start(self.limits)
+        limits = self.limits
+        budget, timed = lim.start(limits)
+        max_chars, size, parts = limits.max_chars, 0, []
         try:
-            return self._render(timed, args, kwargs)
-        except lim.Interrupt as exc:
-            lim.stop(timed)  # the interrupt may have come before _render's own stop
-            what = (f"rendering took more than {self.limits.timeout:g} s (--render-timeout)" if budget.reason == "time"
-                    else f"rendering used more than {budget.allowance >> 20:,} MiB of memory")
-            raise self._failure(what, exc) from None
-
-    def _render(self, timed: bool, args: tuple, kwargs: dict) -> str:
-        max_chars = self.limits.max_chars
-        parts: list[str] = []
-        size = 0
-        try:
-            context = self.new_context(dict(*args, **kwargs))
             try:
-                for chunk in self.root_render_func(context):  # what generate() does, one generator less
-                    size += len(chunk)
+                chunks = self.root_render_func(self.new_context(dict(*args, **kwargs)))
+                try:  # what generate() does, one generator less, with the output counted as it streams
+                    if timed:  # the first chunks (all of a usual conversation) at once, in C: the timer bounds them
+                        parts = list(islice(chunks, _FIRST))
+                        size = sum(map(len, parts))
+                    for chunk in chunks:  # a long output: counted chunk by chunk
+                        if size > max_chars:
+                            break
+                        size += len(chunk)
+                        parts.append(chunk)
+                        if not timed:  # no timer in this thread: check the clock here
+                            lim.check_deadline()
                     if size > max_chars:
                         raise lim.too_big("the rendered conversation", size, max_chars)
-                    parts.append(chunk)
-                    if not timed:
-                        lim.check_deadline()
-            except Exception:
-                self.environment.handle_exception()  # re-raises with the template's lines in the traceback
+                except Exception:
+                    self.environment.handle_exception()  # re-raises with the template's lines in the traceback
+            finally:
+                lim.stop(timed)
+        except lim.Interrupt as exc:  # from the timer (or a deadline check), possibly inside the finally
+            lim.stop(timed)
+            what = (f"rendering took more than {limits.timeout:g} s (--render-timeout)" if budget.reason == "time"
+                    else f"rendering used more than {limits.memory >> 20:,} MiB of memory")
+            raise self._failure(what, exc) from None
         except TemplateRefusal:
             raise
         except jinja2.exceptions.TemplateError as exc:
@@ -270,8 +283,6 @@ class LimitedTemplate(jinja2.Template):
             raise
         except Exception as exc:  # ZeroDivisionError, RecursionError, OverflowError (range), TypeError...
             raise self._failure(f"{type(exc).__name__}: {exc}", exc) from exc
-        finally:
-            lim.stop(timed)
         return "".join(parts)
 
     def _where(self, exc: BaseException) -> str:
