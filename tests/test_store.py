@@ -79,6 +79,19 @@ def test_a_directory_llmprep_did_not_write_is_refused_and_untouched(tmp_path, co
     assert isinstance(info.value, ConfigError)  # callers catching ConfigError keep working
 
 
+def test_files_llmprep_adds_later_keep_the_output_replaceable(tmp_path):
+    out = tmp_path / "out"
+    write_output(out)
+    (out / "report.html").write_text("<html>")  # `llmprep report DIR` adds report.html after the fact...
+    store.record_entry(out, "report.html")  # ...and lists it in the marker
+    assert read_marker(out)["entries"] == ["data.txt", "report.html", "sub"]
+    (out / ".report.html.tmp-999999").write_text("half")  # left by a killed `llmprep report`
+    write_output(out, "again")
+    assert (out / "data.txt").read_text() == "again"
+    store.record_entry(tmp_path, "x")  # no marker: nothing happens
+    assert not (tmp_path / MARKER).exists()
+
+
 def test_out_dot_and_its_parents_are_refused(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()

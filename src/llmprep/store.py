@@ -86,7 +86,7 @@ def _check_existing(path: Path, shown: str) -> None:
         names = _some(entries)
         raise OutputError(f"--out {shown!r}: holds files llmprep did not write ({names}) and no {MARKER} marker; "
                           "llmprep never deletes them. Pick a new or empty directory, or remove it yourself.")
-    foreign = entries - set(listed.get("entries", [])) - {MARKER}
+    foreign = {e for e in entries - set(listed["entries"]) - {MARKER} if not _TEMP_FILE.fullmatch(e)}
     if foreign:
         raise OutputError(f"--out {shown!r}: an earlier llmprep output, but it now also holds files llmprep did not "
                           f"write ({_some(foreign)}); llmprep never deletes them. Move them out, pick a new or "
@@ -127,6 +127,22 @@ def read_marker(path: str | os.PathLike) -> dict | None:
     return data
 
 
+def record_entry(directory: str | os.PathLike, name: str) -> None:
+    """List `name` in the marker of an llmprep output that gains a file after it was written (`llmprep
+    report DIR` writing report.html), so the directory stays one llmprep may replace. No marker: nothing.
+
+    Example: record_entry("data/sft", "report.html") -> "report.html" in read_marker("data/sft")["entries"]
+    """
+    marker = read_marker(directory)
+    if marker is None or name in marker["entries"]:
+        return
+    marker["entries"] = sorted([*marker["entries"], name])
+    path = Path(directory) / MARKER
+    tmp = path.with_name(f"{MARKER}.tmp-{os.getpid()}")
+    write_json(tmp, marker)
+    os.replace(tmp, path)
+
+
 def _command() -> str:
     """The llmprep command writing the output ("llmprep vocab merge"), or "python API"."""
     import click
@@ -152,6 +168,9 @@ def write_marker(directory: Path) -> None:
 
 
 _SIBLING = r"\.{name}\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+"
+# A file llmprep writes inside an output and renames into place (".report.html.tmp-PID"): one left by a
+# killed process is llmprep's, not the user's.
+_TEMP_FILE = re.compile(r"\..+\.tmp-\d+")
 
 
 def _host() -> str:

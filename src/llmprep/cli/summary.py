@@ -37,3 +37,13 @@ def print_summary(result, out) -> None:
             console.print(f"  {kind}: {n:,} x {reason}")
     if rec["rejected"] or rec["dropped"]:
         console.print(f"  every rejected/dropped record, with file:line and reason: {out}/rejected.jsonl")
+    print_findings(console, rep.get("doctor") or {}, out)
+
+
+def print_findings(console, doctor: dict, out) -> None:
+    """The doctor's cheap checks prepare ran (report.json "doctor"), one line each, and where the page is."""
+    for f in doctor.get("findings", []):
+        message = f["message"] if len(f["message"]) <= 140 else f["message"][:139].rsplit(" ", 1)[0] + " ..."
+        console.print(f"  {f['severity']}: {f['id']}: {message}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"  report for a person: {out}/report.html; every check: llmprep doctor {out}", markup=False,
+                  highlight=False, soft_wrap=True)
