@@ -96,6 +96,7 @@ def test_lone_surrogate_in_a_json_array_item(tmp_path):
     path.write_text('[{"text": "fine"}, {"text": "bad \\udc80"}]')
     got = records(path)
     assert got[0].error is None and got[1].error.field == "text" and got[1].line == 2
+    assert got[1].raw == '{"text": "bad \\udc80"}'  # the escape it came as: encodable anywhere
 
 
 def test_deep_nesting_rejects_the_line_or_the_file(tmp_path):

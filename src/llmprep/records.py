@@ -263,7 +263,10 @@ def _as_object(value: Any, source: str, line: int, raw: str, surrogates: bool | 
     problem = json_problem(value, raw, surrogates)
     if problem is not None:
         err = RecordError(problem[1], source=source, line=line, field=problem[0])
-        return Record(source, line, error=err, raw=raw if len(raw) < 100_000 else raw[:200] + "...")
+        raw = raw if len(raw) < 100_000 else raw[:200] + "..."
+        # A .json item's text is re-serialised (a lone surrogate in it is a real character): write it as
+        # the JSON escape it came from, so rejected.jsonl and report.html can always encode it.
+        return Record(source, line, error=err, raw=raw.encode("utf-8", "backslashreplace").decode("utf-8"))
     return Record(source, line, data=value)
 
 

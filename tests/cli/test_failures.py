@@ -101,11 +101,15 @@ def test_bad_records_are_rejects_naming_file_line_and_field(tmp_path):
         {"messages": chat("q" * 40_000, "a")},
         "\ufeff",  # a stray byte-order mark mid-file is just an odd line
     ])
+    array = tmp_path / "array.json"  # a .json item is re-serialised: its surrogate must not reach any writer
+    array.write_text('[{"instruction": "hi \\ud800", "output": "x"}]')
     out = tmp_path / "out"
-    result = cli("prepare", src, "--out", out, "--quiet", "--max-record-bytes", 30_000, "--no-cache")
+    result = cli("prepare", src, array, "--out", out, "--quiet", "--max-record-bytes", 30_000, "--no-cache")
     assert result.exit_code == 0, result.output
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_bytes().decode("utf-8").splitlines()]
-    got = {r["line"]: (r["field"], r["reason"]) for r in rejected}
+    got = {(Path(r["source"]).name, r["line"]): (r["field"], r["reason"]) for r in rejected}
+    assert got["array.json", 1][0] == "instruction" and "lone surrogate U+D800" in got["array.json", 1][1]
+    got = {r["line"]: (r["field"], r["reason"]) for r in rejected if r["source"] == str(src)}
     assert got[2][0] == "messages[0].content" and "lone surrogate U+D800" in got[2][1]
     assert "nested more than 100 levels" in got[3][1]
     assert "over --max-record-bytes 30,000" in got[4][1]
