@@ -74,7 +74,7 @@ def describe_os_error(exc: OSError) -> str:
     if exc.filename is None:
         return cause
     where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
-    return f"{where}: {cause}"
+    return f"{where if len(where) <= 300 else where[:300] + '...'}: {cause}"  # ENAMETOOLONG's names are long
 
 
 def _catch_sigterm():
