@@ -63,7 +63,7 @@ def test_a_failing_template_is_a_reject_naming_template_and_line(source, line, w
     started = time.monotonic()
     with pytest.raises(RecordError) as info:
         render(source)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # (a loaded CI machine: the point is "not forever")
     assert info.value.field == "messages"
     assert f"the chat template refused this conversation: template error in evil.jinja, line {line}: " \
            in str(info.value)
@@ -99,7 +99,7 @@ def test_endless_loops_stop_at_the_render_timeout():
     with pytest.raises(RecordError, match=r"template error in evil.jinja, line 1: rendering took more than 0.3 s "
                                           r"\(--render-timeout\)"):
         render(FOREVER, timeout=0.3)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5
     assert render(CHATML, timeout=0.3).startswith("<|im_start|>user")  # the next rendering is unaffected
 
 
