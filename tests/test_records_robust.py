@@ -83,8 +83,7 @@ def test_lone_surrogate_is_rejected_naming_the_field(tmp_path):
     assert got[2].error is not None and "field name" in got[2].error.reason
     # through prepare: rejected with file:line and field, rejected.jsonl valid UTF-8
     out = tmp_path / "out"
-    result = run(PrepareConfig(**opts()), [str(path)])
-    result.save(out)
+    result = run(PrepareConfig(**opts()), [str(path)], out=out)
     assert result.report["records"] == {"read": 3, "kept": 1, "rejected": 2, "dropped": 0}
     raw = (out / "rejected.jsonl").read_bytes()
     rejected = [json.loads(line) for line in raw.decode("utf-8").splitlines()]

@@ -1,7 +1,7 @@
 """store.py: --out is written atomically and never replaces what llmprep did not write.
 
 Real conditions where they matter: a real SIGKILL at the final rename, a real read-only mount, a
-real full disk (size-limited tmpfs); see tests/mounts.py.
+real full disk (size-limited tmpfs); see helpers.mount_tmpfs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mounts import tmpfs
+from helpers import mount_tmpfs
 
 from llmprep import store
 from llmprep.errors import ConfigError, OutputError
@@ -36,9 +36,19 @@ def test_new_output_gets_a_marker_listing_its_entries(tmp_path):
     marker = read_marker(out)
     from llmprep import __version__
     assert marker == {"written_by": "llmprep", "format": 1, "llmprep_version": __version__,
-                      "command": "python API", "entries": ["data.txt", "sub"]}
+                      "command": __name__, "entries": ["data.txt", "sub"]}  # (the module writing it)
     assert oct(out.stat().st_mode & 0o777) != oct(0o700)  # not mkdtemp's private mode
     assert os.listdir(out.parent) == ["out"]  # no temp dir left
+
+
+def test_the_marker_names_the_command_however_it_was_started(tmp_path):
+    from llmprep.stream import prepare_stream
+    from llmprep.tokenizer import load_tokenizer
+
+    (tmp_path / "a.txt").write_text("one document\n\nanother one\n")
+    prepare_stream([str(tmp_path / "a.txt")], tokenizer=load_tokenizer("smollm2"), out=tmp_path / "s", block_size=4,
+                   remainder="pad")
+    assert read_marker(tmp_path / "s")["command"] == "llmprep prepare --stream"  # same bytes as from the CLI
 
 
 def test_an_earlier_output_is_replaced_only_when_the_new_one_is_complete(tmp_path):
@@ -119,16 +129,22 @@ def test_bad_paths_name_the_path_and_the_cause(tmp_path):
 
 
 def test_read_only_file_system(tmp_path):
-    with tmpfs(tmp_path / "ro", read_only=True) as ro:
+    ro = tmp_path / "ro"
+    unmount = mount_tmpfs(ro, "1m", read_only=True)
+    try:
         out = ro / "out"
         with pytest.raises(OutputError) as info:
             write_output(out)
         assert str(info.value) == f"--out {str(out)!r}: cannot write in {str(ro)!r}: Read-only file system"
         assert os.listdir(ro) == []
+    finally:
+        unmount()
 
 
 def test_full_disk_leaves_nothing_behind(tmp_path):
-    with tmpfs(tmp_path / "full", size="256k") as full:
+    full = tmp_path / "full"
+    unmount = mount_tmpfs(full, "256k")
+    try:
         out = full / "out"
         with pytest.raises(OutputError) as info:
             with atomic_output_dir(out) as tmp:
@@ -137,6 +153,8 @@ def test_full_disk_leaves_nothing_behind(tmp_path):
         assert "No space left on device" in str(info.value) and "nothing was written there" in str(info.value)
         assert isinstance(info.value.__cause__, OSError)
         assert os.listdir(full) == []
+    finally:
+        unmount()
 
 
 def test_previous_output_is_put_back_when_the_final_rename_fails(tmp_path, monkeypatch):
@@ -235,11 +253,11 @@ def test_kill_9_leaves_nothing_that_loads_and_the_next_run_cleans_up(tmp_path, w
     assert sorted(os.listdir(tmp_path)) == ["killer.py", "out"]
 
 
-def test_rejected_jsonl_stays_valid_utf8_with_lone_surrogates(tmp_path):
-    rows = [{"source": "a.jsonl", "line": 1, "field": "messages[0].content", "reason": "x",
-             "record": '{"content": "\\ud800"}', "data": {"k\udc80": "v\ud800", "ok": "你好"}}]
-    store.write_jsonl(tmp_path / "r.jsonl", rows)
-    raw = (tmp_path / "r.jsonl").read_bytes()
+def test_json_stays_valid_utf8_with_lone_surrogates(tmp_path):
+    rows = {"source": "a.jsonl", "line": 1, "field": "messages[0].content", "reason": "x",
+            "record": '{"content": "\\ud800"}', "data": {"k\udc80": "v\ud800", "ok": "你好"}}
+    store.write_json(tmp_path / "r.json", rows)
+    raw = (tmp_path / "r.json").read_bytes()
     raw.decode("utf-8")  # valid UTF-8
     back = json.loads(raw)
     assert back["data"] == {"k\udc80": "v\ud800", "ok": "你好"}  # the escapes round-trip

@@ -18,6 +18,7 @@ import glob
 import gzip
 import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -104,13 +105,20 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_file(path: Path, *, lazy: bool = False, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Record]:
+def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | None = None,
+              max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Record]:
     """Yield every record of one file. An empty file yields one rejected record (line 0).
 
-    lazy=True leaves JSONL lines unparsed (see parse_record). A record longer than
-    `max_record_bytes` (--max-record-bytes) is rejected with its size, read without holding it whole.
+    lazy=True leaves JSONL lines unparsed (see parse_record). `span` = (start byte, stop byte, line
+    number at start) reads only those lines of an uncompressed .jsonl/.txt (a shard task's range).
+    A record longer than `max_record_bytes` (--max-record-bytes) is rejected with its size, read
+    without holding it whole.
     """
     kind = file_kind(path)
+    if span is not None:
+        lines = text_lines(path, span, max_record_bytes=max_record_bytes)
+        yield from (_jsonl_records(path, lines, lazy) if kind == ".jsonl" else _txt_records(path, lines))
+        return
     reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
               ".parquet": _read_parquet, ".txt": _read_txt}[kind]
     empty = True
@@ -140,13 +148,6 @@ def _decode(raw: bytes, source: str, line: int) -> str | RecordError:
                            source=source, line=line)
 
 
-def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
-    if isinstance(value, dict):
-        return Record(source, line, data=value)
-    err = RecordError(f"expected a JSON object, got {type(value).__name__}", source=source, line=line)
-    return Record(source, line, error=err, raw=raw)
-
-
 def too_big(size: int, limit: int, source: str, line: int, head: bytes | str = b"") -> Record:
     """The reject for a record over --max-record-bytes; keeps only its first 200 characters."""
     if isinstance(head, bytes):
@@ -156,30 +157,40 @@ def too_big(size: int, limit: int, source: str, line: int, head: bytes | str = b
     return Record(source, line, error=err, raw=head[:200] + "...")
 
 
-def _rest_of_line(fh: io.BufferedIOBase, head: bytes) -> int:
-    """Read past the rest of a long line without keeping it; -> the line's size, line break excluded."""
+def _rest_of_line(fh: io.BufferedIOBase, head: bytes) -> tuple[int, int]:
+    """Read past the rest of a long line without keeping it; -> (the line's size, line break excluded;
+    the bytes read after `head`)."""
     size, end = len(head), head
     while not end.endswith(b"\n") and (end := fh.readline(1 << 20)):
         size += len(end)
-    return size - end.endswith(b"\n") - end.endswith(b"\r\n")
+    return size - end.endswith(b"\n") - end.endswith(b"\r\n"), size - len(head)
 
 
-def text_lines(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[tuple[int, str | Record]]:
+def text_lines(path: Path, span: tuple[int, int, int] | None = None, *,
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[tuple[int, str | Record]]:
     """(line number, text) for each non-blank line; a line that is not UTF-8, or longer than
     `max_record_bytes` (read in pieces, never held whole), comes as a rejected Record. A byte-order
     mark before line 1 is dropped.
 
-    Blank lines are not records (in JSONL and text files alike they separate nothing).
+    Blank lines are not records (in JSONL and text files alike they separate nothing). `span` =
+    (start byte, stop byte, number of the line at start) reads that range only (always whole lines).
     """
     source = str(path)
-    n = 0
+    cap = max_record_bytes + 2  # a line of exactly the limit and its CR LF
     with _open_bytes(path) as fh:
-        readline = fh.readline
-        while raw := readline(max_record_bytes + 2):  # + 2: a line of exactly the limit and its CR LF
+        n, left = 0, math.inf
+        if span is not None:
+            fh.seek(span[0])
+            n, left = span[2] - 1, span[1] - span[0]
+        while left > 0 and (raw := fh.readline(cap if left >= cap else left)):
             n += 1
-            if len(raw) > max_record_bytes and (size := _rest_of_line(fh, raw)) > max_record_bytes:
-                yield n, too_big(size, max_record_bytes, source, n, raw)
-                continue
+            left -= len(raw)
+            if len(raw) > max_record_bytes:
+                size, more = _rest_of_line(fh, raw)
+                left -= more
+                if size > max_record_bytes:
+                    yield n, too_big(size, max_record_bytes, source, n, raw)
+                    continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -194,7 +205,11 @@ def text_lines(path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) 
 
 
 def _read_jsonl(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
-    for n, text in text_lines(path, max_record_bytes=max_record_bytes):
+    return _jsonl_records(path, text_lines(path, max_record_bytes=max_record_bytes), lazy)
+
+
+def _jsonl_records(path: Path, lines, lazy: bool) -> Iterator[Record]:
+    for n, text in lines:
         if isinstance(text, Record):
             yield text
         elif lazy:
@@ -417,5 +432,9 @@ def _read_parquet(path: Path, *, max_record_bytes: int, lazy: bool = False) -> I
 
 
 def _read_txt(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
-    for n, text in text_lines(path, max_record_bytes=max_record_bytes):
+    return _txt_records(path, text_lines(path, max_record_bytes=max_record_bytes))
+
+
+def _txt_records(path: Path, lines) -> Iterator[Record]:
+    for n, text in lines:
         yield text if isinstance(text, Record) else Record(str(path), n, data={"text": text.rstrip("\r\n")})

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -143,28 +144,36 @@ def record_entry(directory: str | os.PathLike, name: str) -> None:
     os.replace(tmp, path)
 
 
-def _command() -> str:
-    """The llmprep command writing the output ("llmprep vocab merge"), or "python API"."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return "python API"
-    names = []
-    while ctx is not None:
-        names.append(ctx.info_name or "")
-        ctx = ctx.parent
-    return " ".join(["llmprep"] + names[::-1][1:])
+# Which command an output comes from, by the module that writes it: the same for the CLI and the Python
+# API, so identical runs write identical bytes however they were started.
+_COMMANDS = {"llmprep.prepare": "llmprep prepare", "llmprep.stream": "llmprep prepare --stream",
+             "llmprep.train": "llmprep train", "llmprep.vocab.train": "llmprep vocab train",
+             "llmprep.vocab.merge": "llmprep vocab merge", "llmprep.vocab.prune": "llmprep vocab prune",
+             "llmprep.vocab.resize": "llmprep model resize"}
 
 
-def write_marker(directory: Path) -> None:
+def _command(frame) -> str:
+    """The command writing an output, from the first caller outside contextlib and this module.
+
+    Example: atomic_output_dir(...) entered in llmprep.vocab.merge -> "llmprep vocab merge"
+    """
+    while frame is not None and frame.f_globals.get("__name__") in ("contextlib", __name__):
+        frame = frame.f_back
+    module = frame.f_globals.get("__name__", "") if frame is not None else ""
+    for prefix in sorted(_COMMANDS, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return _COMMANDS[prefix]
+    return module or "unknown"
+
+
+def write_marker(directory: Path, command: str) -> None:
     """Mark `directory` as a complete llmprep output listing what it holds (no time stamp: reruns are
     byte-identical)."""
     from llmprep import __version__
 
     entries = sorted(e for e in os.listdir(directory) if e != MARKER)
     write_json(directory / MARKER, {"written_by": "llmprep", "format": MARKER_FORMAT, "llmprep_version": __version__,
-                                    "command": _command(), "entries": entries})
+                                    "command": command, "entries": entries})
 
 
 _SIBLING = r"\.{name}\.(?:tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+"
@@ -257,6 +266,7 @@ def atomic_output_dir(out: str | os.PathLike, *, overwrite: bool = True) -> Iter
     -> data/run1/x and data/run1/.llmprep.json exist only after the block finished.
     """
     shown = str(out)
+    command = _command(sys._getframe(1))
     path = check_output_dir(out)
     if not overwrite and path.is_dir() and os.listdir(path):
         raise OutputError(f"--out {shown!r}: directory exists and is not empty")
@@ -265,7 +275,7 @@ def atomic_output_dir(out: str | os.PathLike, *, overwrite: bool = True) -> Iter
     old = None
     try:
         yield tmp
-        write_marker(tmp)
+        write_marker(tmp, command)
         if path.is_dir():
             check_output_dir(out)  # it may have changed while we worked
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{_host()}-{os.getpid()}-", dir=path.parent))
@@ -290,30 +300,3 @@ def write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
     with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(text)
-
-
-def write_jsonl(path: Path, rows) -> None:
-    """One JSON object per line, valid UTF-8 whatever the strings hold.
-
-    ensure_ascii=False keeps text readable; a lone surrogate (which UTF-8 cannot encode, e.g. from
-    "\\ud800" in an input) is written as the JSON escape `\\ud800` instead of crashing the write.
-    """
-    with open(path, "w", encoding="utf-8", errors="backslashreplace") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def save_output(tmp: Path, splits, report: dict, rejected: list[dict]) -> None:
-    """Save a DatasetDict, the report and the rejects into `tmp` (a dir from atomic_output_dir)."""
-    import datasets
-
-    quiet = not datasets.are_progress_bars_disabled()
-    if quiet:  # llmprep draws its own progress bar; datasets' per-split "Saving" bars are noise here
-        datasets.disable_progress_bars()
-    try:
-        splits.save_to_disk(str(tmp))
-    finally:
-        if quiet:
-            datasets.enable_progress_bars()
-    write_jsonl(tmp / REJECTED, rejected)
-    write_json(tmp / REPORT, report)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import chat, write_jsonl
-from mounts import tmpfs
+from helpers import chat, mount_tmpfs, write_jsonl
 
 from llmprep.cli import main
 from llmprep.store import MARKER
@@ -86,9 +85,13 @@ def test_out_replaces_its_own_earlier_output(tmp_path, data):
 
 
 def test_read_only_file_system(tmp_path, data):
-    with tmpfs(tmp_path / "ro", read_only=True) as ro:
+    ro = tmp_path / "ro"
+    unmount = mount_tmpfs(ro, "1m", read_only=True)
+    try:
         fails("prepare", data, "--out", ro / "out", "--quiet",
               says=[f"--out '{ro / 'out'}': cannot write in '{ro}': Read-only file system"])
+    finally:
+        unmount()
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -172,18 +175,18 @@ def test_any_exception_is_one_line(tmp_path, data, monkeypatch, exc, code, says)
 
 DRIVER = """
 import os, signal, sys
-import llmprep.store as store
+import llmprep.vocab.train as vocab_train
 
-real = store.save_output
+real = vocab_train.write_json
 sig = getattr(signal, sys.argv[1])
 
 
-def save(tmp, *args, **kwargs):  # the signal arrives while the output is being saved
-    real(tmp, *args, **kwargs)
+def write_json(*args, **kwargs):  # the signal arrives while the output is being written
+    real(*args, **kwargs)
     os.kill(os.getpid(), sig)
 
 
-store.save_output = save
+vocab_train.write_json = write_json
 from llmprep.cli import main
 
 sys.argv = ["llmprep"] + sys.argv[2:]
@@ -195,24 +198,28 @@ def env_with_src() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def test_signals_leave_nothing_behind_and_no_traceback(tmp_path, data):
-    """Ctrl-C and SIGTERM while the output is being saved: one line, the conventional exit status, and
-    the temp dir removed on the way out (kill -9, which no process can handle: tests/test_store.py)."""
+def test_signals_leave_nothing_behind_and_no_traceback(tmp_path):
+    """Ctrl-C and SIGTERM while any command writes its output (here `vocab train`): one line, the
+    conventional exit status, the temp dir removed on the way out. (prepare mid-run, with workers:
+    tests/cli/test_prepare_faults.py; kill -9, which no process can handle: tests/test_store.py.)"""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     out = tmp_path / "out"
-    args = ["prepare", str(data), "--out", str(out), "--quiet", "--no-cache", "--num-proc", "1"]
+    args = ["vocab", "train", "--corpus", str(ROOT / "tests/assets/zh_fortunes_excerpt.txt"),
+            "--vocab-size", "3000", "--out", str(out)]
     for sig, code, says in [("SIGINT", 130, "Aborted!"), ("SIGTERM", 143, "Terminated")]:
         done = subprocess.run([sys.executable, str(driver), sig, *args], capture_output=True, text=True,
                               env=env_with_src(), timeout=300)
         output = done.stdout + done.stderr
         assert done.returncode == code, output
-        assert output.strip() == says, output
-        assert sorted(os.listdir(tmp_path)) == ["data", "driver.py"]
+        assert output.strip().splitlines()[-1] == says and "Traceback" not in output, output
+        assert sorted(os.listdir(tmp_path)) == ["driver.py"]
 
 
 def test_full_disk_is_one_error_and_leaves_nothing(tmp_path, data):
-    with tmpfs(tmp_path / "full", size="12k") as full:
+    full = tmp_path / "full"
+    unmount = mount_tmpfs(full, "12k")
+    try:
         out = full / "out"
         done = subprocess.run([str(Path(sys.executable).parent / "llmprep"), "prepare", str(data), "--out", str(out),
                                "--quiet", "--no-cache", "--num-proc", "1"], capture_output=True, text=True,
@@ -222,3 +229,5 @@ def test_full_disk_is_one_error_and_leaves_nothing(tmp_path, data):
         assert output.startswith(f"Error: --out '{out}': cannot write the output"), output
         assert "No space left on device" in output and "Traceback" not in output
         assert os.listdir(full) == []
+    finally:
+        unmount()

@@ -9,6 +9,7 @@ import threading
 
 import click
 
+from llmprep.cli.cache import cache
 from llmprep.cli.doctor import doctor_cmd
 from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
@@ -114,5 +115,6 @@ main.add_command(generate_cmd)
 main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
+main.add_command(cache)
 main.add_command(doctor_cmd)
 main.add_command(report_cmd)
