@@ -61,6 +61,14 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separ
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+# The callables templates get on top of jinja2's builtins; render/engine.py gives MiniJinja the same ones.
+TEMPLATE_GLOBALS = {"raise_exception": _raise_exception, "strftime_now": _strftime_now, "tojson": _tojson}
+
+
 class _Namespace(jinja2.utils.Namespace):
     """namespace() that refuses dunder/underscore attributes (no reaching CPython internals)."""
 
@@ -335,8 +343,7 @@ def compile_template(source: str, name: str | None = None, limits: RenderLimits 
                    max_chars=limits.max_chars)
     env.template_class = LimitedTemplate
     env.filters["tojson"] = lim.bounded_filter(_tojson, "tojson", lambda: env.max_chars)
-    env.globals.update(raise_exception=_raise_exception, namespace=_Namespace,
-                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    env.globals.update(raise_exception=_raise_exception, namespace=_Namespace, strftime_now=_strftime_now)
     try:
         _refuse_loading(env, source, label)
         template = env.from_string(source)
