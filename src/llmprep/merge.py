@@ -18,8 +18,10 @@ def merge_lora(run: str | Path, out: str | Path) -> Path:
     Example: merge_lora("runs/lora", "models/merged") -> models/merged (config.json, model.safetensors, ...)
     """
     from llmprep import models
-    from llmprep.store import atomic_output_dir
+    from llmprep.store import atomic_output_dir, check_not_input, check_output_dir
 
+    check_not_input(out, [run])  # replacing the run with its merge would delete the run
+    check_output_dir(out)  # a bad --out fails before the model loads
     src = models.resolve(str(run))
     if src.kind != "adapter":
         raise ConfigError(f"--model {str(run)!r}: holds full weights, not LoRA adapters; nothing to merge "

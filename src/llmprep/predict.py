@@ -9,7 +9,6 @@ file:line instead of being skipped), so output row i is input record i.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -87,18 +86,14 @@ def predict_rows(model, tokenizer, rows, id2label: dict[int, str], *, batch_size
     return out
 
 
-def write_jsonl_atomic(path: str | Path, rows: Sequence[dict]) -> Path:
-    """Write rows as JSON lines to a temp file beside `path`, then rename: never a half-written file."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"--out {str(path)!r}: is a directory; expected a .jsonl file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+def write_jsonl_atomic(path: str | Path, rows: Sequence[dict], *, flag: str = "--out",
+                       inputs: Sequence[str] = ()) -> Path:
+    """Write rows as JSON lines, atomically (llmprep.store.atomic_output_file): never a half-written file,
+    never over an input. Example: write_jsonl_atomic("p.jsonl", [{"row": 0}]) -> p.jsonl holding '{"row": 0}\n'"""
+    from llmprep.store import atomic_output_file
+
+    with atomic_output_file(path, flag=flag, inputs=inputs) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -81,3 +81,34 @@ def test_generate_input_with_a_bad_line(tmp_path):
                        '{"role": "assistant", "content": "b"}]}\n', encoding="utf-8")
     res = cli("generate", "--input", prompts, "--output", tmp_path / "a.jsonl", expect=None)
     _refused(res, tmp_path / "a.jsonl", f"{prompts}:2", "field 'messages'", "expected the user's turn")
+
+
+def test_generate_output_over_its_input_or_into_a_folder(tmp_path):
+    """Checked before the model loads: the input file is never overwritten with answers."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Hi"}\n', encoding="utf-8")
+    res = cli("generate", "--input", prompts, "--output", prompts, expect=1)
+    assert f"--output {str(prompts)!r}: is also an input" in res.output and "Traceback" not in res.output
+    assert prompts.read_text(encoding="utf-8") == '{"prompt": "Hi"}\n'
+    res = cli("generate", "--input", prompts, "--output", tmp_path, expect=2)  # click's own check
+    assert "Traceback" not in res.output and "is a directory" in res.output, res.output
+
+
+def test_predict_out_inside_the_run(tiny_dir, chats_jsonl):
+    res = cli("predict", "--model", tiny_dir, chats_jsonl, "--out", tiny_dir / "p.jsonl", expect=1)
+    assert f"--out {str(tiny_dir / 'p.jsonl')!r}: lies inside an input ({tiny_dir})" in res.output, res.output
+    assert not (tiny_dir / "p.jsonl").exists()
+
+
+def test_merge_lora_out_over_the_run_or_the_users_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text("{}")
+    res = cli("model", "merge-lora", "--model", run, "--out", run, expect=1)
+    assert f"--out {str(run)!r}: is also an input ({run})" in res.output, res.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    res = cli("model", "merge-lora", "--model", run, "--out", mine, expect=1)
+    assert "holds files llmprep did not write (notes.txt)" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"] and (mine / "notes.txt").read_text() == "x"

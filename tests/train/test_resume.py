@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 from train_helpers import cli, read_jsonl
 
 from llmprep.models import RUN_FILE
+from llmprep.store import write_marker
 from llmprep.train.checkpoints import drop_incomplete, is_complete, newest_complete
 
 STEPS, SAVE = 40, 5
@@ -91,16 +93,38 @@ def test_resume_without_a_run_is_an_error(tiny_dir, chat_data, tmp_path):
     assert "holds no run to resume" in res.output and not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("what", ["user-dir", "finished"])
-def test_out_that_is_not_ours_or_finished_is_refused(what, tiny_dir, chat_data, tmp_path):
+@pytest.mark.parametrize("what", ["user-dir", "finished", "prepared", "is-data", "in-data"])
+def test_out_that_is_not_ours_finished_or_an_input_is_refused(what, tiny_dir, chat_data, tmp_path):
+    """llmprep.store's --out rules, applied before the model loads: nothing in OUT changes."""
     out = tmp_path / "out"
-    out.mkdir()
+    data = chat_data / "plain"
     if what == "user-dir":
+        out.mkdir()
         (out / "notes.txt").write_text("mine")
-        expected = "is not an `llmprep train` run; refusing to write into it"
-    else:
+        expected = "holds files llmprep did not write (notes.txt)"
+    elif what == "finished":
+        out.mkdir()
         (out / RUN_FILE).write_text(json.dumps({"status": "finished"}))
+        write_marker(out, "llmprep train")
         expected = "holds a finished training run"
-    res = cli("train", chat_data / "plain", "--model", tiny_dir, "--out", out, "--max-steps", "1", expect=1)
-    assert expected in res.output and "Traceback" not in res.output
-    assert sorted(p.name for p in out.iterdir()) == (["notes.txt"] if what == "user-dir" else [RUN_FILE])
+    elif what == "prepared":  # another llmprep output: a run is never written over it
+        shutil.copytree(data, out)
+        expected = "holds the output of `llmprep prepare`, not a training run"
+    else:
+        out = data if what == "is-data" else data / "run"
+        expected = "is also an input" if what == "is-data" else "lies inside an input"
+    before = sorted(p.name for p in out.iterdir()) if out.exists() else None
+    res = cli("train", data, "--model", tiny_dir, "--out", out, "--max-steps", "1", expect=1)
+    assert expected in res.output and "Traceback" not in res.output, res.output
+    assert (sorted(p.name for p in out.iterdir()) if out.exists() else None) == before
+
+
+def test_failed_run_in_an_empty_folder_keeps_the_folder(tiny_dir, chats_jsonl, tmp_path):
+    """A run that fails after it began (raw data prepared into OUT/data, then no test split for
+    --eval-steps) and before its first checkpoint removes what it wrote, not the user's empty folder."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    res = cli("train", chats_jsonl, "--model", tiny_dir, "--tokenizer", "smollm2", "--out", out, "--max-steps", "1",
+              "--eval-steps", "1", "--max-length", "64", "--quiet", expect=1)
+    assert "--eval-steps: no test split to evaluate on; pass --test-size" in res.output, res.output
+    assert out.is_dir() and list(out.iterdir()) == []

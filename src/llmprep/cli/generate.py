@@ -114,7 +114,9 @@ def generate_cmd(prompt, model, tokenizer, template, system, as_json, input_path
     from tqdm import tqdm
 
     from llmprep.predict import write_jsonl_atomic
+    from llmprep.store import check_output_file
 
+    check_output_file(output_path, flag="--output", inputs=[input_path])  # before the model loads, not after
     records = read_prompts(input_path)  # every line checked before the model loads
     if system:
         records = [(r, m if m[0]["role"] == "system" else [{"role": "system", "content": system}] + m)
@@ -124,5 +126,6 @@ def generate_cmd(prompt, model, tokenizer, template, system, as_json, input_path
               file=click.get_text_stream("stderr")) as bar:
         answers = generate_batch(lm, tok, [m for _, m in records], template=template, max_new_tokens=max_new_tokens,
                                  batch_size=batch_size, on_done=bar.update)
-    write_jsonl_atomic(output_path, [{**r, "answer": ans} for (r, _), ans in zip(records, answers)])
+    write_jsonl_atomic(output_path, [{**r, "answer": ans} for (r, _), ans in zip(records, answers)],
+                       flag="--output", inputs=[input_path])
     click.echo(f"{len(answers)} answers -> {output_path}", err=True)

@@ -27,11 +27,14 @@ def predict_cmd(inputs, model, out, split, batch_size, quiet) -> None:
 
     if batch_size < 1:
         raise click.BadParameter(f"{batch_size}: expected a positive integer", param_hint="--batch-size")
+    from llmprep.store import check_output_file
+
+    check_output_file(out, inputs=[*inputs, model])  # a bad --out fails before the model loads
     clf, tok, id2label = load_classifier(model)
     rows = input_rows(list(inputs), tok.name_or_path, split=split)
     with tqdm(total=len(rows), desc="predict", unit="row", disable=quiet, file=click.get_text_stream("stderr")) as bar:
         preds = predict_rows(clf, tok, rows, id2label, batch_size=batch_size, on_done=bar.update)
-    write_jsonl_atomic(out, preds)
+    write_jsonl_atomic(out, preds, inputs=[*inputs, model])
     msg = f"{len(preds)} predictions -> {out}"
     truth = [p for p in preds if "true_label" in p]
     if truth:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -54,7 +55,7 @@ def truncate_metrics(run_dir: Path, step: int) -> int:
     """Keep only rows up to `step` (a resume from checkpoint-`step` replays what came after). Returns rows kept."""
     rows = [r for r in read_metrics(run_dir) if r.get("step", 0) <= step]
     path = Path(run_dir) / METRICS
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # llmprep.store's temp-file pattern
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
     return len(rows)

@@ -31,6 +31,7 @@ CHECKPOINTS = "checkpoints"
 FINAL = ".final"
 KIND = "llmprep-train-run"
 CARRIED = (CHECKPOINTS, METRICS, "data")  # moved from the in-progress OUT into the finished one
+RUNNING = (RUN_FILE, FINAL, *CARRIED)  # every name an OUT in progress holds (its llmprep.store marker lists them)
 
 
 class RunDir:
@@ -38,27 +39,32 @@ class RunDir:
 
     def __init__(self, out: str | os.PathLike):
         self.out = Path(out)
-        self.created = False  # this invocation made OUT (so a failure before any checkpoint removes it)
+        self.created = False  # this invocation started the run (so a failure before any checkpoint undoes it)
+        self.existed = False  # OUT was there before (an empty folder: kept on failure, emptied)
 
     @property
     def checkpoints(self) -> Path:
         return self.out / CHECKPOINTS
 
-    def check(self, meta: dict, *, resume: bool) -> Path | None:
-        """Decide, without writing, whether this run may use OUT; returns the checkpoint to resume from.
+    def check_place(self, *, resume: bool, inputs=()) -> dict | None:
+        """Decide, before any work and without writing, whether this run may use OUT; -> its run file or None.
 
-        Raises ConfigError when OUT is a file, a directory that is not an llmprep run, a finished run,
-        an unfinished run without --resume, or a run whose options differ from this one's.
+        Raises OutputError (llmprep.store's rules: OUT is a file, holds the user's files, is not writable,
+        is or holds an input) or ConfigError (another llmprep output, a finished run, an unfinished run
+        without --resume, --resume with no run there).
         """
+        from llmprep.store import check_not_input, check_output_dir, clean_stale, read_marker
+
+        clean_stale(self.out / "data")  # a run killed while preparing OUT/data left its temp dir in OUT
+        check_not_input(self.out, inputs)  # `--out DATA`: the run would be written over its own data
+        check_output_dir(self.out)
         out = self.out
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {str(out)!r}: exists and is not a directory")
         run = read_run(out) if out.is_dir() else None
-        empty = not out.exists() or not any(out.iterdir())
         if run is None:
-            if not empty:
-                raise ConfigError(f"--out {str(out)!r}: exists, is not empty and is not an `llmprep train` run; "
-                                  "refusing to write into it. Choose a new --out")
+            if out.is_dir() and any(out.iterdir()):
+                command = (read_marker(out) or {}).get("command", "llmprep")
+                raise ConfigError(f"--out {str(out)!r}: holds the output of `{command}`, not a training run; "
+                                  "choose a new --out (or delete that one) to train")
             if resume:
                 raise ConfigError(f"--resume: --out {str(out)!r} holds no run to resume; drop --resume to start one")
             return None
@@ -70,6 +76,14 @@ class RunDir:
             at = f" (newest complete checkpoint: {ckpt.name})" if ckpt else " (no complete checkpoint yet)"
             raise ConfigError(f"--out {str(out)!r}: holds an unfinished run{at}; add --resume to continue it, "
                               "or choose a new --out")
+        return run
+
+    def check(self, meta: dict, *, resume: bool, inputs=()) -> Path | None:
+        """check_place, then (an unfinished run with --resume) the same settings; -> the checkpoint to
+        resume from, or None for a new run."""
+        run = self.check_place(resume=resume, inputs=inputs)
+        if run is None:
+            return None
         self._check_same_run(run, meta)
         return newest_complete(self.checkpoints)
 
@@ -85,8 +99,14 @@ class RunDir:
     def begin(self, meta: dict, resume_from: Path | None) -> None:
         """Create or reopen OUT (main process only). A resume drops unfinished checkpoints and the
         metrics logged after the checkpoint it continues from."""
-        self.created = not self.out.exists() or not any(self.out.iterdir())
+        from llmprep.store import write_marker
+
+        self.existed = self.out.is_dir()
+        self.created = not self.existed or not any(self.out.iterdir())
         self.checkpoints.mkdir(parents=True, exist_ok=True)
+        # Marked as llmprep's from the start: --resume and the final swap (llmprep.store) may replace it,
+        # and an input folder holding it is not read as data. It lists every name a run in progress holds.
+        write_marker(self.out, "llmprep train", entries=RUNNING)
         if resume_from is not None:
             drop_incomplete(self.checkpoints)
             truncate_metrics(self.out, int(resume_from.name.split("-")[-1]))
@@ -98,7 +118,7 @@ class RunDir:
     def write_status(self, meta: dict, status: str, target: Path | None = None) -> None:
         data = {"kind": KIND, **meta, "status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}
         path = (target or self.out) / RUN_FILE
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # llmprep.store's temp-file pattern
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(path)
 
@@ -121,5 +141,13 @@ class RunDir:
     def abort(self) -> None:
         """After a failure: remove OUT if this invocation created it and no checkpoint is complete yet
         (nothing there to resume); otherwise keep it for --resume."""
-        if self.created and self.out.is_dir() and newest_complete(self.checkpoints) is None:
+        if not (self.created and self.out.is_dir() and newest_complete(self.checkpoints) is None):
+            return
+        if not self.existed:
             shutil.rmtree(self.out, ignore_errors=True)
+            return
+        for entry in self.out.iterdir():  # the user's empty folder stays; only what this run wrote goes
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
