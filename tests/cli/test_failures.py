@@ -179,9 +179,6 @@ import llmprep.vocab.train as vocab_train
 
 real = vocab_train.write_json
 sig = getattr(signal, sys.argv[1])
-# A shell that starts a job in the background (`cmd &` without job control) sets SIGINT to "ignore" for it,
-# and Python then never installs its Ctrl-C handler: give this process the handler a terminal user has.
-signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def write_json(*args, **kwargs):  # the signal arrives while the output is being written
