@@ -141,15 +141,26 @@ def test_read_only_file_system(tmp_path):
         unmount()
 
 
-def test_full_disk_leaves_nothing_behind(tmp_path):
+def _big_dir(out: Path) -> None:
+    with atomic_output_dir(out) as tmp:
+        (tmp / "big.bin").write_bytes(b"x" * (1 << 20))
+
+
+def _big_file(out: Path) -> None:
+    with store.atomic_output_file(out, flag="--output") as tmp:
+        tmp.write_bytes(b"x" * (1 << 20))
+
+
+@pytest.mark.parametrize("write, flag", [(_big_dir, "--out"), (_big_file, "--output")])
+def test_full_disk_leaves_nothing_behind(write, flag, tmp_path):
+    """An output directory (atomic_output_dir) or file (atomic_output_file) on a full disk."""
     full = tmp_path / "full"
     unmount = mount_tmpfs(full, "256k")
     try:
         out = full / "out"
         with pytest.raises(OutputError) as info:
-            with atomic_output_dir(out) as tmp:
-                (tmp / "big.bin").write_bytes(b"x" * (1 << 20))
-        assert str(info.value).startswith(f"--out {str(out)!r}: cannot write the output")
+            write(out)
+        assert str(info.value).startswith(f"{flag} {str(out)!r}: cannot write the output")
         assert "No space left on device" in str(info.value) and "nothing was written there" in str(info.value)
         assert isinstance(info.value.__cause__, OSError)
         assert os.listdir(full) == []
@@ -278,20 +289,6 @@ def test_output_file_is_the_old_one_or_the_whole_new_one(tmp_path):
     with store.atomic_output_file(out, flag="--output") as tmp:
         tmp.write_text("new\n")
     assert out.read_text() == "new\n" and os.listdir(tmp_path) == ["answers.jsonl"]
-
-
-def test_output_file_on_a_full_disk_names_the_flag_and_leaves_nothing(tmp_path):
-    full = tmp_path / "full"
-    unmount = mount_tmpfs(full, "256k")
-    try:
-        out = full / "p.jsonl"
-        with pytest.raises(OutputError) as info:
-            with store.atomic_output_file(out, flag="--output") as tmp:
-                tmp.write_bytes(b"x" * (1 << 20))
-        assert str(info.value).startswith(f"--output {str(out)!r}: cannot write the output")
-        assert "No space left on device" in str(info.value) and os.listdir(full) == []
-    finally:
-        unmount()
 
 
 def test_output_file_on_a_read_only_file_system(tmp_path):

@@ -4,9 +4,12 @@ Layout of a prepared DIR (loads with `datasets.load_from_disk(DIR)` as a Dataset
     DIR/dataset_dict.json, DIR/train/..., DIR/test/...   (datasets' own format)
     DIR/report.json       counts, token totals, length percentiles, options
     DIR/rejected.jsonl    one line per rejected record: source, line, field, reason, record
-    DIR/.llmprep.json     the marker: this directory is llmprep's own, complete output
+    DIR/.llmprep.json     the marker: this directory is llmprep's own, complete output (a training
+                          run in progress has one from its first step, listing what it will hold;
+                          its llmprep-run.json says whether it finished: llmprep.train.rundir)
 
-Every output (prepare, --stream, train, vocab ..., model resize) goes through atomic_output_dir:
+Every output directory (prepare, --stream, train, vocab ..., model resize, model merge-lora) goes through
+atomic_output_dir; output files (predict --out, generate --output) through atomic_output_file:
 
     DIR/../.DIR.tmp-HOST-PID-XXXXXXXX   written here; the marker is written last
     DIR/../.DIR.old-HOST-PID-XXXXXXXX   the previous output, moved aside for a moment
