@@ -17,9 +17,12 @@ import pytest
 from safetensors.torch import load_file
 from train_helpers import cli, read_jsonl
 
+from llmprep import store
+from llmprep.errors import OutputError
 from llmprep.models import RUN_FILE
-from llmprep.store import write_marker
+from llmprep.store import read_marker, write_marker
 from llmprep.train.checkpoints import drop_incomplete, is_complete, newest_complete
+from llmprep.train.rundir import RunDir
 
 STEPS, SAVE = 40, 5
 
@@ -128,3 +131,18 @@ def test_failed_run_in_an_empty_folder_keeps_the_folder(tiny_dir, chats_jsonl, t
               "--eval-steps", "1", "--max-length", "64", "--quiet", expect=1)
     assert "--eval-steps: no test split to evaluate on; pass --test-size" in res.output, res.output
     assert out.is_dir() and list(out.iterdir()) == []
+
+
+def test_resume_removes_what_a_kill_during_data_preparation_left(tmp_path):
+    """A run killed while preparing raw DATA into OUT/data leaves prepare's temp dir in OUT: the main
+    process removes it (its process is gone) before checking OUT; another rank never removes anything."""
+    run = RunDir(tmp_path / "run")
+    run.begin({"task": "causal-lm", "config": {}}, None)
+    assert read_marker(run.out)["command"] == "llmprep train"
+    stale = run.out / f".data.tmp-{store._host()}-999999999-abcd1234"  # no such pid
+    stale.mkdir()
+    (stale / "report.json").write_text("{}")
+    with pytest.raises(OutputError, match=r"also holds files llmprep did not write \(\.data\.tmp-"):
+        run.check_place(resume=True, main=False)
+    assert stale.is_dir()
+    assert run.check_place(resume=True)["status"] == "running" and not stale.exists()

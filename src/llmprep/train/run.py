@@ -73,7 +73,8 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
     state = PartialState(cpu=cfg.cpu)
     run = RunDir(out)
     inputs = [str(d) for d in (data if isinstance(data, (list, tuple)) else [data]) if isinstance(d, (str, Path))]
-    run.check_place(resume=cfg.resume, inputs=inputs)  # a bad --out fails before a model is loaded, not after
+    with state.main_process_first():  # a bad --out fails before a model is loaded, not after
+        run.check_place(resume=cfg.resume, inputs=inputs, main=state.is_main_process)
     spec = model if isinstance(model, str) else (getattr(getattr(model, "config", None), "name_or_path", None)
                                                  or f"<{type(model).__name__} object>")
     with state.main_process_first():  # a GGUF is dequantized and cached once, not once per rank
@@ -88,7 +89,7 @@ def train(data: str | Sequence[str] | Any, out: str | Path, *, model: Any = "smo
                           "pass --tokenizer")
     meta = {"task": cfg.task if loaded is None else loaded.task, "base_model": spec, "tokenizer": tok_spec,
             "config": {**cfg.as_dict(), "tokenizer": tok_spec}}
-    resume_from = run.check(meta, resume=cfg.resume, inputs=inputs)
+    resume_from = run.check(meta, resume=cfg.resume, inputs=inputs, main=state.is_main_process)
     state.wait_for_everyone()
     if state.is_main_process:
         run.begin(meta, resume_from)

@@ -46,16 +46,18 @@ class RunDir:
     def checkpoints(self) -> Path:
         return self.out / CHECKPOINTS
 
-    def check_place(self, *, resume: bool, inputs=()) -> dict | None:
+    def check_place(self, *, resume: bool, inputs=(), main: bool = True) -> dict | None:
         """Decide, before any work and without writing, whether this run may use OUT; -> its run file or None.
 
         Raises OutputError (llmprep.store's rules: OUT is a file, holds the user's files, is not writable,
         is or holds an input) or ConfigError (another llmprep output, a finished run, an unfinished run
-        without --resume, --resume with no run there).
+        without --resume, --resume with no run there). `main`: this is the main process, the only one
+        that removes what a killed run left (the others check after it).
         """
         from llmprep.store import check_not_input, check_output_dir, clean_stale, read_marker
 
-        clean_stale(self.out / "data")  # a run killed while preparing OUT/data left its temp dir in OUT
+        if main:
+            clean_stale(self.out / "data")  # a run killed while preparing OUT/data left its temp dir in OUT
         check_not_input(self.out, inputs)  # `--out DATA`: the run would be written over its own data
         check_output_dir(self.out)
         out = self.out
@@ -78,10 +80,10 @@ class RunDir:
                               "or choose a new --out")
         return run
 
-    def check(self, meta: dict, *, resume: bool, inputs=()) -> Path | None:
+    def check(self, meta: dict, *, resume: bool, inputs=(), main: bool = True) -> Path | None:
         """check_place, then (an unfinished run with --resume) the same settings; -> the checkpoint to
         resume from, or None for a new run."""
-        run = self.check_place(resume=resume, inputs=inputs)
+        run = self.check_place(resume=resume, inputs=inputs, main=main)
         if run is None:
             return None
         self._check_same_run(run, meta)
