@@ -27,7 +27,8 @@ def test_gguf_loads_as_a_plain_float32_model(smollm2_path):
 @pytest.fixture(scope="module")
 def runs(smollm2_path, short_chat_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("smol")
-    common = ("--max-steps", "1", "--batch-size", "2", "--logging-steps", "1", "--quiet")
+    # --warmup 0: the default warmup makes the only step's learning rate 0, and nothing would be trained
+    common = ("--max-steps", "1", "--batch-size", "2", "--logging-steps", "1", "--warmup", "0", "--quiet")
     cli("train", short_chat_data, "--model", "smollm2", "--out", root / "t", *common)
     cli("train", short_chat_data, "--model", "smollm2", "--out", root / "lora", "--lora", "--lora-r", "16",
         "--lr", "2e-4", *common)
@@ -35,12 +36,24 @@ def runs(smollm2_path, short_chat_data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["t", "lora"])
-def test_fine_tuned_runs_answer(runs, name):
+def test_fine_tuned_runs_answer(runs, name, smollm2_path):
     run = json.loads((runs / name / RUN_FILE).read_text())
     assert run["status"] == "finished" and run["dtype"] == "float32" and run["base_model"] == "smollm2"
     losses = [r["loss"] for r in read_jsonl(runs / name / "metrics.jsonl") if "loss" in r]
     assert len(losses) == 1 and 0 < losses[0] < 20
+    assert _trained(runs / name, smollm2_path)
     assert "Paris" in cli("generate", "--model", runs / name, "--max-new-tokens", "8", PARIS).output
+
+
+def _trained(run, base) -> bool:
+    """The step changed the model: full weights differ from the base's, LoRA's B matrices left zero."""
+    from safetensors.torch import load_file
+
+    if (run / "adapter_config.json").is_file():
+        b = [v for k, v in load_file(str(run / "adapter_model.safetensors")).items() if "lora_B" in k]
+        return len(b) > 0 and all(bool(v.abs().max() > 0) for v in b)
+    key = "model.layers.0.self_attn.q_proj.weight"
+    return not load_file(str(run / "model.safetensors"))[key].equal(load_file(str(base / "model.safetensors"))[key])
 
 
 def test_merge_lora_on_the_real_model(runs, tmp_path):
