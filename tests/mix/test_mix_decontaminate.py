@@ -1,0 +1,103 @@
+"""Decontamination on real text: a benchmark built from the GPL preamble and Tang poems; training rows that
+quote some items verbatim, paraphrase others, or share only common phrases with them."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import write_jsonl
+
+from llmprep.errors import ConfigError
+from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig, item_text
+from llmprep.mix.text import example_text
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, gpl_paragraphs, tang_poems):
+    d = tmp_path_factory.mktemp("bench")
+    write_jsonl(d / "gpl.jsonl", [{"id": i, "question": p, "choices": ["yes", "no"], "answer": 0}
+                                  for i, p in enumerate(gpl_paragraphs[:6])])
+    (d / "tang.txt").write_text("\n".join(title + body for title, body in tang_poems[:10]) + "\n", encoding="utf-8")
+    pq.write_table(pa.table({"prompt": ["Name the three branches of the United States federal government",
+                                        "Why?"]}), d / "short.parquet")
+    return d, BenchmarkIndex.build(DecontConfig((str(d / "gpl.jsonl"), str(d / "tang.txt"), str(d / "short.parquet"))))
+
+
+def _rows(gpl_paragraphs, tang_poems):
+    quote_en = " ".join(gpl_paragraphs[3].split()[10:30])  # 20 words of item 4, inside a longer reply
+    quote_zh = tang_poems[1][1][:17]  # "浮云终日行，游子久不至。三夜频梦君": 15 characters without punctuation
+    return {
+        "verbatim-en": [{"role": "user", "content": "What does the GPL say about passing on freedoms?"},
+                        {"role": "assistant", "content": f"It says, roughly: {quote_en}. That is the key duty."}],
+        "verbatim-zh": [{"role": "user", "content": "背一下杜甫的诗"},
+                        {"role": "assistant", "content": f"好的：{quote_zh}……"}],
+        "paraphrase-en": [{"role": "user", "content": "Explain free software."},
+                          {"role": "assistant", "content": "Free software is about liberty rather than cost: you "
+                           "may share copies, even sell them, get the code, change it, and reuse parts of it in "
+                           "new programs, and you should be told that you can."}],
+        "paraphrase-zh": [{"role": "user", "content": "这首诗讲了什么？"},
+                          {"role": "assistant",
+                           "content": "诗人梦见了远方的李白，醒来后担心朋友的处境，感叹他名满天下却一生坎坷。"}],
+        "common-en": [{"role": "user", "content": "Is the GNU General Public License a free software license?"},
+                      {"role": "assistant", "content": "Yes: the GNU General Public License guarantees your freedom "
+                       "to share and change software."}],
+        "common-zh": [{"role": "user", "content": "江湖多风波是什么意思？"},
+                      {"role": "assistant", "content": "“江湖多风波，舟楫恐失坠”是说世路艰险，要处处小心。"}],
+        "short-item-whole": [{"role": "user", "content": "Quiz: name the three branches of the United States "
+                              "federal government."},
+                             {"role": "assistant", "content": "Legislative, executive, judicial."}],
+    }
+
+
+def test_verbatim_quotes_are_caught_paraphrases_and_common_phrases_are_not(bench, gpl_paragraphs, tang_poems):
+    d, index = bench
+    rows = _rows(gpl_paragraphs, tang_poems)
+    got = index.match([example_text("chat", {"messages": m}) for m in rows.values()])
+    found = {name: (index.where[i] if i >= 0 else None) for name, i in zip(rows, got)}
+    assert found == {
+        "verbatim-en": f"{d / 'gpl.jsonl'}:4", "verbatim-zh": f"{d / 'tang.txt'}:2",
+        "paraphrase-en": None, "paraphrase-zh": None,
+        "common-en": None,  # "the GNU General Public License ... freedom to share and change": under 13 words
+        "common-zh": None,  # a ten-character couplet of the poem: under 13 characters
+        "short-item-whole": f"{d / 'short.parquet'}:1",  # a 10-word item is matched whole
+    }
+    assert index.counts(got) == {str(d / "gpl.jsonl"): 1, str(d / "tang.txt"): 1, str(d / "short.parquet"): 1}
+
+
+def test_no_false_positive_on_the_whole_real_sample(bench, sample_rows):
+    _, index = bench
+    got = index.match([example_text("chat", r) for r in sample_rows])
+    assert (got == -1).all()
+
+
+def test_index_stats_and_item_text(bench):
+    d, index = bench
+    assert index.items() == 6 + 10 + 2
+    assert index.stats[2] == {"file": str(d / "short.parquet"), "items": 2, "too_short": 1}  # "Why?"
+    assert item_text({"q": "2+2?", "choices": ["3", {"text": "4"}], "answer": 1}) == "2+2?\n3\n4"
+
+
+def test_first_item_in_file_order_is_reported(tmp_path, gpl_paragraphs):
+    p = write_jsonl(tmp_path / "b.jsonl", [{"q": gpl_paragraphs[0]}, {"q": "again: " + gpl_paragraphs[0]}])
+    index = BenchmarkIndex.build(DecontConfig((str(p),)))
+    assert index.where[index.match([gpl_paragraphs[0]])[0]] == f"{p}:1"
+
+
+def test_character_ngram_length_is_configurable(tmp_path, tang_poems):
+    p = tmp_path / "t.txt"
+    p.write_text(tang_poems[1][1] + "\n", encoding="utf-8")
+    row = ["“江湖多风波，舟楫恐失坠”"]  # 10 characters of the poem
+    assert BenchmarkIndex.build(DecontConfig((str(p),))).match(row).tolist() == [-1]
+    assert BenchmarkIndex.build(DecontConfig((str(p),), ngram_chars=8)).match(row).tolist() == [0]
+
+
+def test_unreadable_benchmark_item_stops_with_file_and_line(tmp_path):
+    p = tmp_path / "b.jsonl"
+    p.write_text(json.dumps({"q": "fine"}) + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"--decontaminate .*b.jsonl:2: malformed JSON.*fix or remove"):
+        BenchmarkIndex.build(DecontConfig((str(p),)))
+    with pytest.raises(ConfigError, match=r"--decontaminate: INPUT .*nope.jsonl.*no such file"):
+        BenchmarkIndex.build(DecontConfig((str(tmp_path / "nope.jsonl"),)))
+    with pytest.raises(ConfigError, match="--decontaminate-ngram-words 0"):
+        BenchmarkIndex.build(DecontConfig((str(p),), ngram_words=0))
