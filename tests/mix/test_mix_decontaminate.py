@@ -101,3 +101,12 @@ def test_unreadable_benchmark_item_stops_with_file_and_line(tmp_path):
         BenchmarkIndex.build(DecontConfig((str(tmp_path / "nope.jsonl"),)))
     with pytest.raises(ConfigError, match="--decontaminate-ngram-words 0"):
         BenchmarkIndex.build(DecontConfig((str(p),), ngram_words=0))
+
+
+def test_item_whose_scripts_alternate_is_matched_across_runs(tmp_path):
+    item = "第1章 用Python写代码: 第2步 安装pip, 第3步 运行main函数 然后 看log输出 再 改config文件"
+    p = tmp_path / "mixed.txt"
+    p.write_text(item + "\n", encoding="utf-8")
+    index = BenchmarkIndex.build(DecontConfig((str(p),)))
+    assert index.whole_lengths == (13,) and index.stats[0]["too_short"] == 0
+    assert index.match([f"见教程：{item}。", "第1章 用Python写代码"]).tolist() == [0, -1]

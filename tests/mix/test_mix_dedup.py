@@ -36,6 +36,7 @@ def test_exact_dedup_on_the_sample_equals_a_python_reference(sample_rows):
     assert sum(x is not None for x in got[:len(sample_rows)]) > 0  # the sample repeats some real dialogues
     assert all(x is not None and x.of.startswith("sample.jsonl:") for x in got[len(sample_rows):])
     assert d.kept == len(first) and d.removed == {"exact": len(texts) - len(first), "near": 0}
+    assert d.nbytes() <= 40 * d.kept  # 16-byte key + id + source/line per kept row, no Python object per row
 
 
 def test_normalisation_switches(gpl_paragraphs):

@@ -10,7 +10,8 @@ character n-grams stop at 8 (5-6 still hit stock phrases), and exam boilerplate 
 9) or a five-character couplet (10) stays below 13, while a seven-character couplet (14) is caught. Text is
 case folded and punctuation dropped first. An item too short for one n-gram is matched whole (all its
 units, in order) when it has at least 8 units; shorter items cannot be matched without false positives
-and are counted as `too_short`.
+and are counted as `too_short`. (An item long enough whose scripts alternate so often that no run holds
+an n-gram is matched by its 13-unit windows across runs.) Rows are searched at at most 7 lengths.
 """
 
 from __future__ import annotations
@@ -76,11 +77,28 @@ class BenchmarkIndex:
     cfg: DecontConfig
     hashes: np.ndarray  # sorted, unique uint64
     item_of: np.ndarray  # int32 item id of each hash
-    whole_lengths: tuple[int, ...]  # unit counts of items matched whole
+    whole_lengths: tuple[int, ...]  # window lengths rows are also searched at (items without a run n-gram)
     where: list[str]  # "file:line" of each item
     file_of: np.ndarray  # int32 file index of each item
     files: list[str]
     stats: list[dict] = field(default_factory=list)  # per file: items, too_short
+    _filter: np.ndarray | None = field(default=None, repr=False)  # bitmap over the hashes' low bits
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_filter": None}  # rebuilt in each worker rather than shipped
+
+    def _may_hold(self, flat: np.ndarray) -> np.ndarray:
+        """Bitmap prefilter: False means the hash is surely not in the index (most row n-grams), so only a
+        few percent go through the binary search."""
+        if self._filter is None:
+            bits = int(min(max(1 << 16, 1 << int(np.ceil(np.log2(32 * len(self.hashes) + 1)))), 1 << 30))
+            self._filter = np.zeros(bits // 8, dtype=np.uint8)
+            slot = self.hashes & np.uint64(bits - 1)
+            np.bitwise_or.at(self._filter, (slot >> np.uint64(3)).astype(np.int64),
+                             (np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8)))
+        slot = flat & np.uint64(len(self._filter) * 8 - 1)
+        byte = self._filter[(slot >> np.uint64(3)).astype(np.int64)]
+        return (byte >> (slot & np.uint64(7)).astype(np.uint8)) & 1 == 1
 
     @classmethod
     def build(cls, cfg: DecontConfig) -> "BenchmarkIndex":
@@ -108,22 +126,30 @@ class BenchmarkIndex:
         item_ids = [np.repeat(np.arange(len(texts), dtype=np.int32), np.diff(offsets))]
         hashes = [flat]
         n_units = np.diff(ub.offsets)
-        whole = np.flatnonzero((np.diff(offsets) == 0) & (n_units >= cfg.min_item_units))
-        for length in np.unique(n_units[whole]):
+        no_ngram = np.diff(offsets) == 0
+        longest = max(cfg.ngram_words, cfg.ngram_chars)
+        # Too short for an n-gram: the whole item is one window. Long enough but no run reaches n (scripts
+        # mixed unit by unit): its windows of `longest` units across runs. Rows are searched at these lengths.
+        whole = np.flatnonzero(no_ngram & (n_units >= cfg.min_item_units) & (n_units < longest))
+        mixed = no_ngram & (n_units >= longest)
+        lengths = set(n_units[whole].tolist()) | ({longest} if mixed.any() else set())
+        for length in sorted(lengths):
+            wflat, woff = window_hashes(ub, length)
             ids = whole[n_units[whole] == length]
-            wflat, woff = window_hashes(UnitBatch(ub.h, ub.cjk, ub.offsets), int(length))
-            starts = woff[ids]  # an item of exactly `length` units has one window: itself
-            hashes.append(wflat[starts])
+            hashes.append(wflat[woff[ids]])  # an item of exactly `length` units has one window: itself
             item_ids.append(ids.astype(np.int32))
-        too_short = (np.diff(offsets) == 0) & (n_units < cfg.min_item_units)
+            if length == longest:
+                rows = np.repeat(np.arange(len(texts), dtype=np.int32), np.diff(woff))
+                hashes.append(wflat[mixed[rows]])
+                item_ids.append(rows[mixed[rows]])
+        too_short = no_ngram & (n_units < cfg.min_item_units)
         h, it = np.concatenate(hashes), np.concatenate(item_ids)
         order = np.lexsort((it, h))
         h, it = h[order], it[order]
         first = np.r_[True, h[1:] != h[:-1]] if len(h) else np.zeros(0, dtype=bool)
         stats = [{"file": f, "items": int((file_of == k).sum()), "too_short": int(too_short[file_of == k].sum())}
                  for k, f in enumerate(files)]
-        return cls(cfg, h[first], it[first], tuple(int(x) for x in np.unique(n_units[whole])), where, file_of,
-                   files, stats)
+        return cls(cfg, h[first], it[first], tuple(sorted(int(x) for x in lengths)), where, file_of, files, stats)
 
     def match(self, texts: list[str]) -> np.ndarray:
         """For each text, the id of the first benchmark item (in file order) it shares an n-gram with, or -1.
@@ -131,19 +157,25 @@ class BenchmarkIndex:
         Example: index of ["the quick brown fox jumps over the lazy dog again and again today ok"];
         match(["He said the quick brown fox jumps over the lazy dog again and again today ok."]) -> [0]
         """
-        out = np.full(len(texts), np.iinfo(np.int32).max, dtype=np.int64)
+        out = np.full(len(texts), -1, dtype=np.int64)
         if not len(self.hashes) or not texts:
-            return np.full(len(texts), -1, dtype=np.int64)
+            return out
         ub = UnitBatch.of(texts)
         parts = [ngram_hashes(ub, self.cfg.ngram_words, self.cfg.ngram_chars, short_runs=False)]
         parts += [window_hashes(ub, n) for n in self.whole_lengths]
+        rows, items = [], []
         for flat, offsets in parts:
-            pos = np.searchsorted(self.hashes, flat)
+            maybe = np.flatnonzero(self._may_hold(flat))
+            pos = np.searchsorted(self.hashes, flat[maybe])
             pos[pos == len(self.hashes)] = 0
-            hit = self.hashes[pos] == flat
-            rows = np.repeat(np.arange(len(texts)), np.diff(offsets))
-            np.minimum.at(out, rows[hit], self.item_of[pos[hit]].astype(np.int64))
-        out[out == np.iinfo(np.int32).max] = -1
+            hit = self.hashes[pos] == flat[maybe]
+            rows.append(np.searchsorted(offsets, maybe[hit], side="right") - 1)
+            items.append(self.item_of[pos[hit]])
+        rows, items = np.concatenate(rows), np.concatenate(items)
+        order = np.lexsort((items, rows))  # per row, the lowest item id first
+        rows, items = rows[order], items[order]
+        first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, dtype=bool)
+        out[rows[first]] = items[first]
         return out
 
     def items(self) -> int:

@@ -105,23 +105,16 @@ class DedupKeys:
     def __len__(self) -> int:
         return len(self.exact)
 
-    @staticmethod
-    def concat(parts: list["DedupKeys"]) -> "DedupKeys":
-        near = [p.near for p in parts]
-        return DedupKeys(np.concatenate([p.exact for p in parts]) if parts else np.zeros((0, 2), np.uint64),
-                         np.concatenate(near) if parts and all(n is not None for n in near) else None)
-
 
 def dedup_keys(texts: list[str], cfg: DedupConfig) -> DedupKeys:
     """The keys of each text (worker side; texts from text.example_text).
 
     Example: dedup_keys(["Hello  World", "hello world"], DedupConfig()).exact -> two equal rows
     """
-    exact = np.zeros((len(texts), 2), dtype=np.uint64)
-    for i, text in enumerate(texts):
-        digest = xxhash.xxh3_128_intdigest(normalize_text(
-            text, casefold=cfg.casefold, collapse_whitespace=cfg.collapse_whitespace).encode("utf-8", "surrogatepass"))
-        exact[i] = (digest >> 64, digest & 0xFFFFFFFFFFFFFFFF)
+    digests = b"".join(xxhash.xxh3_128_digest(normalize_text(
+        t, casefold=cfg.casefold, collapse_whitespace=cfg.collapse_whitespace).encode("utf-8", "surrogatepass"))
+        for t in texts)
+    exact = np.frombuffer(digests, dtype=">u8").astype(np.uint64).reshape(len(texts), 2)  # (high, low) words
     if cfg.mode != "near":
         return DedupKeys(exact)
     flat, offsets = ngram_hashes(texts, cfg.ngram, cfg.ngram, short_runs=True)
@@ -171,19 +164,35 @@ class Deduplicator:
             first = np.where(band_hits >= 0, band_hits, np.iinfo(np.int64).max).min(axis=1)
             use = (found < 0) & (first != np.iinfo(np.int64).max)
             found[use], how[use] = first[use], 1
-        # Rows of this batch against each other, in order (a row is compared with kept rows only).
+        # Rows of this batch against each other. A row that shares no key with an earlier row of the batch
+        # stays (vectorised); the few that do are decided in order, against kept rows only.
+        earlier = _shares_earlier_key(keys.exact, near) & (found < 0)
+        if earlier.any():
+            kept_rows = self._in_order(keys.exact, near, found, how, earlier)
+        else:
+            kept_rows = np.flatnonzero(found < 0).tolist()
+        self._store(keys, kept_rows, sources, lines)
+        out: list[Duplicate | None] = [None] * n
+        for i in np.flatnonzero(found >= 0):
+            kind = "exact" if how[i] == 0 else "near"
+            self.removed[kind] += 1
+            out[i] = Duplicate(self.where(int(found[i])), kind)
+        return out
+
+    def _in_order(self, exact: np.ndarray, near: np.ndarray | None, found: np.ndarray, how: np.ndarray,
+                  earlier: np.ndarray) -> list[int]:
+        """Decide the rows of a batch in order where some share a key with an earlier row of the batch;
+        fills found/how for the duplicates and returns the kept rows."""
         seen_exact: dict[tuple[int, int], int] = {}
         seen_band: dict[int, int] = {}
         kept_rows: list[int] = []
-        for i in range(n):
-            if found[i] >= 0:
-                continue
-            ek = (int(keys.exact[i, 0]), int(keys.exact[i, 1]))
-            if ek in seen_exact:
-                found[i], how[i] = seen_exact[ek], 0
-                continue
-            if near is not None:
-                hits = [seen_band[int(k)] for k in near[i] if k and int(k) in seen_band]
+        for i in np.flatnonzero(found < 0).tolist():
+            ek = (int(exact[i, 0]), int(exact[i, 1]))
+            if earlier[i]:
+                if ek in seen_exact:
+                    found[i], how[i] = seen_exact[ek], 0
+                    continue
+                hits = [seen_band[int(k)] for k in near[i] if k and int(k) in seen_band] if near is not None else []
                 if hits:
                     found[i], how[i] = min(hits), 1
                     continue
@@ -192,13 +201,7 @@ class Deduplicator:
             seen_exact[ek] = rid
             if near is not None:
                 seen_band.update((int(k), rid) for k in near[i] if k)
-        self._store(keys, kept_rows, sources, lines)
-        out: list[Duplicate | None] = [None] * n
-        for i in np.flatnonzero(found >= 0):
-            kind = "exact" if how[i] == 0 else "near"
-            self.removed[kind] += 1
-            out[i] = Duplicate(self.where(int(found[i])), kind)
-        return out
+        return kept_rows
 
     def _store(self, keys: DedupKeys, kept_rows: list[int], sources: list[str], lines: list[int]) -> None:
         if not kept_rows:
@@ -227,3 +230,25 @@ class Deduplicator:
     def nbytes(self) -> int:
         """Memory held by the decisions so far (keys, ids, locations)."""
         return self._exact.nbytes() + self._near.nbytes() + sum(b.nbytes for b in self._where)
+
+
+def _shares_earlier_key(exact: np.ndarray, near: np.ndarray | None) -> np.ndarray:
+    """For each row of a batch: does an earlier row of the batch have its exact key or one of its band keys?
+
+    Example: exact keys [k1, k2, k1] -> [False, False, True]
+    """
+    n = len(exact)
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    _, first = np.unique(exact, axis=0, return_index=True)
+    out[np.setdiff1d(np.arange(n), first)] = True
+    if near is not None:
+        flat = near.reshape(-1)
+        rows = np.repeat(np.arange(n), near.shape[1])
+        valid = flat != 0
+        _, first = np.unique(flat[valid], return_index=True)
+        repeated = np.ones(valid.sum(), dtype=bool)
+        repeated[first] = False  # np.unique's index is the first occurrence, and rows are in order
+        out[rows[valid][repeated]] = True
+    return out

@@ -72,8 +72,17 @@ def units(text: str) -> tuple[list[str], list[bool]]:
     Example: units("Hello, 世界 2024!") -> (["hello", "世", "界", "2024"], [False, True, True, False])
     """
     found = _UNITS.findall(text.casefold())
-    first = np.fromiter((ord(t[0]) for t in found), dtype=np.int64, count=len(found))
-    return found, ((np.searchsorted(_RANGE_EDGES, first, side="right") % 2) == 1).tolist()
+    return found, _first_is_cjk(found).tolist()
+
+
+def _first_is_cjk(tokens: list[str]) -> np.ndarray:
+    """Whether each unit is a no-space-script character: exactly when its first character is one (the word
+    pattern excludes those scripts). One UTF-32 buffer and a vectorised range test, no per-unit Python."""
+    if not tokens:
+        return np.zeros(0, dtype=bool)
+    cps = np.frombuffer("\x00".join(tokens).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    first = cps[np.r_[0, np.flatnonzero(cps == 0) + 1]]
+    return (np.searchsorted(_RANGE_EDGES, first, side="right") % 2) == 1
 
 
 def unit_hashes(tokens: list[str]) -> np.ndarray:
@@ -94,21 +103,28 @@ class UnitBatch:
     h: np.ndarray
     cjk: np.ndarray
     offsets: np.ndarray
+    _prefix: np.ndarray | None = None  # C of _span_hashes, computed once per batch
+
+    def prefix(self) -> np.ndarray:
+        if self._prefix is None:
+            _, inv = _powers(len(self.h) + 1)
+            self._prefix = np.zeros(len(self.h) + 1, dtype=np.uint64)
+            with np.errstate(over="ignore"):
+                np.cumsum(self.h * inv[:len(self.h)], out=self._prefix[1:])
+        return self._prefix
 
     @classmethod
     def of(cls, texts: list[str]) -> "UnitBatch":
         """Example: UnitBatch.of(["a b", "你好"]) -> 4 unit hashes, cjk [F, F, T, T], offsets [0, 2, 4]"""
         tokens: list[str] = []
-        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        for i, text in enumerate(texts):
+        lengths = []
+        for text in texts:
             found = _UNITS.findall(text.casefold())
             tokens += found
-            offsets[i + 1] = offsets[i] + len(found)
-        # A unit is a no-space-script character exactly when its first character is one (the word
-        # pattern excludes those scripts): one vectorised range test instead of a regex per unit.
-        first = np.fromiter((ord(t[0]) for t in tokens), dtype=np.int64, count=len(tokens))
-        cjk = (np.searchsorted(_RANGE_EDGES, first, side="right") % 2) == 1
-        return cls(unit_hashes(tokens), cjk, offsets)
+            lengths.append(len(found))
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(unit_hashes(tokens), _first_is_cjk(tokens), offsets)
 
 
 def ngram_hashes(texts: list[str] | UnitBatch, n_words: int, n_chars: int, *,
@@ -157,10 +173,10 @@ def _windows(ub: UnitBatch, first: np.ndarray, count: np.ndarray, width: np.ndar
     e = s + np.repeat(width, count)
     offsets = np.zeros(len(ub.offsets), dtype=np.int64)
     np.cumsum(np.bincount(np.repeat(row, count), minlength=len(ub.offsets) - 1), out=offsets[1:])
-    return _span_hashes(ub.h, s, e), offsets
+    return _span_hashes(ub.h, s, e, ub.prefix()), offsets
 
 
-def _span_hashes(h: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+def _span_hashes(h: np.ndarray, s: np.ndarray, e: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
     """Hash of each span h[s:e]: the polynomial sum_k h[k] * P^(e-1-k) mod 2^64, from prefix sums.
 
     P is odd, so it has an inverse Q mod 2^64: with C[i] = sum_{j<i} h[j] * Q^j the span's polynomial
@@ -171,8 +187,10 @@ def _span_hashes(h: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.uint64)
     pw, inv = _powers(len(h) + 1)
     with np.errstate(over="ignore"):
-        c = np.zeros(len(h) + 1, dtype=np.uint64)
-        np.cumsum(h * inv[:len(h)], out=c[1:])
+        c = prefix
+        if c is None:
+            c = np.zeros(len(h) + 1, dtype=np.uint64)
+            np.cumsum(h * inv[:len(h)], out=c[1:])
         poly = pw[e - 1] * (c[e] - c[s])
         return _mix(poly + (e - s).astype(np.uint64) * _LENGTH_SALT)
 
