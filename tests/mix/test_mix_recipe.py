@@ -119,7 +119,7 @@ def test_unreadable_or_malformed_recipe(data):
     with pytest.raises(RecipeError, match="cannot read the recipe"):
         load_recipe(data / "nope.yaml")
     (data / "x.yaml").write_text("sources: [\n", encoding="utf-8")
-    with pytest.raises(RecipeError, match=r"x.yaml: not valid YAML"):
+    with pytest.raises(RecipeError, match=r"x.yaml: not valid YAML at line 2"):
         load_recipe(data / "x.yaml")
     (data / "x.json").write_text("{", encoding="utf-8")
     with pytest.raises(RecipeError, match=r"x.json: not valid JSON at line 1"):

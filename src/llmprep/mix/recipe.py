@@ -77,17 +77,16 @@ def load_recipe(path: str | Path, *, check_paths: bool = True) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"--mix {str(path)!r}: cannot read the recipe: {exc}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            doc = json.loads(text)
-        else:
-            import yaml
+    import yaml
 
-            doc = yaml.safe_load(text)
-    except (ValueError, Exception) as exc:  # yaml.YAMLError and json.JSONDecodeError
-        where = f" at line {exc.lineno}" if hasattr(exc, "lineno") else ""
-        raise RecipeError(f"--mix {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}"
-                          f"{where}: {str(exc).splitlines()[0]}") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        doc = json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = exc.lineno if is_json else (mark.line + 1 if mark else None)
+        raise RecipeError(f"--mix {path}: not valid {'JSON' if is_json else 'YAML'}"
+                          f"{f' at line {line}' if line else ''}: {str(exc).splitlines()[0]}") from None
     return parse_recipe(doc, path, check_paths=check_paths)
 
 
