@@ -1,7 +1,9 @@
 """Process one shard of examples: render, encode, fit to --max-length. Runs in worker processes.
 
-A shard is a list of Examples; the result holds the encoded rows plus what was rejected or dropped,
+A shard is a list of records; the result holds the encoded rows plus what was rejected or dropped,
 each with its file, line and reason, so the caller can account for every record.
+
+`llmprep.executor.task.run_task` wraps it as the unit an executor runs (reading, cache, spill file).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ShardResult:
     fast_rows: int = 0
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
+    kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
 
 
 _STATE: dict = {}
@@ -119,8 +122,9 @@ def process_shard(records: list[Record], formats: dict[str, str],
                for r, why in fitted.dropped]
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
+    kept_at = [(examples[order[r]].source, examples[order[r]].line) for r in fitted.kept.tolist()]
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
-                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds)
+                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at)
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,
