@@ -51,6 +51,8 @@ class ShardResult:
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
     kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
+    kept_examples: list[Example] | None = None  # the example behind each kept row (its text: llmprep.mix keys)
+    dropped_examples: list[Example] | None = None  # the example behind each entry of `dropped`
 
 
 _STATE: dict = {}
@@ -120,11 +122,14 @@ def process_shard(records: list[Record], formats: dict[str, str],
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
     dropped = [Rejected(examples[order[r]].source, examples[order[r]].line, None, why, examples[order[r]].data)
                for r, why in fitted.dropped]
+    dropped_examples = [examples[order[r]] for r, _ in fitted.dropped]
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
-    kept_at = [(examples[order[r]].source, examples[order[r]].line) for r in fitted.kept.tolist()]
+    kept = [examples[order[r]] for r in fitted.kept.tolist()]
+    kept_at = [(ex.source, ex.line) for ex in kept]
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
-                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at)
+                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
+                       kept, dropped_examples)
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,

@@ -13,8 +13,9 @@ from helpers import chat, write_jsonl
 
 from llmprep.checks import Data, Subject, run_checks
 from llmprep.checks.dedup import NEAR_THRESHOLD
-from llmprep.checks.text import normalize, prompt_text, shingles, words
+from llmprep.checks.text import prompt_text
 from llmprep.constants import IGNORE_INDEX
+from llmprep.mix.text import normalize_text, units
 
 ENGLISH = Path(__file__).parents[1] / "assets" / "english_excerpt.txt"
 
@@ -36,12 +37,11 @@ def paragraphs(n: int) -> list[str]:
     return paras[:n]
 
 
-def test_text_normalisation_and_shingles():
-    assert normalize("  What  is\tAI? ") == "what is ai?"
-    assert normalize("  What  is\tAI? ", casefold=False) == "What is AI?"
-    assert shingles("One two three", n=2) == {"one two", "two three"}
-    assert shingles("你好世界", n=2) == {"你 好", "好 世", "世 界"}
-    assert shingles("hi", n=5) == {"hi"}
+def test_text_normalisation_is_prepares_and_the_prompt_key():
+    # one implementation: the doctor compares text exactly as prepare's --dedup does (llmprep.mix.text)
+    assert normalize_text("  What  is\tAI? ") == "what is ai?"
+    assert normalize_text("  What  is\tAI? ", casefold=False) == "What is AI?"
+    assert units("One, two 你好")[0] == ["one", "two", "你", "好"]
     msgs = chat("Q1", "A1", "Q2", "A2", system="S")
     assert prompt_text(msgs) == "system: S user: Q1 assistant: A1 user: Q2"
 
@@ -123,7 +123,7 @@ def test_leakage_near_same_prompt(smollm2, tmp_path):
 def test_leakage_twin_distinct_prompts_and_no_test_split(smollm2, tmp_path):
     seen, rows = set(), []
     for r in sample_lines(600):  # prompts distinct even ignoring case and punctuation ("Are you sapient?")
-        key = " ".join(words(prompt_text(r["messages"])))
+        key = " ".join(units(prompt_text(r["messages"]))[0])
         if key not in seen:
             seen.add(key)
             rows.append(r)

@@ -38,6 +38,7 @@ class ShardTask:
     file_index: int
     span: tuple[int, int, int] | None = None  # (start byte, stop byte, first line number); None: whole file
     format: str | None = None  # the file's detected format (None: --format, or no readable record)
+    source: int = 0  # --mix: index of the recipe source the file belongs to (its own format and columns)
 
     def records(self, lazy: bool = True) -> Iterator[Record]:
         if not storage.is_uri(self.path):
@@ -99,15 +100,20 @@ def detect_format(tasks: list[ShardTask], columns: Mapping[str, str]) -> str | N
     return None
 
 
-def plan(files: list[str], *, shard_lines: int, fmt: str | None,
-         columns: Mapping[str, str]) -> tuple[list[ShardTask], list[FileScan]]:
-    """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order."""
+def plan(files: list[str], *, shard_lines: int, fmt: str | None, columns: Mapping[str, str], source: int = 0,
+         first_task: int = 0, first_file: int = 0) -> tuple[list[ShardTask], list[FileScan]]:
+    """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order.
+
+    A --mix source is planned on its own (its format and columns) and numbered after the sources before
+    it: `first_task`/`first_file` are the counts so far, `source` its index in the recipe.
+    """
     tasks: list[ShardTask] = []
     scans = []
-    for i, path in enumerate(files):
+    for i, path in enumerate(files, start=first_file):
         s = scan(str(path), shard_lines)
         scans.append(s)
-        mine = [ShardTask(len(tasks) + k, str(path), i, span) for k, span in enumerate(s.cuts or [None])]
+        mine = [ShardTask(first_task + len(tasks) + k, str(path), i, span, source=source)
+                for k, span in enumerate(s.cuts or [None])]
         detected = None if fmt else detect_format(mine, columns)
-        tasks += [ShardTask(t.index, t.path, i, t.span, detected) for t in mine]
+        tasks += [ShardTask(t.index, t.path, i, t.span, detected, source) for t in mine]
     return tasks, scans

@@ -16,6 +16,7 @@ an n-gram is matched by its 13-unit windows across runs.) Rows are searched at a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,18 @@ class BenchmarkIndex:
 
     def items(self) -> int:
         return len(self.where)
+
+    def fingerprint(self) -> str:
+        """What the matches depend on: the n-gram settings and the indexed hashes with their items (the
+        files' content and order, not their names). Part of the shard cache key.
+
+        Example: the same items in a renamed file -> the same fingerprint; one item edited -> another
+        """
+        h = hashlib.sha256(repr((self.cfg.ngram_words, self.cfg.ngram_chars, self.cfg.min_item_units,
+                                 self.whole_lengths, len(self.where))).encode())
+        h.update(np.ascontiguousarray(self.hashes).tobytes())
+        h.update(np.ascontiguousarray(self.item_of).tobytes())
+        return h.hexdigest()[:32]
 
     def counts(self, matched: np.ndarray) -> dict[str, int]:
         """Rows removed per benchmark file, from match() results. Example: [-1, 0, 0] -> {"mmlu.jsonl": 2}"""

@@ -22,7 +22,8 @@ import xxhash
 
 from llmprep.errors import ConfigError
 from llmprep.mix.keyindex import KeyIndex
-from llmprep.mix.minhash import band_keys, signatures
+from llmprep.mix.minhash import band_keys
+from llmprep.mix.minhash import signatures as minhash_signatures
 from llmprep.mix.text import ngram_hashes, normalize_text
 
 DEDUP_MODES = ("exact", "near", "none")
@@ -101,13 +102,15 @@ class DedupKeys:
 
     exact: np.ndarray
     near: np.ndarray | None = None
+    signatures: np.ndarray | None = None  # (n, num_perm) uint32 MinHash, when asked for (the doctor's estimates)
 
     def __len__(self) -> int:
         return len(self.exact)
 
 
-def dedup_keys(texts: list[str], cfg: DedupConfig) -> DedupKeys:
-    """The keys of each text (worker side; texts from text.example_text).
+def dedup_keys(texts: list[str], cfg: DedupConfig, *, signatures: bool = False) -> DedupKeys:
+    """The keys of each text (worker side; texts from text.example_text). `signatures` keeps the near
+    mode's MinHash signatures too (their agreement estimates Jaccard similarity).
 
     Example: dedup_keys(["Hello  World", "hello world"], DedupConfig()).exact -> two equal rows
     """
@@ -119,9 +122,10 @@ def dedup_keys(texts: list[str], cfg: DedupConfig) -> DedupKeys:
         return DedupKeys(exact)
     flat, offsets = ngram_hashes(texts, cfg.ngram, cfg.ngram, short_runs=True)
     bands, rows = cfg.lsh
-    near = band_keys(signatures(flat, offsets, cfg.num_perm, cfg.seed), bands, rows)
+    sig = minhash_signatures(flat, offsets, cfg.num_perm, cfg.seed)
+    near = band_keys(sig, bands, rows)
     near[np.diff(offsets) == 0] = 0
-    return DedupKeys(exact, near)
+    return DedupKeys(exact, near, sig if signatures else None)
 
 
 @dataclass(frozen=True)

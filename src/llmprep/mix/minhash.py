@@ -7,12 +7,18 @@ so `rensa` is used where it is installed and gives the same signatures as the nu
 first use (as the fastokens encoder is): rensa 0.5 changed its permutations, fails that check and is not
 used. numpy is the fallback on platforms without a rensa wheel; the keys are the same either way.
 
+Fork safety: rensa runs on rayon's thread pool, and a process forked after that pool started inherits a
+pool whose threads do not exist (the child's first rensa call waits forever). So a child forked from a
+process that used rensa uses the numpy path (same signatures); prepare's workers set RAYON_NUM_THREADS=1
+(the processes already fill the cores) before their first use.
+
 Example: signatures(np.array([1, 2, 3], dtype=np.uint64), np.array([0, 3]), num_perm=4, seed=1)
 -> a (1, 4) uint32 array; a row with no shingle is all 0xFFFFFFFF
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -80,17 +86,30 @@ def signatures_numpy(flat: np.ndarray, offsets: np.ndarray, num_perm: int, seed:
 def _signatures_rensa(flat: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     import rensa
 
+    _POOL["started"] = True
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
         np.ascontiguousarray(flat, dtype=np.uint64), np.asarray(offsets, dtype=np.uint64), num_perm, seed)
     return np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(offsets) - 1, num_perm)
 
 
 _RENSA: dict[tuple[int, int], bool] = {}
+_POOL = {"started": False, "inherited": False}  # rayon's pool started here / in the process we were forked from
+
+
+def _after_fork_in_child() -> None:
+    if _POOL["started"]:
+        _POOL["inherited"] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def rensa_verified(num_perm: int, seed: int) -> bool:
     """True when rensa is installed and gives the numpy path's signatures on a fixed probe (once per
-    process and parameters): a rensa release that changed its hashing is never used silently."""
+    process and parameters): a rensa release that changed its hashing is never used silently. False in
+    a process forked after its parent used rensa (see the module docstring)."""
+    if _POOL["inherited"]:
+        return False
     key = (num_perm, seed)
     if key not in _RENSA:
         try:
