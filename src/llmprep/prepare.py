@@ -98,7 +98,7 @@ class PrepareConfig:
     dedup_threshold: float = 0.8
     dedup_ngram: int = 5
     decontaminate: tuple[str, ...] = ()  # benchmark files, directories or globs
-    decontaminate_ngram: int = 13
+    decontaminate_ngram_words: int = 13
     decontaminate_ngram_chars: int = 13
 
     def dedup_config(self) -> DedupConfig:
@@ -107,7 +107,7 @@ class PrepareConfig:
                            threshold=self.dedup_threshold, ngram=self.dedup_ngram)
 
     def decont_config(self) -> DecontConfig:
-        return DecontConfig(tuple(self.decontaminate), self.decontaminate_ngram, self.decontaminate_ngram_chars)
+        return DecontConfig(tuple(self.decontaminate), self.decontaminate_ngram_words, self.decontaminate_ngram_chars)
 
     def check(self) -> None:
         """Collect every bad option and report them together."""

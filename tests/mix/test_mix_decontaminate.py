@@ -3,8 +3,6 @@ quote some items verbatim, paraphrase others, or share only common phrases with 
 
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from helpers import write_jsonl
 
@@ -13,46 +11,9 @@ from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig, item_text
 from llmprep.mix.text import example_text
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory, gpl_paragraphs, tang_poems):
-    d = tmp_path_factory.mktemp("bench")
-    write_jsonl(d / "gpl.jsonl", [{"id": i, "question": p, "choices": ["yes", "no"], "answer": 0}
-                                  for i, p in enumerate(gpl_paragraphs[:6])])
-    (d / "tang.txt").write_text("\n".join(title + body for title, body in tang_poems[:10]) + "\n", encoding="utf-8")
-    pq.write_table(pa.table({"prompt": ["Name the three branches of the United States federal government",
-                                        "Why?"]}), d / "short.parquet")
-    return d, BenchmarkIndex.build(DecontConfig((str(d / "gpl.jsonl"), str(d / "tang.txt"), str(d / "short.parquet"))))
-
-
-def _rows(gpl_paragraphs, tang_poems):
-    quote_en = " ".join(gpl_paragraphs[3].split()[10:30])  # 20 words of item 4, inside a longer reply
-    quote_zh = tang_poems[1][1][:17]  # "浮云终日行，游子久不至。三夜频梦君": 15 characters without punctuation
-    return {
-        "verbatim-en": [{"role": "user", "content": "What does the GPL say about passing on freedoms?"},
-                        {"role": "assistant", "content": f"It says, roughly: {quote_en}. That is the key duty."}],
-        "verbatim-zh": [{"role": "user", "content": "背一下杜甫的诗"},
-                        {"role": "assistant", "content": f"好的：{quote_zh}……"}],
-        "paraphrase-en": [{"role": "user", "content": "Explain free software."},
-                          {"role": "assistant", "content": "Free software is about liberty rather than cost: you "
-                           "may share copies, even sell them, get the code, change it, and reuse parts of it in "
-                           "new programs, and you should be told that you can."}],
-        "paraphrase-zh": [{"role": "user", "content": "这首诗讲了什么？"},
-                          {"role": "assistant",
-                           "content": "诗人梦见了远方的李白，醒来后担心朋友的处境，感叹他名满天下却一生坎坷。"}],
-        "common-en": [{"role": "user", "content": "Is the GNU General Public License a free software license?"},
-                      {"role": "assistant", "content": "Yes: the GNU General Public License guarantees your freedom "
-                       "to share and change software."}],
-        "common-zh": [{"role": "user", "content": "江湖多风波是什么意思？"},
-                      {"role": "assistant", "content": "“江湖多风波，舟楫恐失坠”是说世路艰险，要处处小心。"}],
-        "short-item-whole": [{"role": "user", "content": "Quiz: name the three branches of the United States "
-                              "federal government."},
-                             {"role": "assistant", "content": "Legislative, executive, judicial."}],
-    }
-
-
-def test_verbatim_quotes_are_caught_paraphrases_and_common_phrases_are_not(bench, gpl_paragraphs, tang_poems):
+def test_verbatim_quotes_are_caught_paraphrases_and_common_phrases_are_not(bench, decont_rows):
     d, index = bench
-    rows = _rows(gpl_paragraphs, tang_poems)
+    rows = decont_rows
     got = index.match([example_text("chat", {"messages": m}) for m in rows.values()])
     found = {name: (index.where[i] if i >= 0 else None) for name, i in zip(rows, got)}
     assert found == {

@@ -56,3 +56,20 @@ def test_empty_row_signature_is_all_max_and_band_keys_separate_bands():
     other[1, 0] += 1  # first band differs only
     k2 = M.band_keys(other, 4, 3)
     assert k2[0, 0] != k2[1, 0] and (k2[0, 1:] == k2[1, 1:]).all()
+
+
+def _child_signatures(flat, off):
+    return M.rensa_verified(128, 1), M.signatures(flat, off, 128, 1)
+
+
+def test_a_process_forked_after_rensa_ran_uses_numpy_and_does_not_hang(gpl_paragraphs):
+    """rayon's pool does not survive fork: a child of a process that used rensa would wait forever in it."""
+    import multiprocessing as mp
+
+    pytest.importorskip("rensa")
+    flat, off = ngram_hashes(gpl_paragraphs, 5, 5, short_runs=True)
+    parent = M.signatures(flat, off, 128, 1)  # rensa ran here (verified), so its thread pool exists
+    assert M.rensa_verified(128, 1)
+    with mp.get_context("fork").Pool(1) as pool:
+        used_rensa, child = pool.apply_async(_child_signatures, (flat, off)).get(timeout=60)
+    assert not used_rensa and np.array_equal(child, parent)

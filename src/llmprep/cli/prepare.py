@@ -95,7 +95,7 @@ def parse_test_size(value: str) -> float:
 @click.option("--decontaminate", multiple=True, metavar="FILES",
               help="Benchmark items (JSONL/JSON/CSV/Parquet records, or text: one item per line; files, dirs, "
                    "globs; repeatable): rows sharing an n-gram with an item are rejected.")
-@click.option("--decontaminate-ngram", type=int, default=13, show_default=True,
+@click.option("--decontaminate-ngram-words", type=int, default=13, show_default=True,
               help="--decontaminate: n-gram length in words.")
 @click.option("--decontaminate-ngram-chars", type=int, default=13, show_default=True,
               help="--decontaminate: n-gram length in characters for scripts written without spaces (CJK, Thai).")
@@ -104,7 +104,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
                 train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
                 stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, executor, ray_address,
                 mix, dedup, dedup_keep_case, dedup_keep_whitespace, dedup_threshold, dedup_ngram, decontaminate,
-                decontaminate_ngram, decontaminate_ngram_chars, quiet) -> None:
+                decontaminate_ngram_words, decontaminate_ngram_chars, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample), or the sources of a --mix recipe, into a
     dataset at --out.
 
@@ -137,7 +137,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address,
         mix=mix, dedup=dedup, dedup_keep_case=dedup_keep_case, dedup_keep_whitespace=dedup_keep_whitespace,
         dedup_threshold=dedup_threshold, dedup_ngram=dedup_ngram, decontaminate=tuple(decontaminate),
-        decontaminate_ngram=decontaminate_ngram, decontaminate_ngram_chars=decontaminate_ngram_chars)
+        decontaminate_ngram_words=decontaminate_ngram_words, decontaminate_ngram_chars=decontaminate_ngram_chars)
     inputs = list(inputs) or ([] if mix else [sample_path()])
     result = run(cfg, inputs, out=out)  # LlmprepError -> one clean line (cli.Group)
     if not quiet:
