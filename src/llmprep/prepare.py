@@ -1,13 +1,17 @@
 """`prepare`: files of records -> a DatasetDict of training-ready rows on disk, with a report.
 
-    plan (files -> shard tasks)                                                    driver
+    plan (files, or a --mix recipe's sources -> shard tasks)                       driver
     -> run_task per task: read -> formats -> render -> encode -> fit -> spill file   executor (local|ray)
-    -> per-row metadata (RowIndex) -> split, length stats, bfd bins                   driver, no tokens
+       (+ per-row dedup keys and benchmark matches: llmprep.mix.keys)
+    -> per-row metadata, in input order: decontamination, dedup (llmprep.mix.select)  driver, no tokens
+    -> RowIndex -> split of the clean rows -> mix (train rows down-sampled/repeated)
+       -> length stats, bfd bins
     -> splits assembled from the spill files -> DIR (atomic) + report.json + rejected.jsonl + run.json
 
 The driver never holds the rows: shards are written to spill files as they complete, rejects stream
-to rejected.jsonl, and the global steps work from per-row lengths (docs/scale.md). Every record read
-ends up kept, rejected (bad input) or dropped (truncation): read = kept + rejected + dropped.
+to side files, and the global steps work from per-row metadata (docs/scale.md, docs/mix.md). Every record
+read ends up kept, rejected (bad input, a duplicate, a benchmark match) or dropped (truncation, left out
+by the mix): read = kept + rejected + dropped.
 """
 
 from __future__ import annotations

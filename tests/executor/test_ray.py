@@ -87,7 +87,7 @@ def test_ray_mix_dedup_and_decontamination_match_local(local_ray, english_chats,
     opts = dict(mix=str(tmp_path / "mix.yaml"), dedup="near", decontaminate=(str(tmp_path / "bench.txt"),),
                 test_size=3, progress=False, cache=False)
     ray_run = run(PrepareConfig(**opts, executor="ray", num_proc=2), [], out=tmp_path / "ray")
-    local = run(PrepareConfig(**opts, num_proc=2), [], out=tmp_path / "local")
+    run(PrepareConfig(**opts, num_proc=2), [], out=tmp_path / "local")
     assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")
     # decontamination first: en line 4 and its copy (line 34) match the benchmark; lines 31-33, 35 are duplicates
     where = [(Path(r.source).stem, r.line, r.benchmark or r.duplicate_of) for r in ray_run.rejected]

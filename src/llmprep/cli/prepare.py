@@ -47,7 +47,8 @@ def parse_test_size(value: str) -> float:
               help="Rename an input field before format detection (repeatable).")
 @click.option("--template", default="auto", show_default=True,
               help="'auto' (the tokenizer's chat template), a built-in name, or a .jinja file.")
-@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True, help="Row length limit in tokens.")
+@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True,
+              help="Row length limit in tokens.")
 @click.option("--truncation", type=click.Choice(["right", "left", "drop"]), default="right", show_default=True,
               help="How rows longer than --max-length are fitted.")
 @click.option("--test-size", default="0", show_default=True, help="Test split: a fraction (0.1) or a count (500).")
