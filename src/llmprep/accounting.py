@@ -23,6 +23,7 @@ from llmprep.examples import Rejected
 from llmprep.executor.task import ShardMeta
 from llmprep.formats import PAIR
 from llmprep.output import length_stats
+from llmprep.shard import TEMPLATE_ROWS
 
 REJECTED = "rejected.jsonl"
 
@@ -45,6 +46,7 @@ class Accounts:
         self.first_dropped: list[Rejected] = []
         self.kinds: dict[str, int] = {}
         self.counts = {"truncated": 0, "control_text_rows": 0, "fast_rows": 0, "engine_mismatches": 0}
+        self.template_rows: dict[str, int] = {}
         self.hits = self.computed = 0
         self.misses: dict[str, int] = {}
         self.cache_errors: list[str] = []
@@ -77,6 +79,8 @@ class Accounts:
             self.kinds[k] = self.kinds.get(k, 0) + v
         for k in self.counts:
             self.counts[k] += getattr(meta, k)
+        for k, v in meta.template_rows.items():
+            self.template_rows[k] = self.template_rows.get(k, 0) + v
         if meta.hit:
             self.hits += 1
         else:
@@ -165,7 +169,8 @@ def report(cfg, acc: Accounts, index: RowIndex, splits: dict[str, np.ndarray],
                    "trained": 0 if pairs else int(index.columns["trained"][used].sum(dtype=np.int64))},
         "lengths": length_stats(lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": acc.counts["fast_rows"],
-                   "fastokens_mismatches": acc.counts["engine_mismatches"]},
+                   "fastokens_mismatches": acc.counts["engine_mismatches"],
+                   **{k: acc.template_rows.get(k, 0) for k in TEMPLATE_ROWS}},
         "options": options,
     }
 

@@ -39,7 +39,7 @@ from llmprep.accounting import run_info as make_run_info
 from llmprep.assemble import RowIndex, assemble
 from llmprep.cache import DEFAULT_MAX_SIZE, ShardCache, default_cache_dir, miss_reason, parse_size
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
-from llmprep.encode import ENGINES
+from llmprep.encode import ENGINES, whole_texts
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected
 from llmprep.executor import EXECUTORS, get_executor, storage
@@ -53,8 +53,9 @@ from llmprep.mix.recipe import Recipe, load_recipe
 from llmprep.mix.select import RowFilter, mix_order, removed_records
 from llmprep.output import write_dataset_dict, write_json
 from llmprep.render import resolve_template, template_fingerprint
+from llmprep.render.engine import describe_engine
 from llmprep.shard import ShardSettings
-from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
+from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path, tokenizer_class
 from llmprep.truncate import TRUNCATION
 
 SHARD_SIZE = int(os.environ.get("LLMPREP_SHARD_SIZE", 2048))  # lines (records) per shard
@@ -212,7 +213,8 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     remote_out = out is not None and storage.is_uri(out)
     if remote_out:
         storage.check_out(str(out))
-    tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) or cfg.tokenizer is None else cfg.tokenizer
+    named = isinstance(cfg.tokenizer, str) or cfg.tokenizer is None
+    tok = load_lite_tokenizer(cfg.tokenizer) if named else cfg.tokenizer
     if cfg.format:
         get_format(cfg.format)  # an unknown --format fails before any reading
     template_name, source, template_error = None, None, None
@@ -307,9 +309,11 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
             report["mix"] = mixed
         report["inputs"] = [{"path": s.path, "sha256": s.sha256} | _input_entry(g, recipe)
                             for s, (_, g) in zip(scans, files)]
-        report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
+        report["tokenizer"] = {"name": str(cfg.tokenizer), "class": tokenizer_class(tok), "vocab_size": len(tok),
                                "fingerprint": tok_fingerprint}
         report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
+        if source:
+            report["engine"]["template_engine"] = describe_engine(source)
         if pack_stats:
             report["packing"] = pack_stats
         acc.finish(removed_records(tasks, acc.metas, rows_filter.removed, SHARD_SIZE))
@@ -500,8 +504,9 @@ def _sha256(path) -> str:
 
 
 def _tokenizer_fingerprint(tok) -> str:
-    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match."""
+    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match.
+    (Without the truncation/padding an earlier call may have left on: encoding turns them off anyway.)"""
     inner = getattr(tok, "backend_tokenizer", None)
-    blob = inner.to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
+    blob = whole_texts(inner).to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
     extra = repr((tok.bos_token, tok.eos_token, tok.pad_token, getattr(tok, "chat_template", None)))
     return hashlib.sha256((blob + extra).encode("utf-8")).hexdigest()[:16]

@@ -19,7 +19,7 @@ from llmprep.examples import Example, Rejected, reject, to_examples
 from llmprep.formats import CHAT, PAIR, TEXT
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
-from llmprep.tokenizer import load_tokenizer
+from llmprep.tokenizer import load_lite_tokenizer
 from llmprep.truncate import fit
 
 
@@ -51,6 +51,7 @@ class ShardResult:
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
     kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
+    template_rows: dict = field(default_factory=dict)  # chat rows per template engine (render/engine.py)
     kept_examples: list[Example] | None = None  # the example behind each kept row (its text: llmprep.mix keys)
     dropped_examples: list[Example] | None = None  # the example behind each entry of `dropped`
 
@@ -65,7 +66,7 @@ def _tools(settings: ShardSettings):
     tok_key = settings.tokenizer if isinstance(settings.tokenizer, str) else id(settings.tokenizer)
     key = (tok_key, settings.template_source, settings.engine)
     if _STATE.get("key") != key:
-        tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
+        tok = load_lite_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
         renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
         _STATE.update(key=key, tok=tok, renderer=renderer,
                       encoder=ChatEncoder(tok, engine=settings.engine))
@@ -92,6 +93,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
     settings = settings or _WORKER_SETTINGS[0]
     tok, renderer, encoder = _tools(settings)
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
+    rows_before = _template_rows(renderer)
     converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns), formats=formats))
     examples = [x for x in converted if isinstance(x, Example)]
     rejected: list[Rejected] = [x for x in converted if isinstance(x, Rejected)]
@@ -129,7 +131,19 @@ def process_shard(records: list[Record], formats: dict[str, str],
     kept_at = [(ex.source, ex.line) for ex in kept]
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
                        encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
+                       {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()},
                        kept, dropped_examples)
+
+
+TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")
+
+
+def _template_rows(renderer: ChatRenderer | None) -> dict:
+    """Rows located with every render by MiniJinja / not, and spot-check mismatches (render/engine.py)."""
+    if renderer is None:
+        return {}
+    return dict(zip(TEMPLATE_ROWS, (renderer.rows_by_engine["minijinja"], renderer.rows_by_engine["jinja2"],
+                                    renderer.engine.stats["mismatches"])))
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,

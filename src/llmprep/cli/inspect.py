@@ -25,7 +25,7 @@ def inspect_cmd(args, tokenizer, n, split, as_json) -> None:
     llmprep inspect --tokenizer bert_dir "first sentence" "second sentence"
     llmprep inspect out/demo --n 3
     """
-    from llmprep.tokenizer import load_tokenizer
+    from llmprep.tokenizer import load_lite_tokenizer
 
     if len(args) == 1 and Path(args[0]).is_dir():
         _inspect_data(args[0], tokenizer, n, split)
@@ -34,7 +34,8 @@ def inspect_cmd(args, tokenizer, n, split, as_json) -> None:
         raise click.UsageError(f"expected 1 or 2 texts (a sentence pair), got {len(args)}")
     from llmprep.inspect import describe_text
 
-    info = describe_text(load_tokenizer(tokenizer or DEFAULT_TOKENIZER), args[0], args[1] if len(args) == 2 else None)
+    tok = load_lite_tokenizer(tokenizer or DEFAULT_TOKENIZER)
+    info = describe_text(tok, args[0], args[1] if len(args) == 2 else None)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -52,13 +53,13 @@ def _inspect_data(path: str, tokenizer: str | None, n: int, split: str) -> None:
     from rich.console import Console
 
     from llmprep.inspect import load_rows, mark_trained
-    from llmprep.tokenizer import load_tokenizer
+    from llmprep.tokenizer import load_lite_tokenizer
 
     report = Path(path) / "report.json"
     name = tokenizer
     if name is None and report.exists():
         name = json.loads(report.read_text(encoding="utf-8")).get("tokenizer", {}).get("name")
-    tok = load_tokenizer(name or DEFAULT_TOKENIZER)
+    tok = load_lite_tokenizer(name or DEFAULT_TOKENIZER)
     try:
         rows = load_rows(path, split, n)
     except KeyError as exc:

@@ -39,7 +39,7 @@ def render_cmd(conversation, tokenizer, template, history, generation_prompt, id
     """
     from llmprep.messages import history_to_messages
     from llmprep.render import render_prompt
-    from llmprep.tokenizer import load_tokenizer
+    from llmprep.tokenizer import load_lite_tokenizer
 
     data = _load_conversation(conversation)
     messages = history_to_messages(data) if history else data
@@ -47,7 +47,7 @@ def render_cmd(conversation, tokenizer, template, history, generation_prompt, id
                                                  and m.get("role") for m in messages):
         raise click.BadParameter("expected a list of {\"role\", \"content\"} messages (or --history pairs)",
                                  param_hint="CONVERSATION")
-    tok = load_tokenizer(tokenizer)
+    tok = load_lite_tokenizer(tokenizer)
     text = render_prompt(messages, tok, template=template, add_generation_prompt=generation_prompt)
     click.echo(text, nl=False)
     if ids:

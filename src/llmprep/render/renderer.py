@@ -26,6 +26,7 @@ import jinja2
 
 from llmprep.errors import RecordError
 from llmprep.messages import Message
+from llmprep.render.engine import for_source
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
 from llmprep.render.sandbox import compile_template
@@ -50,6 +51,8 @@ class ChatRenderer:
 
     def __post_init__(self) -> None:
         self.template = compile_template(self.source)
+        self.engine = for_source(self.source)  # MiniJinja where verified identical, else this jinja2 template
+        self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # located rows: all renders by MiniJinja, or not
         # One rendering per conversation when the template provably only prints content; the first
         # rows are still checked against a real rendering, and any mismatch turns the shortcut off.
         self.single_render = content_is_opaque(self.source)
@@ -67,8 +70,8 @@ class ChatRenderer:
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False, **kwargs) -> str:
         """Messages -> text, exactly as apply_chat_template(tokenize=False) would give."""
         try:
-            return self.template.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                        **self.special_tokens, **kwargs)
+            return self.engine.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
+                                      **self.special_tokens, **kwargs)
         except jinja2.exceptions.TemplateError as exc:
             raise RecordError(f"the chat template refused this conversation: {exc}", field="messages") from exc
 
@@ -84,6 +87,12 @@ class ChatRenderer:
 
     def locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
         """-> (text, trained spans of the assistant turns, content span of every message or None)."""
+        jinja2_before = self.engine.stats["jinja2"]
+        located = self._locate(messages)
+        self.rows_by_engine["jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"] += 1
+        return located
+
+    def _locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
         text = None
         if not self.single_render or self._checks_left > 0:
             text = self.render(messages)
@@ -113,34 +122,30 @@ class ChatRenderer:
         if any(OPEN in m["content"] or CLOSE in m["content"] for m in messages):
             return None
         wrapped = [{**m, "content": f"{OPEN}{i}{END}{m['content']}{CLOSE}{i}{END}"} for i, m in enumerate(messages)]
-        marked = self.render(wrapped)
-        # Where is each marker? str.find runs in C; a marker printed twice makes the counts disagree.
-        found = 0
-        where: list[tuple[int, int, int, bool]] = []  # (position in marked, length, message, is_open)
-        for i in range(len(messages)):
-            for is_open, mark in ((True, f"{OPEN}{i}{END}"), (False, f"{CLOSE}{i}{END}")):
-                at = marked.find(mark)
-                if at != -1:
-                    where.append((at, len(mark), i, is_open))
-                    found += 1
-        if found != marked.count(OPEN) + marked.count(CLOSE):
-            return None  # the template printed a message twice: ambiguous
-        joined = _MARK.sub("", marked)
-        if text is not None and joined != text:
-            return None
+        # One regex split finds every marker (in C): [text, kind, index, text, kind, index, ..., text]
+        parts = _MARK.split(self.render(wrapped))
+        n = len(messages)
+        opens: list[int | None] = [None] * n
+        closes: list[int | None] = [None] * n
+        pos = len(parts[0])  # position in the text once markers are removed
+        for k in range(1, len(parts), 3):
+            i, table = int(parts[k + 1]), (opens if parts[k] == OPEN else closes)
+            if i >= n or table[i] is not None:
+                return None  # the template printed a message twice: ambiguous
+            table[i] = pos
+            pos += len(parts[k + 2])
+        joined = "".join(parts[0::3])
+        if OPEN in joined or CLOSE in joined or (text is not None and joined != text):
+            return None  # a marker was cut (content sliced) or the template rewrote content
         self._last_plain = joined
-        opens, closes, removed = {}, {}, 0
-        for at, length, i, is_open in sorted(where):
-            (opens if is_open else closes)[i] = at - removed  # position once markers are removed
-            removed += length
         spans = []
-        for i, m in enumerate(messages):
-            if i not in opens or i not in closes:
+        for m, a, b in zip(messages, opens, closes):
+            if a is None or b is None:
                 if m["role"] == "assistant":
                     return None
                 spans.append((0, 0))  # a message the template does not print (e.g. a dropped system prompt)
                 continue
-            spans.append((opens[i], closes[i]))
+            spans.append((a, b))
         return spans
 
     def _extend_eot(self, text: str, end: int, limit: int) -> int:
