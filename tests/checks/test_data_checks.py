@@ -64,6 +64,19 @@ def test_duplicates_in_the_bundled_sample_match_an_independent_count(smollm2):
         json.loads(lines[int(second.rsplit(":", 1)[1]) - 1])["messages"]
 
 
+def test_duplicates_of_a_prepared_directory_read_prepares_dedup(smollm2, tmp_path):
+    rows = sample_lines(400)
+    deduped = prepared(tmp_path, rows, "deduped")  # --dedup exact, the default
+    removed = json.loads((deduped / "report.json").read_text())["dedup"]["removed"]
+    (f,), _ = findings(smollm2, Data.from_dir(deduped), "duplicates")
+    assert removed > 100 and f.message.startswith(f"llmprep prepare removed {removed:,} duplicate rows (--dedup exact")
+    kept = prepared(tmp_path, rows, "kept", dedup="none")  # repeats kept: the doctor counts them itself
+    (g,), _ = findings(smollm2, Data.from_dir(kept), "duplicates")
+    assert g.severity == "warning" and g.message.startswith(f"{removed:,} of ") and "repeat an earlier one" in g.message
+    near = prepared(tmp_path, rows, "near", dedup="near")
+    assert findings(smollm2, Data.from_dir(near), "duplicates")[0][0].severity == "info"  # nothing left to find
+
+
 def test_near_duplicates_one_word_changed(smollm2, tmp_path):
     a, b, c = paragraphs(3)
     words = a.split()

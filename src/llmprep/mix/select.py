@@ -138,7 +138,7 @@ class RowFilter:
         """report.json's "dedup" and "decontamination" sections (the latter only with --decontaminate)."""
         out = {}
         if self.keys is None:
-            return out
+            return {"dedup": {"mode": "none"}}
         sources = sorted(self.per_source)
         if self.dedup is not None:
             d = self.dedup
