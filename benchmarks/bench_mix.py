@@ -3,6 +3,7 @@
     python benchmarks/bench_mix.py                     # 20,000 and 200,000 conversations
     python benchmarks/bench_mix.py --sizes 2000        # smoke run
     python benchmarks/bench_mix.py --cjk-ngram         # the CJK n-gram length measurement (fortunes-zh)
+    python benchmarks/bench_mix.py --prepare 20000     # whole `prepare` runs: --dedup none vs exact vs near
 
 Data: benchmarks/data.py's seeded conversations from real chatterbot-corpus text (the 20k set of
 bench_prepare); the row text is what llmprep compares (message contents, one per line). Everything runs
@@ -143,6 +144,29 @@ def run(n: int, tmp: Path) -> None:
           f"(index of 2,000 items built in {r['build_s']:.2f}s)")
 
 
+def prepare_cost(n: int, tmp: Path, repeat: int = 2) -> None:
+    """What --dedup costs inside `prepare` (keys in the workers, decisions in the main process, the doctor's
+    hook): the same conversations prepared with --dedup none, exact (the default) and near, alternating,
+    best of `repeat`; ratios to none."""
+    from data import build_conversations, write_jsonl
+
+    from llmprep.prepare import PrepareConfig, run
+
+    path = write_jsonl(tmp / "chats.jsonl", build_conversations(n, 0))
+    best: dict[str, float] = {}
+    removed: dict[str, int] = {}
+    for _ in range(repeat):
+        for mode in ("none", "exact", "near"):
+            t0 = time.perf_counter()
+            res = run(PrepareConfig(dedup=mode, progress=False, cache=False), [str(path)], out=tmp / f"out-{mode}")
+            best[mode] = min(best.get(mode, float("inf")), time.perf_counter() - t0)
+            removed[mode] = res.report["dedup"].get("removed", 0)
+    print(f"\n== prepare on {n:,} conversations (default workers; best of {repeat})")
+    for mode in ("none", "exact", "near"):
+        print(f"--dedup {mode:<5} {best[mode]:>7.2f} s  {best[mode] / best['none']:.3f}x of none  "
+              f"removed {removed[mode]:,}")
+
+
 def cjk_ngram() -> None:
     """Rows of one real Chinese source that share a CJK n-gram with another, unrelated one, per n."""
     from data import load_corpus
@@ -171,11 +195,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="20000,200000", help="comma-separated numbers of conversations")
     ap.add_argument("--cjk-ngram", action="store_true", help="measure common-phrase hits per CJK n-gram length")
+    ap.add_argument("--prepare", type=int, default=0, metavar="N",
+                    help="time whole prepare runs on N conversations with --dedup none, exact and near")
     args = ap.parse_args()
     if args.cjk_ngram:
         cjk_ngram()
         return
     import tempfile
+
+    if args.prepare:
+        with tempfile.TemporaryDirectory() as tmp:
+            prepare_cost(args.prepare, Path(tmp))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in args.sizes.split(",")):

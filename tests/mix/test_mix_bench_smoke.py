@@ -15,3 +15,6 @@ def test_bench_mix_runs(tmp_path, capsys):
     mod.run(300, tmp_path)  # asserts llmprep's exact dedup == the python reference
     out = capsys.readouterr().out
     assert "exact   llmprep" in out and "near    llmprep" in out and "decont  llmprep" in out
+    mod.prepare_cost(40, tmp_path, repeat=1)
+    out = capsys.readouterr().out
+    assert all(f"--dedup {m}" in out for m in ("none ", "exact", "near "))
