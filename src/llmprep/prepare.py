@@ -50,7 +50,7 @@ from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig
 from llmprep.mix.dedup import DedupConfig
 from llmprep.mix.keys import RowKeys
 from llmprep.mix.recipe import Recipe, load_recipe
-from llmprep.mix.select import RowFilter, mix_order, removed_records
+from llmprep.mix.select import RowFilter, mix_order
 from llmprep.output import write_dataset_dict, write_json
 from llmprep.render import resolve_template, template_fingerprint
 from llmprep.render.engine import describe_engine
@@ -284,7 +284,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         if CHAT not in kinds:
             template_name, source = None, None
         index = RowIndex.build(acc.metas)
-        clean = np.flatnonzero(index.columns["clean"])  # not removed by decontamination or dedup
+        clean = np.flatnonzero(index.columns.get("clean", np.ones(len(index), bool)))  # not decontaminated/deduped
         if len(clean) == 0:
             raise LlmprepError(f"no usable rows: {acc.read} records read, {acc.n_rejected} rejected, "
                                f"{acc.n_dropped} dropped. First reasons: " + "; ".join(acc.first_reasons()
@@ -316,7 +316,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
             report["engine"]["template_engine"] = describe_engine(source)
         if pack_stats:
             report["packing"] = pack_stats
-        acc.finish(removed_records(tasks, acc.metas, rows_filter.removed, SHARD_SIZE))
+        acc.finish(rows_filter.records(tasks, acc.metas, SHARD_SIZE))
         write_json(tmp / REPORT, report)
         shutil.rmtree(work)
         if remote_out:
@@ -377,8 +377,8 @@ def _mix(recipe: Recipe, index: RowIndex, acc: Accounts, train: np.ndarray, rows
     source = source_of_file[file_of_shard[index.columns["shard"][train]]]
     pairs = PAIR in acc.kinds  # sentence pairs train no token: their shares count all tokens
     weights = index.columns["length" if pairs else "trained"][train].astype(np.int64)
-    order, left_out, reasons, mix_plan = mix_order(recipe, train, source, weights)
-    rows_filter.drop_for_mix(index, left_out, reasons)
+    order, left_out, left_source, reasons, mix_plan = mix_order(recipe, train, source, weights)
+    rows_filter.drop_for_mix(index, left_out, left_source, reasons)
     acc.removed(*rows_filter.flush())
     if len(order) == 0:
         raise LlmprepError(f"--mix {recipe.path}: the recipe selects no train row: "

@@ -14,7 +14,7 @@ rows are stored: about 36 bytes a kept row for exact, 110 more for near.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -130,10 +130,12 @@ def dedup_keys(texts: list[str], cfg: DedupConfig, *, signatures: bool = False) 
 
 @dataclass(frozen=True)
 class Duplicate:
-    """A removed row's kept copy: `of` is "source:line"; `how` is "exact" or "near"."""
+    """A removed row's kept copy: `of` is "source:line"; `how` is "exact" or "near"; `kept` its id among the
+    kept rows (Deduplicator.where(kept) == of)."""
 
     of: str
     how: str
+    kept: int = field(default=-1, compare=False)
 
 
 class Deduplicator:
@@ -180,7 +182,7 @@ class Deduplicator:
         for i in np.flatnonzero(found >= 0):
             kind = "exact" if how[i] == 0 else "near"
             self.removed[kind] += 1
-            out[i] = Duplicate(self.where(int(found[i])), kind)
+            out[i] = Duplicate(self.where(int(found[i])), kind, int(found[i]))
         return out
 
     def _in_order(self, exact: np.ndarray, near: np.ndarray | None, found: np.ndarray, how: np.ndarray,
