@@ -52,8 +52,10 @@ from llmprep.mix.keys import RowKeys
 from llmprep.mix.recipe import Recipe, load_recipe
 from llmprep.mix.select import RowFilter, mix_order
 from llmprep.output import write_dataset_dict, write_json
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES
 from llmprep.render import resolve_template, template_fingerprint
 from llmprep.render.engine import describe_engine
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
 from llmprep.shard import ShardSettings
 from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path, tokenizer_class
 from llmprep.truncate import TRUNCATION
@@ -66,7 +68,7 @@ REPORT, RUN = "report.json", "run.json"
 __all__ = ["prepare", "run", "PrepareConfig", "PrepareResult", "StrictStop", "split_indices"]
 # Options that shape a shard's tokens (its cache key); split, packing and padding happen after the cache.
 SHARD_OPTIONS = ("format", "template", "max_length", "truncation", "train_on_prompt", "train_turns",
-                 "literal_control_text", "engine", "columns", "pack")
+                 "literal_control_text", "engine", "columns", "pack", "render_timeout", "max_render_chars")
 
 
 @dataclass
@@ -96,6 +98,9 @@ class PrepareConfig:
     progress: bool = True
     executor: str = "local"
     ray_address: str | None = None
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # a longer record is rejected with its size
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT  # seconds one rendering of a conversation may take
+    max_render_chars: int = DEFAULT_MAX_RENDER_CHARS  # characters a template may produce for one conversation
     mix: str | None = None  # a recipe file (llmprep.mix.recipe): its sources are the inputs
     dedup: str = "exact"
     dedup_keep_case: bool = False
@@ -130,6 +135,9 @@ class PrepareConfig:
             problems.append(f"--test-size {self.test_size!r}: expected a fraction in [0, 1) or a whole count")
         if self.num_proc is not None and self.num_proc < 1:
             problems.append(f"--num-proc {self.num_proc!r}: expected 1 or more")
+        if not isinstance(self.max_record_bytes, int) or self.max_record_bytes < 1:
+            problems.append(f"--max-record-bytes {self.max_record_bytes!r}: expected a positive number of bytes")
+        problems += RenderLimits(self.render_timeout, self.max_render_chars).check()
         for sub in (self.dedup_config(), self.decont_config()):
             try:
                 sub.check()
@@ -207,10 +215,14 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     """The whole pipeline (see the module docstring); writes `out` (a temp dir when None)."""
     cfg.check()
     clock = {"started": time.perf_counter()}
+    remote_out = out is not None and storage.is_uri(out)
+    if out is not None and not remote_out:
+        from llmprep.store import check_output_dir
+
+        check_output_dir(out)  # a --out llmprep must not replace fails before the inputs are scanned
     recipe = _recipe(cfg, inputs)
     groups = _sources(cfg, inputs, recipe)
     keys = RowKeys(cfg.dedup_config(), BenchmarkIndex.build(cfg.decont_config()) if cfg.decontaminate else None)
-    remote_out = out is not None and storage.is_uri(out)
     if remote_out:
         storage.check_out(str(out))
     named = isinstance(cfg.tokenizer, str) or cfg.tokenizer is None
@@ -229,7 +241,8 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         truncation=cfg.truncation,
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
-        columns=tuple(sorted(cfg.columns.items())), template_error=template_error)
+        columns=tuple(sorted(cfg.columns.items())), template_error=template_error, template_name=template_name,
+        render_timeout=cfg.render_timeout, max_render_chars=cfg.max_render_chars)
     options = {k: v for k, v in asdict(cfg).items()
                if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir", "executor",
                             "ray_address")}
@@ -245,7 +258,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     tasks, scans, files = [], [], []
     for i, g in enumerate(groups):
         t, sc = plan(g.files, shard_lines=SHARD_SIZE, fmt=g.format, columns=g.columns, source=i,
-                     first_task=len(tasks), first_file=len(scans))
+                     first_task=len(tasks), first_file=len(scans), max_record_bytes=cfg.max_record_bytes)
         tasks, scans = tasks + t, scans + sc
         files += [(str(f), g) for f in g.files]
     sources = tuple((replace(settings, format=g.format, columns=tuple(sorted(g.columns.items()))),

@@ -8,6 +8,8 @@ import click
 
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.formats import FORMATS
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT
 
 
 def sample_path() -> str:
@@ -81,6 +83,12 @@ def parse_test_size(value: str) -> float:
               help="Run shard tasks in local worker processes or as Ray tasks (pip install 'llmprep[ray]').")
 @click.option("--ray-address", default=None,
               help="--executor ray: address of an existing Ray cluster (default: start a local Ray).")
+@click.option("--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+              help="A longer record (line, CSV row, JSON item, Parquet row) is rejected with its size, unread.")
+@click.option("--render-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_RENDER_TIMEOUT,
+              show_default=True, help="Seconds one rendering of a conversation may take; longer is a reject.")
+@click.option("--max-render-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_RENDER_CHARS, show_default=True,
+              help="Characters a chat template may produce (or build) for one conversation; more is a reject.")
 @click.option("--mix", "mix", type=click.Path(dir_okay=False), default=None, metavar="RECIPE",
               help="A YAML/JSON recipe of sources, each with a share of trained tokens (or a token/row count) "
                    "and a total budget; its sources are the inputs (give no INPUT).")
@@ -104,6 +112,7 @@ def parse_test_size(value: str) -> float:
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
                 stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, executor, ray_address,
+                max_record_bytes, render_timeout, max_render_chars,
                 mix, dedup, dedup_keep_case, dedup_keep_whitespace, dedup_threshold, dedup_ngram, decontaminate,
                 decontaminate_ngram_words, decontaminate_ngram_chars, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample), or the sources of a --mix recipe, into a
@@ -113,8 +122,12 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
     Example: llmprep prepare --mix recipe.yaml --out data/mix --dedup near --decontaminate mmlu.jsonl
     """
     from llmprep.cli.summary import print_summary
+    from llmprep.executor.storage import is_uri
     from llmprep.prepare import PrepareConfig, run
+    from llmprep.store import check_output_dir
 
+    if not is_uri(out):  # refuse a bad --out before any work (the user's files are never replaced)
+        check_output_dir(out)
     if block_size is not None:
         if pack != "wrap":
             raise click.UsageError("--block-size is the row length of --pack wrap; use --max-length otherwise")
@@ -136,6 +149,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         strict=strict, columns=columns, padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
         cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address,
+        max_record_bytes=max_record_bytes, render_timeout=render_timeout, max_render_chars=max_render_chars,
         mix=mix, dedup=dedup, dedup_keep_case=dedup_keep_case, dedup_keep_whitespace=dedup_keep_whitespace,
         dedup_threshold=dedup_threshold, dedup_ngram=dedup_ngram, decontaminate=tuple(decontaminate),
         decontaminate_ngram_words=decontaminate_ngram_words, decontaminate_ngram_chars=decontaminate_ngram_chars)

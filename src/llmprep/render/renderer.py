@@ -27,6 +27,7 @@ import jinja2
 from llmprep.errors import RecordError
 from llmprep.messages import Message
 from llmprep.render.engine import for_source
+from llmprep.render.limits import DEFAULT_LIMITS, RenderLimits
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
 from llmprep.render.sandbox import compile_template
@@ -48,10 +49,13 @@ class ChatRenderer:
     source: str
     special_tokens: dict[str, str]
     end_of_turn: tuple[str, ...]
+    name: str | None = None  # the --template value, for error messages
+    limits: RenderLimits = DEFAULT_LIMITS  # --render-timeout, --max-render-chars (render/sandbox.py)
 
     def __post_init__(self) -> None:
-        self.template = compile_template(self.source)
-        self.engine = for_source(self.source)  # MiniJinja where verified identical, else this jinja2 template
+        self.template = compile_template(self.source, self.name, self.limits)
+        # MiniJinja where verified identical, else this jinja2 template (its limits apply either way)
+        self.engine = for_source(self.source, self.name, self.limits)
         self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # located rows: all renders by MiniJinja, or not
         # One rendering per conversation when the template provably only prints content; the first
         # rows are still checked against a real rendering, and any mismatch turns the shortcut off.
@@ -61,11 +65,12 @@ class ChatRenderer:
         self._eot = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     @classmethod
-    def for_tokenizer(cls, source: str, tokenizer) -> "ChatRenderer":
+    def for_tokenizer(cls, source: str, tokenizer, *, name: str | None = None,
+                      limits: RenderLimits = DEFAULT_LIMITS) -> "ChatRenderer":
         special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
         eot = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
         eot += [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special]
-        return cls(source, special, tuple(dict.fromkeys(eot)))
+        return cls(source, special, tuple(dict.fromkeys(eot)), name, limits)
 
     def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False, **kwargs) -> str:
         """Messages -> text, exactly as apply_chat_template(tokenize=False) would give."""
