@@ -263,6 +263,12 @@ def test_cached_shards_carry_the_keys_and_their_settings_key_the_cache(tmp_path,
     renamed = tmp_path / "renamed.txt"
     bench.rename(renamed)
     assert go(decontaminate=(str(renamed),), dedup="near").cache["hits"] == 1  # the items' content keys it
+    opts = dict(decontaminate=(str(renamed),), dedup="near")
+    for option, value in [("dedup_keep_case", True), ("dedup_keep_whitespace", True), ("dedup_threshold", 0.9),
+                          ("dedup_ngram", 4), ("decontaminate_ngram_words", 12), ("decontaminate_ngram_chars", 10)]:
+        opts[option] = value  # one more setting changed since the last run: it changes the keys a shard carries
+        res = go(**opts)
+        assert res.run_info["cache"]["miss_reasons"] == {f"option --{option.replace('_', '-')} changed": 1}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -71,6 +71,16 @@ def item_text(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def content_key(texts: list[str], min_item_units: int = MIN_ITEM_UNITS) -> str:
+    """What the matches depend on besides the n-gram lengths: the items' text, in order (part of the shard
+    cache key, as --decontaminate). Example: the same items in a renamed file -> the same key; one item edited
+    -> another."""
+    h = hashlib.sha256(str(min_item_units).encode())
+    for t in texts:
+        h.update(b"\x00" + t.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
+
+
 @dataclass
 class BenchmarkIndex:
     """N-gram hashes of every benchmark item, sorted, each with the first item (in file order) that has it."""
@@ -83,6 +93,7 @@ class BenchmarkIndex:
     file_of: np.ndarray  # int32 file index of each item
     files: list[str]
     stats: list[dict] = field(default_factory=list)  # per file: items, too_short
+    content: str = ""  # the items' text, in order (not the files' names): see content_key
     _filter: np.ndarray | None = field(default=None, repr=False)  # bitmap over the hashes' low bits
 
     def __getstate__(self) -> dict:
@@ -150,7 +161,8 @@ class BenchmarkIndex:
         first = np.r_[True, h[1:] != h[:-1]] if len(h) else np.zeros(0, dtype=bool)
         stats = [{"file": f, "items": int((file_of == k).sum()), "too_short": int(too_short[file_of == k].sum())}
                  for k, f in enumerate(files)]
-        return cls(cfg, h[first], it[first], tuple(sorted(int(x) for x in lengths)), where, file_of, files, stats)
+        return cls(cfg, h[first], it[first], tuple(sorted(int(x) for x in lengths)), where, file_of, files, stats,
+                   content_key(texts, cfg.min_item_units))
 
     def match(self, texts: list[str]) -> np.ndarray:
         """For each text, the id of the first benchmark item (in file order) it shares an n-gram with, or -1.
@@ -181,18 +193,6 @@ class BenchmarkIndex:
 
     def items(self) -> int:
         return len(self.where)
-
-    def fingerprint(self) -> str:
-        """What the matches depend on: the n-gram settings and the indexed hashes with their items (the
-        files' content and order, not their names). Part of the shard cache key.
-
-        Example: the same items in a renamed file -> the same fingerprint; one item edited -> another
-        """
-        h = hashlib.sha256(repr((self.cfg.ngram_words, self.cfg.ngram_chars, self.cfg.min_item_units,
-                                 self.whole_lengths, len(self.where))).encode())
-        h.update(np.ascontiguousarray(self.hashes).tobytes())
-        h.update(np.ascontiguousarray(self.item_of).tobytes())
-        return h.hexdigest()[:32]
 
     def counts(self, matched: np.ndarray) -> dict[str, int]:
         """Rows removed per benchmark file, from match() results. Example: [-1, 0, 0] -> {"mmlu.jsonl": 2}"""

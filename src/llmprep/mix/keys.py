@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmprep.mix.decontaminate import BenchmarkIndex
+from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig
 from llmprep.mix.dedup import DedupConfig, dedup_keys
 
 COLUMNS = ("dedup_exact", "dedup_near", "benchmark")
@@ -32,15 +32,20 @@ class RowKeys:
         return self.dedup.mode != "none" or self.bench is not None
 
     def settings(self) -> dict:
-        """What changes the columns. Example: exact dedup, no benchmark ->
-        {"dedup": {"mode": "exact", "casefold": True, "collapse_whitespace": True}, "decontaminate": None}"""
-        d = self.dedup
-        dedup = None
-        if d.mode != "none":
-            dedup = {"mode": d.mode, "casefold": d.casefold, "collapse_whitespace": d.collapse_whitespace}
-            if d.mode == "near":
-                dedup |= {"threshold": d.threshold, "ngram": d.ngram, "num_perm": d.num_perm, "seed": d.seed}
-        return {"dedup": dedup, "decontaminate": self.bench.fingerprint() if self.bench is not None else None}
+        """What changes the columns, by the option that sets it: part of the shard cache key, and the cache's
+        miss reason names the option that changed. Every value is given even where it has no effect (near
+        settings under --dedup exact), so that turning a feature on names that one option.
+
+        Example: --dedup exact, no benchmark -> {"dedup": ["exact", 128, 1], "dedup_keep_case": False,
+        "dedup_keep_whitespace": False, "dedup_threshold": 0.8, "dedup_ngram": 5, "decontaminate": None,
+        "decontaminate_ngram_words": 13, "decontaminate_ngram_chars": 13}
+        """
+        d, b = self.dedup, self.bench
+        c = b.cfg if b is not None else DecontConfig()
+        return {"dedup": [d.mode, d.num_perm, d.seed], "dedup_keep_case": not d.casefold,
+                "dedup_keep_whitespace": not d.collapse_whitespace, "dedup_threshold": d.threshold,
+                "dedup_ngram": d.ngram, "decontaminate": b.content if b is not None else None,
+                "decontaminate_ngram_words": c.ngram_words, "decontaminate_ngram_chars": c.ngram_chars}
 
     def columns(self, texts: list[str], *, bench: bool = True) -> dict[str, np.ndarray]:
         """Per-row keys of the rows whose texts (mix.text.example_text) are given, in row order (dedup keys
