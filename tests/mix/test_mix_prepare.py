@@ -1,8 +1,9 @@
 """`llmprep prepare` with --mix, --dedup and --decontaminate: the README's recipe as written, every mode
-(chats, documents, bfd, wrap), the counts over input records, the test split, the cache, and the errors."""
+(chats, documents, sentence pairs, bfd, wrap), the counts over input records, the test split, the cache, and the errors."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import Counter
@@ -169,6 +170,26 @@ def test_mix_of_documents_packed_with_wrap_and_scarcest(tmp_path, gpl_paragraphs
     flat = [t for row in token_rows(tmp_path / "plain", "train") for t in row]
     packed = [t for row in token_rows(tmp_path / "wrap", "train") for t in row]
     assert packed == flat  # wrap concatenates the same documents in the same order (epochs, then repeats)
+
+
+def test_mix_of_sentence_pairs_counts_all_tokens(tmp_path, english_chats, bert):
+    """Pairs train no token (a class label): their shares are of all tokens, and the report says so."""
+    for name, chats in (("a", english_chats[:30]), ("b", english_chats[30:50])):
+        with open(tmp_path / f"{name}.csv", "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([("sentence1", "sentence2", "label")] +
+                                     [(m[0]["content"], m[1]["content"], i % 2) for i, m in enumerate(chats)])
+    (tmp_path / "r.yaml").write_text("seed: 1\ntotal_tokens: 1500\nsources:\n  - {name: a, path: a.csv, share: 0.25}\n"
+                                     "  - {name: b, path: b.csv, share: 0.75}\n")
+    res = run(PrepareConfig(mix=str(tmp_path / "r.yaml"), tokenizer=bert, progress=False, num_proc=1, cache=False,
+                            dedup="none"), [], out=tmp_path / "out")
+    add_up(res.report)
+    mix = res.report["mix"]
+    assert mix["measure"] == "tokens (sentence pairs train no token)"
+    a_src, b_src = mix["sources"]
+    assert abs(a_src["share"] - 0.25) <= 0.0025 and abs(b_src["share"] - 0.75) <= 0.0075 and b_src["epochs"] > 1
+    ds = datasets.load_from_disk(str(tmp_path / "out"))["train"]
+    assert len(ds) == mix["rows"] and sum(len(r) for r in ds["input_ids"]) == mix["trained_tokens"]
+    assert set(ds["labels"]) == {0, 1}
 
 
 def test_dedup_modes_and_switches(tmp_path, gpl_paragraphs):
