@@ -1,5 +1,6 @@
 """`llmprep prepare` with --mix, --dedup and --decontaminate: the README's recipe as written, every mode
-(chats, documents, sentence pairs, bfd, wrap), the counts over input records, the test split, the cache, and the errors."""
+(chats, documents, sentence pairs, bfd, wrap), the counts over input records, the test split, the cache, and
+the errors."""
 
 from __future__ import annotations
 
