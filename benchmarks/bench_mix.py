@@ -3,7 +3,7 @@
     python benchmarks/bench_mix.py                     # 20,000 and 200,000 conversations
     python benchmarks/bench_mix.py --sizes 2000        # smoke run
     python benchmarks/bench_mix.py --cjk-ngram         # the CJK n-gram length measurement (fortunes-zh)
-    python benchmarks/bench_mix.py --prepare 20000     # whole `prepare` runs: --dedup none vs exact vs near
+    python benchmarks/bench_mix.py --prepare 20000     # whole `prepare` runs: --dedup none/exact/near, --decontaminate
 
 Data: benchmarks/data.py's seeded conversations from real chatterbot-corpus text (the 20k set of
 bench_prepare); the row text is what llmprep compares (message contents, one per line). Everything runs
@@ -145,26 +145,31 @@ def run(n: int, tmp: Path) -> None:
 
 
 def prepare_cost(n: int, tmp: Path, repeat: int = 2) -> None:
-    """What --dedup costs inside `prepare` (keys in the workers, decisions in the main process, the doctor's
-    hook): the same conversations prepared with --dedup none, exact (the default) and near, alternating,
-    best of `repeat`; ratios to none."""
+    """What --dedup and --decontaminate cost inside `prepare` (keys in the workers, decisions in the main
+    process, the doctor's hook): the same conversations prepared with --dedup none, exact (the default), near,
+    and exact with --decontaminate (2,000 held-out conversations as benchmark items), alternating, best of
+    `repeat`; ratios to none."""
     from data import build_conversations, write_jsonl
 
     from llmprep.prepare import PrepareConfig, run
 
     path = write_jsonl(tmp / "chats.jsonl", build_conversations(n, 0))
+    bench = tmp / "bench.txt"
+    bench.write_text("\n".join(" ".join(b.split()) for b in texts_of(2000, seed=12345)) + "\n", encoding="utf-8")
+    modes = {"none": {"dedup": "none"}, "exact": {"dedup": "exact"}, "near": {"dedup": "near"},
+             "exact + decontaminate": {"dedup": "exact", "decontaminate": (str(bench),)}}
     best: dict[str, float] = {}
     removed: dict[str, int] = {}
     for _ in range(repeat):
-        for mode in ("none", "exact", "near"):
+        for k, (mode, opts) in enumerate(modes.items()):
             t0 = time.perf_counter()
-            res = run(PrepareConfig(dedup=mode, progress=False, cache=False), [str(path)], out=tmp / f"out-{mode}")
+            res = run(PrepareConfig(**opts, progress=False, cache=False), [str(path)], out=tmp / f"out-{k}")
             best[mode] = min(best.get(mode, float("inf")), time.perf_counter() - t0)
-            removed[mode] = res.report["dedup"].get("removed", 0)
+            removed[mode] = res.report["records"]["rejected"]
     print(f"\n== prepare on {n:,} conversations (default workers; best of {repeat})")
-    for mode in ("none", "exact", "near"):
-        print(f"--dedup {mode:<5} {best[mode]:>7.2f} s  {best[mode] / best['none']:.3f}x of none  "
-              f"removed {removed[mode]:,}")
+    for mode in modes:
+        print(f"--dedup {mode:<22} {best[mode]:>7.2f} s  {best[mode] / best['none']:.3f}x of none  "
+              f"rejected {removed[mode]:,}")
 
 
 def cjk_ngram() -> None:

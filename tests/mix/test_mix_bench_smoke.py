@@ -17,4 +17,4 @@ def test_bench_mix_runs(tmp_path, capsys):
     assert "exact   llmprep" in out and "near    llmprep" in out and "decont  llmprep" in out
     mod.prepare_cost(40, tmp_path, repeat=1)
     out = capsys.readouterr().out
-    assert all(f"--dedup {m}" in out for m in ("none ", "exact", "near "))
+    assert all(f"--dedup {m}" in out for m in ("none ", "exact ", "near ", "exact + decontaminate"))

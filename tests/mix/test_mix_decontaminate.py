@@ -71,3 +71,19 @@ def test_item_whose_scripts_alternate_is_matched_across_runs(tmp_path):
     index = BenchmarkIndex.build(DecontConfig((str(p),)))
     assert index.whole_lengths == (13,) and index.stats[0]["too_short"] == 0
     assert index.match([f"见教程：{item}。", "第1章 用Python写代码"]).tolist() == [0, -1]
+
+
+def test_row_keys_share_the_units_of_near_dedup_and_decontamination(bench, decont_rows, sample_rows):
+    """A shard task computes the units once for --dedup near and --decontaminate: the same keys and matches as
+    each computed on its own."""
+    from llmprep.mix.dedup import DedupConfig, dedup_keys
+    from llmprep.mix.keys import RowKeys
+
+    _, index = bench
+    texts = [example_text("chat", {"messages": m}) for m in decont_rows.values()]
+    texts += [example_text("chat", r) for r in sample_rows[:200]]
+    cols = RowKeys(DedupConfig("near"), index).columns(texts)
+    alone = dedup_keys(texts, DedupConfig("near"))
+    assert (cols["dedup_exact"] == alone.exact).all() and (cols["dedup_near"] == alone.near).all()
+    assert cols["benchmark"].tolist() == index.match(texts).tolist() and (cols["benchmark"] >= 0).sum() == 3
+    assert "benchmark" not in RowKeys(DedupConfig("near"), index).columns(texts, bench=False)

@@ -164,16 +164,17 @@ class BenchmarkIndex:
         return cls(cfg, h[first], it[first], tuple(sorted(int(x) for x in lengths)), where, file_of, files, stats,
                    content_key(texts, cfg.min_item_units))
 
-    def match(self, texts: list[str]) -> np.ndarray:
+    def match(self, texts: list[str] | UnitBatch) -> np.ndarray:
         """For each text, the id of the first benchmark item (in file order) it shares an n-gram with, or -1.
 
         Example: index of ["the quick brown fox jumps over the lazy dog again and again today ok"];
         match(["He said the quick brown fox jumps over the lazy dog again and again today ok."]) -> [0]
         """
-        out = np.full(len(texts), -1, dtype=np.int64)
-        if not len(self.hashes) or not texts:
+        n = len(texts.offsets) - 1 if isinstance(texts, UnitBatch) else len(texts)
+        out = np.full(n, -1, dtype=np.int64)
+        if not len(self.hashes) or not n:
             return out
-        ub = UnitBatch.of(texts)
+        ub = texts if isinstance(texts, UnitBatch) else UnitBatch.of(texts)
         parts = [ngram_hashes(ub, self.cfg.ngram_words, self.cfg.ngram_chars, short_runs=False)]
         parts += [window_hashes(ub, n) for n in self.whole_lengths]
         rows, items = [], []

@@ -24,7 +24,7 @@ from llmprep.errors import ConfigError
 from llmprep.mix.keyindex import KeyIndex
 from llmprep.mix.minhash import band_keys
 from llmprep.mix.minhash import signatures as minhash_signatures
-from llmprep.mix.text import ngram_hashes, normalize_text
+from llmprep.mix.text import UnitBatch, ngram_hashes, normalize_text
 
 DEDUP_MODES = ("exact", "near", "none")
 
@@ -108,9 +108,11 @@ class DedupKeys:
         return len(self.exact)
 
 
-def dedup_keys(texts: list[str], cfg: DedupConfig, *, signatures: bool = False) -> DedupKeys:
+def dedup_keys(texts: list[str], cfg: DedupConfig, *, signatures: bool = False,
+               units: UnitBatch | None = None) -> DedupKeys:
     """The keys of each text (worker side; texts from text.example_text). `signatures` keeps the near
-    mode's MinHash signatures too (their agreement estimates Jaccard similarity).
+    mode's MinHash signatures too (their agreement estimates Jaccard similarity); `units`: the texts'
+    UnitBatch when the caller has it already (decontamination uses the same).
 
     Example: dedup_keys(["Hello  World", "hello world"], DedupConfig()).exact -> two equal rows
     """
@@ -120,7 +122,7 @@ def dedup_keys(texts: list[str], cfg: DedupConfig, *, signatures: bool = False) 
     exact = np.frombuffer(digests, dtype=">u8").astype(np.uint64).reshape(len(texts), 2)  # (high, low) words
     if cfg.mode != "near":
         return DedupKeys(exact)
-    flat, offsets = ngram_hashes(texts, cfg.ngram, cfg.ngram, short_runs=True)
+    flat, offsets = ngram_hashes(units if units is not None else texts, cfg.ngram, cfg.ngram, short_runs=True)
     bands, rows = cfg.lsh
     sig = minhash_signatures(flat, offsets, cfg.num_perm, cfg.seed)
     near = band_keys(sig, bands, rows)

@@ -16,6 +16,7 @@ import numpy as np
 
 from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig
 from llmprep.mix.dedup import DedupConfig, dedup_keys
+from llmprep.mix.text import UnitBatch
 
 COLUMNS = ("dedup_exact", "dedup_near", "benchmark")
 
@@ -51,11 +52,13 @@ class RowKeys:
         """Per-row keys of the rows whose texts (mix.text.example_text) are given, in row order (dedup keys
         only with bench=False: rows truncation dropped take part in dedup, not in decontamination)."""
         out: dict[str, np.ndarray] = {}
+        bench = self.bench is not None and bench
+        units = UnitBatch.of(texts) if bench and self.dedup.mode == "near" else None  # both use the same units
         if self.dedup.mode != "none":
-            keys = dedup_keys(texts, self.dedup)
+            keys = dedup_keys(texts, self.dedup, units=units)
             out["dedup_exact"] = keys.exact
             if keys.near is not None:
                 out["dedup_near"] = keys.near
-        if self.bench is not None and bench:
-            out["benchmark"] = self.bench.match(texts).astype(np.int32)
+        if bench:
+            out["benchmark"] = self.bench.match(units if units is not None else texts).astype(np.int32)
         return out
