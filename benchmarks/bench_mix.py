@@ -147,15 +147,17 @@ def run(n: int, tmp: Path) -> None:
 def prepare_cost(n: int, tmp: Path, repeat: int = 2) -> None:
     """What --dedup and --decontaminate cost inside `prepare` (keys in the workers, decisions in the main
     process, the doctor's hook): the same conversations prepared with --dedup none, exact (the default), near,
-    and exact with --decontaminate (2,000 held-out conversations as benchmark items), alternating, best of
+    and exact with --decontaminate (2,000 held-out conversations written backwards as benchmark items:
+    the cost of matching, not of writing fewer rows), alternating, best of
     `repeat`; ratios to none."""
     from data import build_conversations, write_jsonl
 
     from llmprep.prepare import PrepareConfig, run
 
     path = write_jsonl(tmp / "chats.jsonl", build_conversations(n, 0))
-    bench = tmp / "bench.txt"
-    bench.write_text("\n".join(" ".join(b.split()) for b in texts_of(2000, seed=12345)) + "\n", encoding="utf-8")
+    bench = tmp / "bench.txt"  # held-out conversations written backwards: a full index, (almost) no hits
+    bench.write_text("\n".join(" ".join(b.split())[::-1] for b in texts_of(2000, seed=12345)) + "\n",
+                     encoding="utf-8")
     modes = {"none": {"dedup": "none"}, "exact": {"dedup": "exact"}, "near": {"dedup": "near"},
              "exact + decontaminate": {"dedup": "exact", "decontaminate": (str(bench),)}}
     best: dict[str, float] = {}
