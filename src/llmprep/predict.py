@@ -49,7 +49,9 @@ def input_rows(inputs: Sequence[str], tokenizer_spec: str, *, split: str | None 
     else:
         from llmprep.prepare import prepare
 
-        data = prepare(list(inputs), tokenizer=tokenizer_spec, strict=True, progress=False, cache=False)
+        # strict and no dedup: every record gives one row, in input order (a repeated record is predicted twice)
+        data = prepare(list(inputs), tokenizer=tokenizer_spec, strict=True, dedup="none", progress=False,
+                       cache=False)
         rows = data["train"]
     if task_of({"train": rows}) != CLASSIFICATION:
         raise ConfigError("INPUT holds chats or documents (token labels); predict needs sentence pairs "

@@ -56,6 +56,8 @@ class ShardResult:
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
     kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
     template_rows: dict = field(default_factory=dict)  # chat rows per template engine (render/engine.py)
+    kept_examples: list[Example] | None = None  # the example behind each kept row (its text: llmprep.mix keys)
+    dropped_examples: list[Example] | None = None  # the example behind each entry of `dropped`
 
 
 _STATE: dict = {}
@@ -128,12 +130,15 @@ def process_shard(records: list[Record], formats: dict[str, str],
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
     dropped = [Rejected(examples[order[r]].source, examples[order[r]].line, None, why, examples[order[r]].data)
                for r, why in fitted.dropped]
+    dropped_examples = [examples[order[r]] for r, _ in fitted.dropped]
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
-    kept_at = [(examples[order[r]].source, examples[order[r]].line) for r in fitted.kept.tolist()]
+    kept = [examples[order[r]] for r in fitted.kept.tolist()]
+    kept_at = [(ex.source, ex.line) for ex in kept]
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
                        encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
-                       {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()})
+                       {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()},
+                       kept, dropped_examples)
 
 
 TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")

@@ -72,9 +72,12 @@ def test_classifier_run(cls_run):
 
 def test_predict_raw_records_and_prepared_dir(cls_run, pairs_jsonl, pair_data, tmp_path):
     out = tmp_path / "predictions.jsonl"
-    res = cli("predict", "--model", cls_run, pairs_jsonl, "--out", out, "--quiet")
+    lines = pairs_jsonl.read_text(encoding="utf-8").splitlines(keepends=True)
+    raw = tmp_path / "raw.jsonl"  # a repeated record is predicted again (prepare's dedup is off here)
+    raw.write_text("".join(lines + lines[:3]), encoding="utf-8")
+    res = cli("predict", "--model", cls_run, raw, "--out", out, "--quiet")
     rows = read_jsonl(out)
-    records = read_jsonl(pairs_jsonl)
+    records = read_jsonl(raw)
     assert len(rows) == len(records) and [r["row"] for r in rows] == list(range(len(records)))
     for row, rec in zip(rows, records):
         assert row["label_name"] == ["reply", "unrelated"][row["label"]]
