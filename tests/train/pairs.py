@@ -29,19 +29,31 @@ def _exchanges() -> list[tuple[str, str, str]]:
     return out
 
 
+def _key(row: dict) -> tuple[str, str]:
+    """The pair as prepare's exact dedup compares it (whitespace collapsed, case folded)."""
+    return tuple(" ".join(row[k].split()).casefold() for k in ("sentence1", "sentence2"))
+
+
 def build_pairs(n: int = 600, seed: int = 0) -> list[dict]:
-    """n rows, half "reply", half "unrelated", shuffled. Example: build_pairs(2) -> 2 dicts with
-    sentence1, sentence2, label."""
+    """n distinct pairs (the corpus repeats some exchanges; a repeat is skipped, so prepare's dedup keeps
+    every row), alternating "reply" and "unrelated". Example: build_pairs(2) -> 2 dicts with sentence1,
+    sentence2, label."""
     rng = random.Random(seed)
     ex = _exchanges()
     rng.shuffle(ex)
-    rows = []
-    for i, (topic, said, reply) in enumerate(ex[:n]):
-        if i % 2:
+    rows: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    for topic, said, reply in ex:
+        if len(rows) == n:
+            break
+        if len(rows) % 2:
             other = rng.choice([e for e in ex[:2000] if e[0] != topic])
-            rows.append({"sentence1": said, "sentence2": other[2], "label": "unrelated"})
+            row = {"sentence1": said, "sentence2": other[2], "label": "unrelated"}
         else:
-            rows.append({"sentence1": said, "sentence2": reply, "label": "reply"})
+            row = {"sentence1": said, "sentence2": reply, "label": "reply"}
+        if _key(row) not in seen:
+            seen.add(_key(row))
+            rows.append(row)
     return rows
 
 
