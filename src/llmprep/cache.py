@@ -23,7 +23,7 @@ from llmprep.encode import Encoded
 from llmprep.examples import Rejected
 from llmprep.records import Record
 
-VERSION = 1  # bump when the entry layout changes
+VERSION = 2  # bump when the entry layout changes (2: chat statistics, records read, per-turn row groups)
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +69,7 @@ class ShardCache:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 tt = z["token_type_ids"] if meta["has_tt"] else None
                 enc = Encoded(z["ids"], z["labels"], z["offsets"], tt)
+                groups = z["groups"] if "groups" in z.files else None
         except (OSError, ValueError, KeyError):
             self.misses += 1
             return None
@@ -78,7 +79,7 @@ class ShardCache:
         rejected = [Rejected(**r) for r in meta["rejected"]]
         dropped = [Rejected(**r) for r in meta["dropped"]]
         return ShardResult(enc, rejected, dropped, meta["truncated"], meta["control_text_rows"], meta["fast_rows"], 0,
-                           meta["kinds"])
+                           meta["kinds"], meta["chat"], meta["read"], groups)
 
     def save(self, key: str, result) -> None:
         """Store a ShardResult as process_shard returned it."""
@@ -88,11 +89,13 @@ class ShardCache:
         meta = {"has_tt": enc.token_type_ids is not None, "class_labels": enc.extra.get("class_labels"),
                 "rejected": [vars(r) for r in result.rejected], "dropped": [vars(r) for r in result.dropped], "truncated": result.truncated,
                 "control_text_rows": result.control_text_rows, "fast_rows": result.fast_rows,
-                "kinds": result.kinds}
+                "kinds": result.kinds, "chat": result.chat, "read": result.read}
         arrays = {"ids": enc.ids, "labels": enc.labels, "offsets": enc.offsets,
                   "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False, default=str).encode(), np.uint8)}
         if enc.token_type_ids is not None:
             arrays["token_type_ids"] = enc.token_type_ids
+        if result.groups is not None:
+            arrays["groups"] = result.groups
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:

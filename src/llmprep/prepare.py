@@ -26,6 +26,7 @@ from llmprep.encode import ENGINES, Encoded, concat, take
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected, detect_formats
 from llmprep.formats import CHAT, get_format
+from llmprep.messages import ROLES
 from llmprep.output import build_splits, length_stats
 from llmprep.records import Record, expand_inputs, read_records
 from llmprep.render import resolve_template, template_fingerprint
@@ -37,6 +38,7 @@ SHARD_SIZE = 2048
 PADDING = ("none", "longest", "max-length")
 PACK = ("none", "wrap", "bfd")
 TRAIN_TURNS = ("all", "last")
+HISTORY = ("full", "per-turn", "last")
 
 
 class StrictStop(LlmprepError):
@@ -56,6 +58,9 @@ class PrepareConfig:
     seed: int = 42
     train_on_prompt: bool = False
     train_turns: str = "all"
+    train_roles: tuple[str, ...] = ("assistant",)
+    history: str = "full"
+    add_eos: bool = False
     strict: bool = False
     columns: Mapping[str, str] = field(default_factory=dict)
     padding: str = "none"
@@ -72,13 +77,19 @@ class PrepareConfig:
     def check(self) -> None:
         """Collect every bad option and report them together."""
         problems = []
+        if isinstance(self.train_roles, str):  # the CLI's and the API's "assistant,user"
+            self.train_roles = tuple(r.strip() for r in self.train_roles.split(",") if r.strip())
         for name, value, valid in [("--truncation", self.truncation, TRUNCATION), ("--padding", self.padding, PADDING),
                                    ("--padding-side", self.padding_side, ("left", "right")),
                                    ("--pack", self.pack, PACK), ("--train-turns", self.train_turns, TRAIN_TURNS),
                                    ("--remainder", self.remainder, ("drop", "pad", "keep")),
-                                   ("--engine", self.engine, ENGINES)]:
+                                   ("--engine", self.engine, ENGINES), ("--history", self.history, HISTORY)]:
             if value not in valid:
                 problems.append(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
+        bad_roles = [r for r in self.train_roles if r not in ROLES]
+        if bad_roles or not self.train_roles:
+            problems.append(f"--train-roles {','.join(self.train_roles)!r}: expected a comma-separated list of "
+                            f"{', '.join(ROLES)}")
         if not isinstance(self.max_length, int) or self.max_length < 1:
             problems.append(f"--max-length {self.max_length!r}: expected a positive integer")
         if self.test_size < 0 or (self.test_size >= 1 and float(self.test_size) != int(self.test_size)):
@@ -141,7 +152,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         # wrap cuts documents across blocks itself: rows are not truncated to the block size first
         template_source=source, max_length=cfg.max_length if cfg.pack != "wrap" else 2**62,
         truncation=cfg.truncation,
-        train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
+        train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns, train_roles=tuple(cfg.train_roles),
+        history=cfg.history, add_eos=cfg.add_eos,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
         columns=tuple(sorted(cfg.columns.items())), template_error=template_error)
     options = {k: v for k, v in asdict(cfg).items()
@@ -160,11 +172,11 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     encoded = concat([r.encoded for r in results])
     rejected = [x for r in results for x in r.rejected]
     dropped = [x for r in results for x in r.dropped]
-    read = len(encoded) + len(rejected) + len(dropped)
+    read = sum(r.read for r in results)
     if len(encoded) == 0:
         raise LlmprepError(f"no usable rows: {read} records read, {len(rejected)} rejected, {len(dropped)} "
                            f"dropped. First reasons: " + "; ".join(r.message() for r in (rejected + dropped)[:3]))
-    train_idx, test_idx = split_indices(len(encoded), cfg.test_size, cfg.seed)
+    train_idx, test_idx = split_rows(len(encoded), cfg.test_size, cfg.seed, _row_groups(results))
     parts = {"train": take(encoded, train_idx)}
     if len(test_idx):
         parts["test"] = take(encoded, test_idx)
@@ -190,10 +202,11 @@ def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, pa
             rejected: list[Rejected], dropped: list[Rejected], options: dict) -> dict:
     """report.json's counts: read = kept + rejected + dropped, kept split by split, tokens, lengths."""
     pairs = encoded.token_type_ids is not None
-    return {
+    read = sum(r.read for r in results)
+    out = {
         "llmprep_version": _version(),
         "examples": kinds,
-        "records": {"read": len(encoded) + len(rejected) + len(dropped), "kept": sum(len(p) for p in parts.values()),
+        "records": {"read": read, "kept": read - len(rejected) - len(dropped),
                     "rejected": len(rejected), "dropped": len(dropped)},
         "kept": {name: len(p) for name, p in parts.items()},
         "rows": {name: len(ds) for name, ds in splits.items()},
@@ -207,6 +220,65 @@ def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, pa
                    "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
         "options": options,
     }
+    if "chat" in kinds:
+        out["chat"] = chat_report([r.chat for r in results if r.chat], cfg)
+    return out
+
+
+def chat_report(parts: list[dict], cfg: PrepareConfig) -> dict:
+    """The report's chat section, summed over shards: message kinds, rows per conversation (--history),
+    fields of trained turns the template did not print, replies left without a trained stop token, and
+    whether the template renders every prefix of a conversation as the start of the whole.
+
+    Example: {"messages": {"tool_calls": 12, ...}, "history": {"mode": "full", "conversations": 10, "rows": 10},
+              "no_stop_token": {"count": 0, "conversations": []}, ...}
+    """
+    def total(key):
+        return sum(p[key] for p in parts)
+
+    kinds: dict[str, int] = {}
+    not_rendered: dict[str, int] = {}
+    for p in parts:
+        for k, v in p["kinds"].items():
+            kinds[k] = kinds.get(k, 0) + v
+        for k, v in p["not_rendered"].items():
+            not_rendered[k] = not_rendered.get(k, 0) + v
+    first = next((p["prefix_first"] for p in parts if p["prefix_first"]), None)
+    return {
+        "messages": kinds,
+        "history": {"mode": cfg.history, "conversations": total("conversations"), "rows": total("rows"),
+                    "rows_dropped": total("rows_dropped")},
+        "not_rendered": dict(sorted(not_rendered.items())),
+        "no_stop_token": {"count": total("no_stop"), "eos_added": total("eos_added"),
+                          "conversations": [x for p in parts for x in p["no_stop_examples"]][:20]},
+        "prefix_consistent": {"checked": total("prefix_checked"), "inconsistent": total("prefix_inconsistent"),
+                              "first": first},
+    }
+
+
+def _row_groups(results: list[ShardResult]) -> np.ndarray | None:
+    """--history per-turn: a record id per row (rows of one conversation share it), or None."""
+    if not any(r.groups is not None for r in results):
+        return None
+    out, base = [], 0
+    for r in results:
+        out.append((r.groups if r.groups is not None else np.arange(len(r.encoded))) + base)
+        base += r.read
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def split_rows(n: int, test_size: float, seed: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """split_indices over rows, or over conversations when rows come in groups (--history per-turn): all rows
+    of one conversation land in the same split, so the test split never holds a prefix of a training row.
+
+    Example: n=4, groups=[0, 0, 1, 2], one test conversation -> e.g. (train [0, 1, 2], test [3])
+    """
+    if groups is None:
+        return split_indices(n, test_size, seed)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    train_g, test_g = split_indices(len(ids), test_size, seed)
+    test_mask = np.isin(inverse, test_g)
+    return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
 
 
 def _shards(records: Iterable[Record], cfg: PrepareConfig) -> Iterator[tuple[list[Record], dict[str, str]]]:

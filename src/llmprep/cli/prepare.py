@@ -55,6 +55,15 @@ def parse_test_size(value: str) -> float:
 @click.option("--train-on-prompt", is_flag=True, help="Train on every token, not only the assistant replies.")
 @click.option("--train-turns", type=click.Choice(["all", "last"]), default="all", show_default=True,
               help="Which assistant turns are trained.")
+@click.option("--train-roles", default="assistant", show_default=True, metavar="ROLE[,ROLE]",
+              help="Roles whose turns are trained (system, user, assistant, tool); a message's own "
+                   "\"train\": true/false overrides.")
+@click.option("--history", type=click.Choice(["full", "per-turn", "last"]), default="full", show_default=True,
+              help="full: one row per conversation, every reply trained as the template renders it; per-turn: "
+                   "one row per reply, rendered as at inference (each reasoning trace trained once); "
+                   "last: only the last reply trained.")
+@click.option("--add-eos", is_flag=True,
+              help="Append the eos token (trained) after a last reply the template leaves without an end-of-turn token.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad record instead of rejecting it.")
 @click.option("--padding", type=click.Choice(["none", "longest", "max-length"]), default="none", show_default=True,
               help="Fixed padding on disk; 'none' leaves it to the collator (dynamic padding).")
@@ -77,7 +86,7 @@ def parse_test_size(value: str) -> float:
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
-                train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
+                train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack, block_size, remainder,
                 stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
@@ -96,6 +105,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
     cfg = PrepareConfig(
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
+        train_roles=train_roles, history=history, add_eos=add_eos,
         strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
         cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)

@@ -37,3 +37,30 @@ def print_summary(result, out) -> None:
             console.print(f"  {kind}: {n:,} x {reason}")
     if rec["rejected"] or rec["dropped"]:
         console.print(f"  every rejected/dropped record, with file:line and reason: {out}/rejected.jsonl")
+    for line in chat_warnings(rep.get("chat")):
+        console.print(f"  [yellow]warning[/yellow]: {line}")
+
+
+def chat_warnings(chat: dict | None) -> list[str]:
+    """The chat findings a user must act on, one line each.
+
+    Example: {"no_stop_token": {"count": 3, ...}, ...} -> ["3 conversations end with a reply the template
+    leaves without an end-of-turn token: the model won't learn to stop (--add-eos appends the eos)"]
+    """
+    if not chat:
+        return []
+    out = []
+    stop = chat["no_stop_token"]
+    if stop["count"]:
+        out.append(f"{stop['count']:,} conversations end with a reply the template leaves without an end-of-turn "
+                   f"token: the model won't learn to stop (--add-eos appends the eos; first: "
+                   f"{', '.join(stop['conversations'][:3])})")
+    reasoning = sum(n for k, n in chat["not_rendered"].items() if k in ("reasoning_content", "reasoning", "thinking"))
+    if reasoning:
+        out.append(f"the template did not print the reasoning of {reasoning:,} trained turns (it drops reasoning "
+                   "from history, or has no place for it): --history per-turn trains every reasoning trace once")
+    other = {k: n for k, n in chat["not_rendered"].items() if k not in ("reasoning_content", "reasoning", "thinking")}
+    if other:
+        out.append("the template did not print these fields of trained turns: "
+                   + ", ".join(f"{k} ({n:,})" for k, n in other.items()))
+    return out
