@@ -119,7 +119,8 @@ def test_system_prompt_not_printed_is_not_an_error(smollm2):
     """A template that drops the system message: spans still found, the system prompt is just not there.
     This template writes no generation prompt, so at inference the model writes "[assistant]" itself:
     it is trained."""
-    src = "{% for m in messages %}{% if m['role'] != 'system' %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+    src = ("{% for m in messages %}{% if m['role'] != 'system' %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}"
+           "{% endif %}{% endfor %}")
     r = ChatRenderer.for_tokenizer(src, smollm2)
     lay = r.layout(chat("q", "a", system="hidden"))
     assert lay.text == "[user]q<|im_end|>[assistant]a<|im_end|>"

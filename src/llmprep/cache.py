@@ -87,7 +87,8 @@ class ShardCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         enc = result.encoded
         meta = {"has_tt": enc.token_type_ids is not None, "class_labels": enc.extra.get("class_labels"),
-                "rejected": [vars(r) for r in result.rejected], "dropped": [vars(r) for r in result.dropped], "truncated": result.truncated,
+                "rejected": [vars(r) for r in result.rejected], "dropped": [vars(r) for r in result.dropped],
+                "truncated": result.truncated,
                 "control_text_rows": result.control_text_rows, "fast_rows": result.fast_rows,
                 "kinds": result.kinds, "chat": result.chat, "read": result.read}
         arrays = {"ids": enc.ids, "labels": enc.labels, "offsets": enc.offsets,

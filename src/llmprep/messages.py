@@ -109,7 +109,8 @@ def _check_tool_calls(calls: Any, role: str, where: str) -> list:
     if calls is None:
         return []
     if role != "assistant":
-        raise RecordError(f"only assistant messages carry tool_calls, got a {role} message", field=f"{where}.tool_calls")
+        raise RecordError(f"only assistant messages carry tool_calls, got a {role} message",
+                          field=f"{where}.tool_calls")
     if not isinstance(calls, list):
         raise RecordError(f"expected a list of tool calls, got {type(calls).__name__}", field=f"{where}.tool_calls")
     for j, call in enumerate(calls):

@@ -47,7 +47,8 @@ def parse_test_size(value: str) -> float:
               help="Rename an input field before format detection (repeatable).")
 @click.option("--template", default="auto", show_default=True,
               help="'auto' (the tokenizer's chat template), a built-in name, or a .jinja file.")
-@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True, help="Row length limit in tokens.")
+@click.option("--max-length", type=int, default=DEFAULT_MAX_LENGTH, show_default=True,
+              help="Row length limit in tokens.")
 @click.option("--truncation", type=click.Choice(["right", "left", "drop"]), default="right", show_default=True,
               help="How rows longer than --max-length are fitted.")
 @click.option("--test-size", default="0", show_default=True, help="Test split: a fraction (0.1) or a count (500).")
@@ -63,7 +64,8 @@ def parse_test_size(value: str) -> float:
                    "one row per reply, rendered as at inference (each reasoning trace trained once); "
                    "last: only the last reply trained.")
 @click.option("--add-eos", is_flag=True,
-              help="Append the eos token (trained) after a last reply the template leaves without an end-of-turn token.")
+              help="Append the eos token (trained) after a last reply the template leaves without an "
+                   "end-of-turn token.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad record instead of rejecting it.")
 @click.option("--padding", type=click.Choice(["none", "longest", "max-length"]), default="none", show_default=True,
               help="Fixed padding on disk; 'none' leaves it to the collator (dynamic padding).")
@@ -81,12 +83,14 @@ def parse_test_size(value: str) -> float:
 @click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
               help="Encoder: 'auto' uses fastokens where its ids are verified identical to tokenizers'.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, options.")
+              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, "
+                   "options.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
-                train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack, block_size, remainder,
+                train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack,
+                block_size, remainder,
                 stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 

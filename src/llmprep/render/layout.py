@@ -150,7 +150,7 @@ class Locator:
                 if f.message in trained_set:
                     lay.missing.append(where)
                 continue
-            what = {"tool_call": "tool calls", "content": "content parts" if len(f.keys) > 1 else "this content"}[f.kind]
+            what = "tool calls" if f.kind == "tool_call" else "content parts" if len(f.keys) > 1 else "this content"
             article = "an" if role == "assistant" else "a"
             raise RecordError(f"the chat template does not render {what} of {article} {role} message: it would be "
                               "dropped from the training text", field=where)
@@ -244,7 +244,8 @@ class Locator:
         spans, reply_end = [], None
         for i in sorted(trained):
             try:
-                head = self.r.render(messages[:i], tools=tools, add_generation_prompt=messages[i]["role"] == "assistant")
+                head = self.r.render(messages[:i], tools=tools,
+                                     add_generation_prompt=messages[i]["role"] == "assistant")
                 upto = self.r.render(messages[: i + 1], tools=tools)
             except RecordError:
                 head, upto = "", ""

@@ -62,7 +62,8 @@ def fields_of(messages: list[Message]) -> list[Field]:
         out += [Field(i, (name,), "reasoning", m[name]) for name in REASONING_FIELDS
                 if isinstance(m.get(name), str) and m[name]]
         for j, call in enumerate(m.get("tool_calls") or []):
-            fn, base = (call["function"], ("tool_calls", j, "function")) if "function" in call else (call, ("tool_calls", j))
+            fn, base = (call["function"], ("tool_calls", j, "function")) if "function" in call \
+                else (call, ("tool_calls", j))
             out.append(Field(i, base + ("name",), "tool_call", fn["name"]))
             args = fn.get("arguments")
             if isinstance(args, str) and args:
