@@ -89,11 +89,13 @@ FAMILIES: dict[str, Family] = {
                             "<s>", "</s>", None, ("</s>",), ("[INST]", "[/INST]", "[SYSTEM_PROMPT]")),
     "deepseek": Family("smollm2", _DEEPSEEK, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>",
                        "<｜end▁of▁sentence｜>", ("<｜end▁of▁sentence｜>",), _DEEPSEEK_HEADERS, _DEEPSEEK_PLAIN),
-    # GLM writes nothing after an assistant turn: the next turn's <|user|> / <|observation|> header stops it.
+    # GLM writes nothing after an assistant turn: the next turn's <|user|> / <|observation|> tag stops it. They
+    # are GLM-4.5's stop tokens (generation_config.json: eos_token_id [<|endoftext|>, <|user|>, <|observation|>]),
+    # so the one right after a reply is trained with it; elsewhere they are headers (never trained).
     "glm": Family("smollm2", ("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>",
                               "<|endoftext|>"),
-                  None, "<|endoftext|>", "<|endoftext|>", (), ("<|system|>", "<|user|>", "<|assistant|>",
-                                                               "<|observation|>"),
+                  None, "<|endoftext|>", "<|endoftext|>", ("<|user|>", "<|observation|>"),
+                  ("<|system|>", "<|assistant|>", "<|user|>", "<|observation|>"),
                   ("<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>",
                    "</arg_value>", "<tool_response>", "</tool_response>")),
     "kimi": Family("smollm2", ("[BOS]", "[EOS]", "<|im_end|>", "<|im_user|>", "<|im_assistant|>", "<|im_system|>",

@@ -233,9 +233,8 @@ class ChatStats:
         self.conversations += 1
         self.rows += len(layouts)
         for lay in layouts:
-            for where in lay.missing:
-                name = where.split(".", 1)[1]
-                self.not_rendered[name] = self.not_rendered.get(name, 0) + 1
+            for what in lay.missing:
+                self.not_rendered[what] = self.not_rendered.get(what, 0) + 1
         last = layouts[-1]
         self.eos_added += last.eos_added
         if last.stop is False:

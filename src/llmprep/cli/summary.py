@@ -55,12 +55,16 @@ def chat_warnings(chat: dict | None) -> list[str]:
         out.append(f"{stop['count']:,} conversations end with a reply the template leaves without an end-of-turn "
                    f"token: the model won't learn to stop (--add-eos appends the eos; first: "
                    f"{', '.join(stop['conversations'][:3])})")
-    reasoning = sum(n for k, n in chat["not_rendered"].items() if k in ("reasoning_content", "reasoning", "thinking"))
+    reasoning = sum(n for k, n in chat["not_rendered"].items() if k.endswith(".reasoning"))
     if reasoning:
         out.append(f"the template did not print the reasoning of {reasoning:,} trained turns (it drops reasoning "
                    "from history, or has no place for it): --history per-turn trains every reasoning trace once")
-    other = {k: n for k, n in chat["not_rendered"].items() if k not in ("reasoning_content", "reasoning", "thinking")}
+    calls = sum(n for k, n in chat["not_rendered"].items() if k.endswith(".tool_calls"))
+    if calls:
+        out.append(f"the template did not print the tool calls of {calls:,} turns: the model would learn to answer "
+                   "without calling; use a template that renders tool_calls")
+    other = {k: n for k, n in chat["not_rendered"].items() if not k.endswith((".reasoning", ".tool_calls"))}
     if other:
-        out.append("the template did not print these fields of trained turns: "
-                   + ", ".join(f"{k} ({n:,})" for k, n in other.items()))
+        out.append("the template did not print: " + ", ".join(f"{k} ({n:,} messages)" for k, n in other.items())
+                   + " (content parts: give content as a string for this template)")
     return out

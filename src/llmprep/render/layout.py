@@ -48,7 +48,7 @@ class Layout:
     spans: the trained character spans, in order
     fields: (field, start, end) of every field found in `text` (start or end None when only one of its
             sentinels survived, e.g. DeepSeek-R1 cuts content at '</think>')
-    missing: fields of trained messages the template did not print, as "messages[i].path"
+    missing: what of the data the template did not print, "role.what" per message (see _check_rendered)
     stop: whether the last assistant turn, if trained, ends with a trained end-of-turn token (None: not trained)
     eos_added: --add-eos appended the eos after the last reply (stop is then True)
     """
@@ -132,28 +132,30 @@ class Locator:
                       if k in opens or k in closes]
 
     def _check_rendered(self, messages, all_fields: list[Field], trained: list[int], lay: Layout) -> None:
-        """Fields the template did not print: a reject for content, tool calls and tool results (the model
-        would learn from a conversation that is not the data), a report entry for reasoning."""
+        """Record what of the data the template did not print, as "role.what" per message: reasoning of
+        trained turns (Qwen3, GLM, DeepSeek-R1 drop it from history; Llama has no place for it), tool calls
+        (Phi-3.5, SmolLM3 print none; gpt-oss only the first), content parts (a template that only takes
+        strings prints nothing, or a Python list), any other content. The row is kept — its ids are
+        apply_chat_template's — and the report counts these, so nothing is dropped silently.
+
+        Example: Qwen3, [user, assistant(reasoning) (trained), user, assistant] -> missing ["assistant.reasoning"]
+        """
         if any(isinstance(m.get("content"), list) for m in messages) and "'type': 'text'" in lay.text:
-            raise RecordError("the chat template printed the content parts as a Python list; it only takes "
-                              "content as a string", field="messages")
+            lay.missing += [f"{m['role']}.content_parts_as_python_list" for m in messages
+                            if isinstance(m.get("content"), list)]
         if len(lay.fields) == len(all_fields):
             return  # every field printed
         shown = {(f.message, f.keys) for f, _, _ in lay.fields}
         trained_set = set(trained)
+        seen = set()
         for f in all_fields:
-            if (f.message, f.keys) in shown:
+            if (f.message, f.keys) in shown or (f.kind == "reasoning" and f.message not in trained_set):
                 continue
-            where = f"messages[{f.message}].{f.path}"
-            role = messages[f.message]["role"]
-            if f.kind == "reasoning" or (role == "system" and f.keys == ("content",)):
-                if f.message in trained_set:
-                    lay.missing.append(where)
-                continue
-            what = "tool calls" if f.kind == "tool_call" else "content parts" if len(f.keys) > 1 else "this content"
-            article = "an" if role == "assistant" else "a"
-            raise RecordError(f"the chat template does not render {what} of {article} {role} message: it would be "
-                              "dropped from the training text", field=where)
+            what = {"reasoning": "reasoning", "tool_call": "tool_calls"}.get(f.kind) or (
+                "content_parts" if len(f.keys) > 1 else "content")
+            if (f.message, what) not in seen:  # once per message and kind
+                seen.add((f.message, what))
+                lay.missing.append(f"{messages[f.message]['role']}.{what}")
 
     # --- turns -------------------------------------------------------------------------------------
 
@@ -171,12 +173,21 @@ class Locator:
         last_reply = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
         spans, reply_end = [], None
         for i in trained:
-            if i not in bounds:
+            if i in bounds:
+                (first, last), (lo, hi) = bounds[i], gaps[i]
+            elif messages[i]["role"] == "assistant":  # none of its fields printed: the turn is still there
+                lo = max((bounds[j][1] for j in bounds if j < i), default=0)
+                hi = min((bounds[j][0] for j in bounds if j > i), default=len(text))
+                first = hi
+                last = None
+            else:
                 continue  # nothing of it printed (e.g. a system prompt the template drops)
-            (first, last), (lo, hi) = bounds[i], gaps[i]
             start = self._turn_start(messages, i, tools, text, lo, first) \
                 if messages[i]["role"] == "assistant" else first
+            last = start if last is None else last
             end, stopped = self._turn_end(text, last, hi)
+            if not stopped and messages[i]["role"] == "assistant":
+                end = self._unstopped_end(messages, i, tools, text, last, hi)
             if i == last_reply:
                 lay.stop, reply_end = stopped, end
             spans.append((start, end))
@@ -233,6 +244,18 @@ class Locator:
         while (nxt := eot.match(text, end)) is not None and nxt.end() <= limit:
             end = nxt.end()
         return end, True
+
+    def _unstopped_end(self, messages, i: int, tools, text: str, last: int, hi: int) -> int:
+        """The end of a turn the template closes with no end-of-turn token (GLM's last reply): the end of
+        render(messages[:i+1]) — closing markup like "</tool_call>" included, trailing whitespace not — when
+        that is a prefix of the text; else the end of the text (last message) or of the turn's last field."""
+        try:
+            upto = self.r.render(messages[: i + 1], tools=tools).rstrip()
+        except RecordError:
+            upto = None
+        if upto is not None and text.startswith(upto) and last <= len(upto) <= hi:
+            return len(upto)
+        return max(last, len(text.rstrip())) if hi >= len(text) else last
 
     # --- without sentinels ---------------------------------------------------------------------------
 
