@@ -43,13 +43,19 @@ def validate_messages(messages: Any, *, field: str = "messages") -> list[Message
     Example: [{"role": "user", ...}, {"role": "user", ...}]
              -> RecordError("two consecutive user messages at index 0 and 1", field="messages[1].role")
     """
+    out = check_messages(messages, field=field)
+    _check_order(out, field)
+    return out
+
+
+def check_messages(messages: Any, *, field: str = "messages") -> list[Message]:
+    """validate_messages without the turn-order rules: each message well-formed (for inference prompts,
+    which end with a user turn). Example: [{"role": "user", "content": "Hi"}] -> same list"""
     if not isinstance(messages, list):
         raise RecordError(f"expected a list of messages, got {type(messages).__name__}", field=field)
     if not messages:
         raise RecordError("expected at least one message, got an empty list", field=field)
-    out = [_check_message(msg, i, field) for i, msg in enumerate(messages)]
-    _check_order(out, field)
-    return out
+    return [_check_message(msg, i, field) for i, msg in enumerate(messages)]
 
 
 def _check_message(msg: Any, i: int, field: str) -> Message:

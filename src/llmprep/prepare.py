@@ -189,6 +189,8 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
                            "fingerprint": tok_fingerprint}
     report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
+    if source:
+        report["template"].update(template_facts(source, tok))
     if pack_stats:
         report["packing"] = pack_stats
     # Cache hits are not in report.json: a rerun served from the cache must write identical files.
@@ -254,6 +256,18 @@ def chat_report(parts: list[dict], cfg: PrepareConfig) -> dict:
         "prefix_consistent": {"checked": total("prefix_checked"), "inconsistent": total("prefix_inconsistent"),
                               "first": first},
     }
+
+
+def template_facts(source: str, tok) -> dict:
+    """What the label rule uses about the template: the end-of-turn tokens trained after a turn, and the
+    generation prompt (the header the model is prompted with, never trained).
+
+    Example (SmolLM2): {"end_of_turn": ["<|endoftext|>", "<|im_end|>"], "generation_prompt": "<|im_start|>assistant\n"}
+    """
+    from llmprep.render import ChatRenderer
+
+    renderer = ChatRenderer.for_tokenizer(source, tok)
+    return {"end_of_turn": list(renderer.end_of_turn), "generation_prompt": renderer.locator.generation_prompt}
 
 
 def _row_groups(results: list[ShardResult]) -> np.ndarray | None:

@@ -160,9 +160,9 @@ def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRende
         ex = examples[i]
         messages, tools = ex.data["messages"], ex.data.get("tools")
         try:
-            layouts = _layouts(renderer, messages, tools, settings)
+            layouts = chat_layouts(renderer, messages, tools, settings)
         except RecordError as err:
-            rejected.append(reject(ex, err, ex.data))
+            rejected.append(reject(ex, _with_hint(err, messages), ex.data))
             continue
         stats.add(ex, messages, layouts)
         if stats.prefix_checked < PREFIX_CHECKS and len(messages) > 2:
@@ -177,10 +177,23 @@ def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRende
     return encoded, ok, sum(1 for x in literal if x)
 
 
+def _with_hint(err: RecordError, messages: list) -> RecordError:
+    """A template refusal on a tool-call turn with null content (the OpenAI shape; transformers drops the key)
+    gets a hint: many templates read message.content and need a string there.
+
+    Example: "...refused this conversation: 'dict object' has no attribute 'content'" -> same + " (hint: ...)"
+    """
+    nulls = [i for i, m in enumerate(messages) if m["role"] == "assistant" and "content" not in m]
+    if not nulls or err.field != "messages":
+        return err
+    return RecordError(f"{err.reason} (hint: messages[{nulls[0]}].content is null, which transformers passes as "
+                       "absent; this template reads it: give \"\" instead)", field=err.field)
+
+
 PREFIX_CHECKS = 8  # conversations per shard whose every prefix rendering is compared with the full one
 
 
-def _layouts(renderer: ChatRenderer, messages: list, tools, settings: ShardSettings) -> list:
+def chat_layouts(renderer: ChatRenderer, messages: list, tools, settings: ShardSettings) -> list:
     """The rows of one conversation: its full rendering (--history full|last) or one rendering per trained
     reply, each ending with that reply (--history per-turn)."""
     trained = trained_messages(messages, roles=settings.train_roles,
