@@ -198,6 +198,9 @@ def chat_layouts(renderer: ChatRenderer, messages: list, tools, settings: ShardS
     reply, each ending with that reply (--history per-turn)."""
     trained = trained_messages(messages, roles=settings.train_roles,
                                last_only=settings.train_turns == "last" or settings.history == "last")
+    if not trained and not settings.train_on_prompt:
+        raise RecordError(f"nothing to train: no message is in --train-roles {','.join(settings.train_roles)} "
+                          "without \"train\": false", field="messages")
     if settings.history != "per-turn":
         return [renderer.layout(messages, trained, tools=tools, add_eos=settings.add_eos)]
     return [renderer.layout(messages[:n], turn, tools=tools, add_eos=settings.add_eos)
@@ -245,15 +248,14 @@ class ChatStats:
             self.kinds[k] += v
         self.conversations += 1
         self.rows += len(layouts)
-        for lay in layouts:
+        for lay in layouts:  # one per row (several per conversation with --history per-turn)
             for what in lay.missing:
                 self.not_rendered[what] = self.not_rendered.get(what, 0) + 1
-        last = layouts[-1]
-        self.eos_added += last.eos_added
-        if last.stop is False:
-            self.no_stop += 1
-            if len(self.no_stop_examples) < 20:
-                self.no_stop_examples.append(f"{ex.source}:{ex.line}")
+            self.eos_added += lay.eos_added
+            if lay.stop is False:
+                self.no_stop += 1
+                if len(self.no_stop_examples) < 20:
+                    self.no_stop_examples.append(f"{ex.source}:{ex.line}")
 
     def prefix(self, ex: Example, gap) -> None:
         self.prefix_checked += 1

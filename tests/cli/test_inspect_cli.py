@@ -71,3 +71,48 @@ def test_missing_tokenizer_path_is_one_clear_line(tmp_path):
     assert result.exit_code == 1
     assert f"--tokenizer '{missing}': no such file or directory" in result.output
     assert "Traceback" not in result.output
+
+
+TOOL_CHAT = {"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+             "messages": [{"role": "user", "content": "Weather in Oslo?"},
+                          {"role": "assistant", "content": "", "tool_calls": [
+                              {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+                          {"role": "tool", "content": "sunny"},
+                          {"role": "assistant", "content": "Sunny.", "reasoning_content": "The tool says so."}]}
+
+
+def test_data_mode_names_tool_calls_and_reasoning(tmp_path):
+    from templates_support import template_path, template_tokenizer
+
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps(TOOL_CHAT) + "\n")
+    tok = template_tokenizer("qwen3")
+    tok.save_pretrained(tmp_path / "tok")
+    prepare([str(src)], out=tmp_path / "o", progress=False, tokenizer=str(tmp_path / "tok"),
+            template=str(template_path("qwen3")))
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path / "o"), "--n", "1"])
+    assert result.exit_code == 0, result.output
+    assert '[[<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call><|im_end|>]]' \
+        in result.output
+    assert "[[<think>\nThe tool says so.\n</think>\n\nSunny.<|im_end|>]]" in result.output
+    assert "trained run 1: " in result.output and "[tool call]" in result.output
+    assert "trained run 2: " in result.output and "[reasoning]" in result.output
+
+
+def test_chat_file_mode_lays_out_fields(tmp_path):
+    from templates_support import template_path
+
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps(TOOL_CHAT) + "\n" + json.dumps({"messages": [{"role": "bot", "content": "x"}]}) + "\n")
+    args = ["inspect", str(src), "--template", str(template_path("qwen2.5")), "--n", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any("[1] assistant tool_calls[0].function.name" in x and "trained: yes" in x for x in lines)
+    assert any("[2] tool" in x and "trained: no" in x for x in lines)
+    assert "not printed by the template: assistant.reasoning" in result.output  # Qwen2.5 has no place for it
+    assert f"{src}:2: rejected: unknown role 'bot'" in result.output
+    rows = json.loads(CliRunner().invoke(main, args + ["--json", "--history", "per-turn"]).output)
+    assert [r["where"] for r in rows] == [f"{src}:1", f"{src}:1", f"{src}:2"]
+    assert rows[0]["fields"][-1] == {"message": 1, "role": "assistant", "field": "tool_calls[0].function.arguments.city",
+                                     "text": "Oslo", "trained": "yes"}

@@ -44,7 +44,7 @@ def print_summary(result, out) -> None:
 def chat_warnings(chat: dict | None) -> list[str]:
     """The chat findings a user must act on, one line each.
 
-    Example: {"no_stop_token": {"count": 3, ...}, ...} -> ["3 conversations end with a reply the template
+    Example: {"no_stop_token": {"count": 3, ...}, ...} -> ["3 rows end with a reply the template
     leaves without an end-of-turn token: the model won't learn to stop (--add-eos appends the eos)"]
     """
     if not chat:
@@ -52,7 +52,7 @@ def chat_warnings(chat: dict | None) -> list[str]:
     out = []
     stop = chat["no_stop_token"]
     if stop["count"]:
-        out.append(f"{stop['count']:,} conversations end with a reply the template leaves without an end-of-turn "
+        out.append(f"{stop['count']:,} rows end with a reply the template leaves without an end-of-turn "
                    f"token: the model won't learn to stop (--add-eos appends the eos; first: "
                    f"{', '.join(stop['conversations'][:3])})")
     reasoning = sum(n for k, n in chat["not_rendered"].items() if k.endswith(".reasoning"))
