@@ -15,7 +15,6 @@ from llmprep.formats import FORMATS, detect_format, get_format, rename_fields
 from llmprep.prepare import PrepareConfig, run
 from llmprep.records import Record
 
-
 # (record, detected format, converted data) -- written out by hand
 SHAPES = [
     ({"messages": [u("Hi"), a("Hello")]}, "messages", {"messages": [u("Hi"), a("Hello")]}),

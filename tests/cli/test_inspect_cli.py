@@ -49,6 +49,7 @@ def test_data_mode_marks_trained_tokens_when_piped(tmp_path):
 def test_embedded_tokenizer_is_the_gguf_one():
     """The shipped tokenizer.json must encode exactly like the tokenizer inside the real GGUF."""
     import pytest
+
     from llmprep.tokenizer import smollm2_gguf
 
     gguf = smollm2_gguf()
@@ -73,10 +74,10 @@ def test_missing_tokenizer_path_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+CALL = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
 TOOL_CHAT = {"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
              "messages": [{"role": "user", "content": "Weather in Oslo?"},
-                          {"role": "assistant", "content": "", "tool_calls": [
-                              {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+                          {"role": "assistant", "content": "", "tool_calls": [CALL]},
                           {"role": "tool", "content": "sunny"},
                           {"role": "assistant", "content": "Sunny.", "reasoning_content": "The tool says so."}]}
 
@@ -114,5 +115,5 @@ def test_chat_file_mode_lays_out_fields(tmp_path):
     assert f"{src}:2: rejected: unknown role 'bot'" in result.output
     rows = json.loads(CliRunner().invoke(main, args + ["--json", "--history", "per-turn"]).output)
     assert [r["where"] for r in rows] == [f"{src}:1", f"{src}:1", f"{src}:2"]
-    assert rows[0]["fields"][-1] == {"message": 1, "role": "assistant", "field": "tool_calls[0].function.arguments.city",
-                                     "text": "Oslo", "trained": "yes"}
+    assert rows[0]["fields"][-1] == {"message": 1, "role": "assistant", "text": "Oslo", "trained": "yes",
+                                     "field": "tool_calls[0].function.arguments.city"}

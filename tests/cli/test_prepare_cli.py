@@ -10,7 +10,6 @@ from helpers import write_jsonl
 from llmprep.cli import main
 from llmprep.constants import IGNORE_INDEX
 
-
 CHATS = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
                        {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(40)]
 
