@@ -82,7 +82,8 @@ def trained_runs(tokenizer, input_ids: list[int], labels: list[int] | None) -> l
     """Each run of trained tokens, decoded, with what it holds.
 
     Example: Qwen2.5 tool call -> [{"tokens": 31, "text": '<tool_call>\\n{"name": ...}\\n</tool_call><|im_end|>',
-                                    "holds": ["tool call"]}, {"tokens": 12, "text": "It is sunny.<|im_end|>", "holds": []}]
+                                    "holds": ["tool call"]},
+                                   {"tokens": 12, "text": "It is sunny.<|im_end|>", "holds": []}]
     """
     runs, current = [], []
     for token, label in zip(input_ids, labels or []):
