@@ -36,21 +36,24 @@ def describe_text(tokenizer, text: str, text_pair: str | None = None) -> dict[st
 
 
 def mark_trained(tokenizer, input_ids: list[int], labels: list[int] | None, *, color: bool) -> str:
-    """Decode a row token by token; trained tokens (label != -100) in green, or inside [[ ]] when piped.
+    """Decode a row; trained tokens (label != -100) in green, or inside [[ ]] when piped. Runs of tokens with
+    the same state are decoded together, so characters split over several byte-level tokens (Chinese)
+    come out whole.
 
     Example (piped): ids for "user: Hi / assistant: Yo<|im_end|>", labels only on "Yo<|im_end|>"
     -> "user: Hi / assistant: [[Yo<|im_end|>]]"
     """
-    pieces = [tokenizer.decode([i]) for i in input_ids]
     trained = [labels is not None and lab != IGNORE_INDEX for lab in (labels or [None] * len(input_ids))]
-    out, open_ = [], False
-    for piece, t in zip(pieces, trained):
-        if t != open_:
-            out.append(("[green]" if t else "[/green]") if color else ("[[" if t else "]]"))
-            open_ = t
-        out.append(_escape(piece) if color else piece)
-    if open_:
-        out.append("[/green]" if color else "]]")
+    out, start = [], 0
+    for k in range(1, len(input_ids) + 1):
+        if k < len(input_ids) and trained[k] == trained[start]:
+            continue
+        piece = tokenizer.decode(input_ids[start:k])
+        piece = _escape(piece) if color else piece
+        if trained[start]:
+            piece = f"[green]{piece}[/green]" if color else f"[[{piece}]]"
+        out.append(piece)
+        start = k
     return "".join(out)
 
 

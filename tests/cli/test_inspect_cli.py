@@ -117,3 +117,16 @@ def test_chat_file_mode_lays_out_fields(tmp_path):
     assert [r["where"] for r in rows] == [f"{src}:1", f"{src}:1", f"{src}:2"]
     assert rows[0]["fields"][-1] == {"message": 1, "role": "assistant", "text": "Oslo", "trained": "yes",
                                      "field": "tool_calls[0].function.arguments.city"}
+
+
+def test_mark_trained_decodes_whole_characters():
+    """Byte-level BPE splits a Chinese character over several tokens: runs are decoded together."""
+    from llmprep.inspect import mark_trained
+
+    tok = load_tokenizer("smollm2")
+    ids = tok("你好，世界", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 5
+    labels = [-100] * len(ids)
+    assert mark_trained(tok, ids, labels, color=False) == "你好，世界"
+    cut = len(tok("你好，", add_special_tokens=False)["input_ids"])
+    assert mark_trained(tok, ids, labels[:cut] + ids[cut:], color=False) == "你好，[[世界]]"
