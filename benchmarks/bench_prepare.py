@@ -259,7 +259,7 @@ def check(convs: list, llm_ds, trl_ds, seeds_ds=None) -> dict[str, int]:
 STAGES = [  # (stage, top-level?, [(file suffix, function name; "*x" = name contains x)])
     ("read_records: file read + json.loads", False, [("records.py", "read_records")]),
     ("to_examples: records -> validated chats (incl. read)", True, [("examples.py", "to_examples")]),
-    ("ChatRenderer.locate: sandboxed render + spans", True, [("render.py", "locate")]),
+    ("ChatRenderer.layout: sandboxed render + spans", True, [("renderer.py", "layout")]),
     ("ChatEncoder.encode: ids + labels", True, [("encode.py", "encode")]),
     ("  of which Rust encode calls (fastokens/tokenizers)", False, [("~", "*encode_batch")]),
     ("  of which labels + numpy glue", False, []),  # encode - Rust
