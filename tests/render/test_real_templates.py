@@ -301,10 +301,12 @@ def locate(messages: list[dict], text: str) -> list[Located]:
     found, cursor = [], 0
     for i, msg in enumerate(messages):
         for piece in _pieces(msg):
-            at = text.find(piece, cursor)
-            if at != -1:
-                found.append(Located(i, at, at + len(piece)))
-                cursor = at + len(piece)
+            for form in (piece, json.dumps(piece, ensure_ascii=False)[1:-1]):  # gpt-oss prints tool results |tojson
+                at = text.find(form, cursor)
+                if at != -1:
+                    found.append(Located(i, at, at + len(form)))
+                    cursor = at + len(form)
+                    break
     return found
 
 
