@@ -35,13 +35,14 @@ def run_on(tmp_path, name: str, rows, **options):
 def test_report_chat_section(tmp_path):
     res = run_on(tmp_path, "qwen3", [AGENT, REASONING, PARTS])
     chat = res.report["chat"]
-    assert res.report["records"] == {"read": 3, "kept": 3, "rejected": 0, "dropped": 0}
+    assert res.report["records"] == {"read": 3, "kept": 2, "rejected": 1, "dropped": 0}
+    # Qwen3 prints content parts as "": the user's text would be lost
+    assert (res.rejected[0].line, res.rejected[0].field) == (3, "messages[0].content[0].text")
+    assert res.rejected[0].reason.startswith("the chat template does not render content parts")
     assert chat["messages"] == {"tool_call_turns": 1, "tool_calls": 2, "tool_results": 2, "reasoning_turns": 3,
-                                "content_parts": 1}
-    assert chat["history"] == {"mode": "full", "conversations": 3, "rows": 3, "rows_dropped": 0}
-    # turn 1 of REASONING: Qwen3 drops reasoning from history; it prints content parts as "" (kept, as
-    # apply_chat_template renders it, and counted)
-    assert chat["not_rendered"] == {"assistant.reasoning": 1, "user.content_parts": 1}
+                                "content_parts": 0}
+    assert chat["history"] == {"mode": "full", "conversations": 2, "rows": 2, "rows_dropped": 0}
+    assert chat["not_rendered"] == {"assistant.reasoning": 1}  # turn 1 of REASONING: dropped from history
     assert chat["no_stop_token"] == {"count": 0, "eos_added": 0, "conversations": []}
     # (conversations of more than 2 messages are checked) Qwen3 renders the call turn with an empty think block
     # while it is the last message, and the first reasoning while the next question is not there yet
@@ -151,9 +152,11 @@ def test_null_content_refusal_gets_a_hint(tmp_path):
     res = run(PrepareConfig(progress=False, num_proc=1, cache=False), [path])
     assert "refused this conversation" in res.rejected[0].reason
     assert "messages[1].content is null" in res.rejected[0].reason and 'give "" instead' in res.rejected[0].reason
-    conv["messages"][1]["content"] = ""
-    path = str(write_jsonl(tmp_path / "in.jsonl", [conv]))
-    assert not run(PrepareConfig(progress=False, num_proc=1, cache=False), [path]).rejected
+    conv["messages"][1]["content"] = ""  # now it renders, but SmolLM2's template has no place for tool calls
+    path = str(write_jsonl(tmp_path / "in.jsonl", [conv, REASONING]))
+    res = run(PrepareConfig(progress=False, num_proc=1, cache=False), [path])
+    assert res.rejected[0].field == "messages[1].tool_calls[0].function.name"
+    assert "does not render this tool call" in res.rejected[0].reason and "hint" not in res.rejected[0].reason
 
 
 def test_prepared_rows_load_as_a_dataset(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from helpers import a, chat, s, u
 from templates_support import template_tokenizer
 
+from llmprep.errors import RecordError
 from llmprep.render import ChatRenderer
 
 CALL = {"id": "call00001", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
@@ -96,15 +97,27 @@ def test_gpt_oss_call_name_repeated_in_the_tool_header():
         "<|channel|>final<|message|>It is sunny.<|return|>"]
 
 
-def test_fields_the_template_cannot_print_are_reported_not_rejected():
-    """Phi-3.5 prints no tool calls; gpt-oss only a message's first one: the rows keep apply_chat_template's
-    ids, and the layout says what was not printed."""
+def test_fields_the_template_would_lose_are_rejected_reasoning_reported():
+    """Phi-3.5 prints no tool calls; gpt-oss only a message's first; Gemma 2 prints content parts as a Python
+    list: rejects naming the field. Reasoning Llama 3.1 has no place for: reported, the row kept."""
     r, _ = renderer("phi3.5")
-    assert "assistant.tool_calls" in r.layout(AGENT, tools=TOOLS).missing
+    with pytest.raises(RecordError, match="does not render this tool call") as info:
+        r.layout(AGENT, tools=TOOLS)
+    assert info.value.field == "messages[1].tool_calls[0].function.name"
     two = [u("Oslo and Rome?"), {"role": "assistant", "content": "", "tool_calls": [
         CALL, {**CALL, "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]}]
     r, _ = renderer("gpt-oss")
-    assert r.layout(two, tools=TOOLS).missing == ["assistant.tool_calls"]
+    with pytest.raises(RecordError) as info:
+        r.layout(two, tools=TOOLS)
+    assert info.value.field == "messages[1].tool_calls[1].function.name"
+    r, _ = renderer("gemma2")
+    with pytest.raises(RecordError, match="printed the content parts as a Python list") as info:
+        r.layout([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}, a("Yo")])
+    assert info.value.field == "messages[0].content"
+    r, tok = renderer("llama3.1")
+    lay = r.layout([u("2+2?"), {**a("4"), "reasoning_content": "add"}])
+    assert lay.missing == ["assistant.reasoning"] and lay.text == tok.apply_chat_template(
+        [u("2+2?"), a("4")], tokenize=False)
 
 
 def test_train_flags_and_roles():

@@ -6,7 +6,8 @@ Only llmprep's public API is used (`llmprep.prepare.prepare` on JSONL files, rea
 and the saved dataset), so these tests judge whatever implementation is behind it. The oracles are
 independent of llmprep's code:
 
-- ids: apply_chat_template(tokenize=True); a conversation it refuses must be rejected with its message.
+- ids: apply_chat_template(tokenize=True); a conversation it refuses must be rejected with its message, and
+  one whose rendering silently loses a tool call or content parts must be rejected saying so (`lost`).
 - (a) last turn: the trained text of the last assistant turn is what the model generates at inference,
   render(messages)[len(render(messages[:k], add_generation_prompt=True)):] (where that prompt is a
   prefix), cut after the run of end-of-turn control tokens the template writes right after the turn.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +118,31 @@ def oracle(template: str, conversation: str) -> Oracle:
         return Oracle(error=exc)
 
 
+def lost(template: str, conversation: str) -> str | None:
+    """What apply_chat_template's rendering silently leaves out of a conversation it does not refuse: a tool
+    call, or content parts (printed as a Python list, or not at all). Training on that would lose data
+    without a word, so llmprep must reject such a conversation instead (None: nothing is lost).
+
+    Example: SmolLM3's template never reads `tool_calls` -> "tool call get_weather"
+    """
+    ref = oracle(template, conversation)
+    if ref.error is not None:
+        return None
+    text, messages = ref.text, messages_of(conversation)
+    if "{'type': 'text'" in text:
+        return "content parts printed as a Python list"
+    parts = [p.strip() for m in messages if isinstance(m.get("content"), list) for p in _visible(m["content"])]
+    if any(p and p not in text for p in parts):
+        return "content parts"
+    first_user = next((p for m in messages if m["role"] == "user" for p in _pieces(m)), "")
+    after = text[max(text.find(first_user), 0):]  # tools are listed before the first user text: skip that
+    calls = [(c.get("function") or c)["name"] for m in messages for c in m.get("tool_calls") or []]
+    for name in dict.fromkeys(calls):
+        if after.count(name) < calls.count(name):
+            return f"tool call {name}"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # Running llmprep: one prepare() per template (and option set) over all conversations.
 # ---------------------------------------------------------------------------------------------------
@@ -124,7 +151,7 @@ class Prepared:
     """llmprep's output mapped back to conversations: id -> list of (ids, labels) rows, or a reject reason."""
 
     rows: dict[str, list[tuple[list[int], list[int]]]] = field(default_factory=dict)
-    rejected: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # "field: reason" from DIR/rejected.jsonl
     error: str | None = None  # the run itself failed, or its rows could not be mapped back
 
 
@@ -152,7 +179,7 @@ def run_llmprep(template: str, folder: Path, records: list[dict], rows_per_recor
     with open(out / "rejected.jsonl", encoding="utf-8") as fh:
         for line in fh:
             r = json.loads(line)
-            rejected[(Path(r["source"]).name, r["line"])] = r["reason"]
+            rejected[(Path(r["source"]).name, r["line"])] = f"{r['field']}: {r['reason']}"
     train = load_from_disk(str(out))["train"]
     ids, labels = train["input_ids"], train["labels"]
     result, k = Prepared(), 0
@@ -384,6 +411,12 @@ def test_ids_equal_apply_chat_template(prepared, template, conversation):
         assert str(ref.error) in prep.rejected[conversation], (
             f"reject reason {prep.rejected[conversation]!r} lacks the template's message {str(ref.error)!r}")
         return
+    if (what := lost(template, conversation)) is not None:
+        assert conversation in prep.rejected, f"kept, but the template's rendering loses the {what}"
+        topic = r"tool.?call" if what.startswith("tool call") else "content"
+        assert re.search(topic, prep.rejected[conversation], re.I), (
+            f"reject reason {prep.rejected[conversation]!r} does not say the {what} would be lost")
+        return
     ids, labels = kept_row(prep, conversation)
     assert ids == ref.ids
     assert len(labels) == len(ids)
@@ -392,8 +425,8 @@ def test_ids_equal_apply_chat_template(prepared, template, conversation):
 @pytest.mark.parametrize("template,conversation", _params("labels"))
 def test_labels_follow_the_rule(prepared, template, conversation):
     ref = oracle(template, conversation)
-    if ref.error is not None:
-        pytest.skip("apply_chat_template refuses this conversation")
+    if ref.error is not None or lost(template, conversation):
+        pytest.skip("apply_chat_template refuses this conversation, or its rendering loses part of it")
     ids, labels = kept_row(prepared(template), conversation)
     assert ids == ref.ids, "ids differ from apply_chat_template (see test_ids_equal_apply_chat_template)"
     assert all(lab in (IGNORE, i) for lab, i in zip(labels, ids))
@@ -414,7 +447,8 @@ def per_turn_expected(template: str, conversation: str) -> list[int] | None:
     """The assistant turns that per-turn rows end at, or None where oracle (a) does not apply to each of
     them (the template refuses a prefix, or renders history differently from the inference prompt)."""
     messages, tools = messages_of(conversation), RECORDS[conversation].get("tools")
-    if oracle(template, conversation).error is not None or any(m.get("train") is True for m in messages):
+    if oracle(template, conversation).error is not None or lost(template, conversation) or any(
+            m.get("train") is True for m in messages):
         return None  # (a user turn forced into training has no per-turn row of its own to check)
     turns = _trained_turns(messages)
     try:
@@ -528,7 +562,6 @@ def test_add_eos_appends_a_trained_eos_only_where_missing(tmp_path, template, ap
 def test_templates_are_the_recorded_bytes():
     """The .jinja files stay verbatim: their SHA-256 are those recorded in tests/assets/templates/README.md."""
     import hashlib
-    import re
 
     readme = (template_path("qwen2.5").parent / "README.md").read_text(encoding="utf-8")
     recorded = dict((name, digest) for digest, name in re.findall(r"^([0-9a-f]{64})  (\S+\.jinja)$", readme, re.M))

@@ -59,12 +59,7 @@ def chat_warnings(chat: dict | None) -> list[str]:
     if reasoning:
         out.append(f"the template did not print the reasoning of {reasoning:,} trained turns (it drops reasoning "
                    "from history, or has no place for it): --history per-turn trains every reasoning trace once")
-    calls = sum(n for k, n in chat["not_rendered"].items() if k.endswith(".tool_calls"))
-    if calls:
-        out.append(f"the template did not print the tool calls of {calls:,} turns: the model would learn to answer "
-                   "without calling; use a template that renders tool_calls")
-    other = {k: n for k, n in chat["not_rendered"].items() if not k.endswith((".reasoning", ".tool_calls"))}
+    other = {k: n for k, n in chat["not_rendered"].items() if not k.endswith(".reasoning")}
     if other:
-        out.append("the template did not print: " + ", ".join(f"{k} ({n:,} messages)" for k, n in other.items())
-                   + " (content parts: give content as a string for this template)")
+        out.append("the template did not print: " + ", ".join(f"{k} ({n:,} messages)" for k, n in other.items()))
     return out

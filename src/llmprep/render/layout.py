@@ -132,17 +132,19 @@ class Locator:
                       if k in opens or k in closes]
 
     def _check_rendered(self, messages, all_fields: list[Field], trained: list[int], lay: Layout) -> None:
-        """Record what of the data the template did not print, as "role.what" per message: reasoning of
-        trained turns (Qwen3, GLM, DeepSeek-R1 drop it from history; Llama has no place for it), tool calls
-        (Phi-3.5, SmolLM3 print none; gpt-oss only the first), content parts (a template that only takes
-        strings prints nothing, or a Python list), any other content. The row is kept — its ids are
-        apply_chat_template's — and the report counts these, so nothing is dropped silently.
+        """What of the data the template did not print. Tool calls, content parts (printed as a Python list,
+        or as nothing) and any other content but a system prompt: a reject — the model would learn from a
+        conversation that is not the data (Phi-3.5 and SmolLM3 print no tool calls, gpt-oss only a message's
+        first, DeepSeek-R1-Distill none next to content ""). Reasoning of a trained turn (dropped from history
+        by Qwen3, GLM, DeepSeek-R1; no place for it in Llama) and a system prompt: recorded in `missing` as
+        "role.what" for the report, the row kept.
 
         Example: Qwen3, [user, assistant(reasoning) (trained), user, assistant] -> missing ["assistant.reasoning"]
         """
-        if any(isinstance(m.get("content"), list) for m in messages) and "'type': 'text'" in lay.text:
-            lay.missing += [f"{m['role']}.content_parts_as_python_list" for m in messages
-                            if isinstance(m.get("content"), list)]
+        for i, m in enumerate(messages):
+            if isinstance(m.get("content"), list) and "'type': 'text'" in lay.text:
+                raise RecordError("the chat template printed the content parts as a Python list: the content would "
+                                  "be lost; give it as a string for this template", field=f"messages[{i}].content")
         if len(lay.fields) == len(all_fields):
             return  # every field printed
         shown = {(f.message, f.keys) for f, _, _ in lay.fields}
@@ -151,11 +153,21 @@ class Locator:
         for f in all_fields:
             if (f.message, f.keys) in shown or (f.kind == "reasoning" and f.message not in trained_set):
                 continue
-            what = {"reasoning": "reasoning", "tool_call": "tool_calls"}.get(f.kind) or (
-                "content_parts" if len(f.keys) > 1 else "content")
+            role = messages[f.message]["role"]
+            where = f"messages[{f.message}].{f.path}"
+            if f.kind == "tool_call":
+                raise RecordError("the chat template does not render this tool call: it would be lost from the "
+                                  "training text (the model would learn to answer without calling)", field=where)
+            if f.kind == "content" and len(f.keys) > 1:
+                raise RecordError("the chat template does not render content parts: the content would be lost; "
+                                  "give it as a string for this template", field=where)
+            if f.kind == "content" and role != "system" and f.text.strip():
+                raise RecordError(f"the chat template does not render this {role} message's content: it would be "
+                                  "lost from the training text", field=where)
+            what = "reasoning" if f.kind == "reasoning" else "content"
             if (f.message, what) not in seen:  # once per message and kind
                 seen.add((f.message, what))
-                lay.missing.append(f"{messages[f.message]['role']}.{what}")
+                lay.missing.append(f"{role}.{what}")
 
     # --- turns -------------------------------------------------------------------------------------
 
