@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean chromium
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,19 @@ demo: install
 	rm -rf out/demo
 	$(BIN)/llmprep prepare --out out/demo --test-size 0.1
 
-test: install
+# report.html is tested in headless Chromium: as root (CI) with apt-get, install Debian's chromium and
+# chromium-driver when either is missing (quiet; nothing happens when both are there). Elsewhere the
+# browser test skips with its reason if no chromium can be found at all.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium + chromium-driver (apt-get) for the report.html browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      chromium chromium-driver fonts-liberation) >/dev/null 2>&1 || echo "chromium install failed: the browser test will say why"; \
+	  fi; \
+	fi
+
+test: install chromium
 	$(BIN)/python -m pytest tests
 
 bench: install

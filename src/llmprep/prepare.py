@@ -124,13 +124,17 @@ class PrepareResult:
     dropped: list[Rejected]
     seconds: float = 0.0
     cache: dict = field(default_factory=dict)
+    tokenizer: object = field(default=None, repr=False)  # decodes the sample rows of report.html
 
     def save(self, out: str | os.PathLike) -> Path:
+        from llmprep.report import finish_output
         from llmprep.store import atomic_output_dir, save_output
 
         with atomic_output_dir(out) as tmp:
             save_output(tmp, self.splits, self.report,
                         [r.to_json() for r in self.rejected] + [{**r.to_json(), "dropped": True} for r in self.dropped])
+            # llmprep doctor's cheap checks on what was just written (into report.json), then report.html
+            self.report["doctor"] = finish_output(tmp, self.tokenizer)
         return Path(out)
 
 
@@ -197,7 +201,7 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
     cache_stats = {"enabled": cache is not None, "hits": cache.hits if cache else 0,
                    "misses": cache.misses if cache else 0}
     return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started,
-                         cache=cache_stats)
+                         cache=cache_stats, tokenizer=tok)
 
 
 def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, parts: dict, splits, kinds: dict,

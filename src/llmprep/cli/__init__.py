@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from llmprep.cli.doctor import doctor_cmd
 from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
 from llmprep.cli.model import model
 from llmprep.cli.prepare import prepare_cmd
 from llmprep.cli.render import render_cmd
+from llmprep.cli.report import report_cmd
 from llmprep.cli.train import train_cmd
 from llmprep.cli.vocab import vocab
 
@@ -38,3 +40,5 @@ main.add_command(generate_cmd)
 main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
+main.add_command(doctor_cmd)
+main.add_command(report_cmd)

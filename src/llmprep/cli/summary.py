@@ -38,7 +38,8 @@ def print_summary(result, out) -> None:
     if rec["rejected"] or rec["dropped"]:
         console.print(f"  every rejected/dropped record, with file:line and reason: {out}/rejected.jsonl")
     for line in chat_warnings(rep.get("chat")):
-        console.print(f"  [yellow]warning[/yellow]: {line}")
+        console.print(f"  warning: {line}", markup=False, highlight=False, soft_wrap=True)
+    print_findings(console, rep.get("doctor") or {}, out)
 
 
 def chat_warnings(chat: dict | None) -> list[str]:
@@ -63,3 +64,12 @@ def chat_warnings(chat: dict | None) -> list[str]:
     if other:
         out.append("the template did not print: " + ", ".join(f"{k} ({n:,} messages)" for k, n in other.items()))
     return out
+
+
+def print_findings(console, doctor: dict, out) -> None:
+    """The doctor's cheap checks prepare ran (report.json "doctor"), one line each, and where the page is."""
+    for f in doctor.get("findings", []):
+        message = f["message"] if len(f["message"]) <= 140 else f["message"][:139].rsplit(" ", 1)[0] + " ..."
+        console.print(f"  {f['severity']}: {f['id']}: {message}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"  report for a person: {out}/report.html; every check: llmprep doctor {out}", markup=False,
+                  highlight=False, soft_wrap=True)

@@ -1,0 +1,117 @@
+"""Read a prepared directory into what report.html shows: counts, per-split lengths and trained-token
+shares, packing fill, rejects by reason with examples, the doctor's findings, sample rows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmprep.checks.prepared import Rows, read_chunks, split_files, tokenizer_entry
+
+SAMPLE_ROWS = 3  # per split
+SAMPLE_TOKENS = 400  # per sample row shown
+REASONS = 20
+EXAMPLES = 3
+
+
+@dataclass
+class Reason:
+    kind: str  # "rejected" or "dropped"
+    reason: str
+    count: int = 0
+    examples: list = field(default_factory=list)  # (file:line, record as JSON, shortened)
+
+
+def split_stats(files: list[Path], tokenizer) -> dict:
+    """Per-row real lengths and trained-token shares of one split, read chunk by chunk, plus its first
+    SAMPLE_ROWS rows decoded for display.
+
+    Example: rows [5 tokens, 2 trained], [3 tokens, 3 trained] -> lengths [5, 3], shares [0.4, 1.0]
+    """
+    lengths, trained, samples = [], [], []
+    labelled = True
+    for start, rows in read_chunks(files):
+        real = rows.per_row(rows.real)
+        lengths.append(real)
+        labelled = rows.labels is not None
+        if labelled:
+            trained.append(rows.per_row(rows.trained))
+        samples += [(start + r, *sample_pieces(rows, r, tokenizer))
+                    for r in range(max(0, min(SAMPLE_ROWS - start, len(rows))))]
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    out = {"rows": len(lengths), "lengths": lengths, "tokens": int(lengths.sum()), "samples": samples}
+    if labelled:
+        per_row = np.concatenate(trained) if trained else np.zeros(0, np.int64)
+        out["trained"] = int(per_row.sum())
+        out["shares"] = per_row / np.maximum(lengths, 1)
+    return out
+
+
+def reasons(path: Path) -> list[Reason]:
+    """rejected.jsonl grouped by (kind, reason), most frequent first, a few examples each."""
+    groups: dict[tuple[str, str], Reason] = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                kind = "dropped" if row.get("dropped") else "rejected"
+                g = groups.setdefault((kind, row.get("reason", "")), Reason(kind, row.get("reason", "")))
+                g.count += 1
+                if len(g.examples) < EXAMPLES:
+                    where = f"{row.get('source')}:{row.get('line')}" + (f" {row['field']}" if row.get("field") else "")
+                    record = json.dumps(row.get("record"), ensure_ascii=False)
+                    g.examples.append((where, record if len(record) <= 300 else record[:297] + "..."))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.kind, g.reason))[:REASONS]
+
+
+def sample_pieces(rows: Rows, r: int, tokenizer) -> tuple[list[tuple[str, bool]], int]:
+    """Row r decoded in runs of trained / untrained tokens: [(text, trained), ...], tokens not shown.
+
+    Example: ids of "<|im_start|>user\\nHi<|im_end|>..." with the reply trained
+    -> [("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n", False), ("Hello!<|im_end|>", True), ...]
+    """
+    a, b = rows.offsets[r], rows.offsets[r + 1]
+    keep = rows.real[a:b]
+    ids = rows.ids[a:b][keep]
+    trained = rows.trained[a:b][keep] if rows.labels is not None else np.zeros(len(ids), bool)
+    shown = min(len(ids), SAMPLE_TOKENS)
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    for end in [i for i in range(1, shown) if trained[i] != trained[i - 1]] + [shown]:
+        run = ids[start:end].tolist()
+        text = tokenizer.decode(run) if tokenizer is not None else " ".join(map(str, run)) + " "
+        pieces.append((text, bool(trained[start])))
+        start = end
+    return pieces, len(ids) - shown
+
+
+def load(out_dir: Path, tokenizer) -> tuple[dict, dict[str, dict]]:
+    """report.json and the statistics of every split of a prepared directory."""
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    return report, {name: split_stats(files, tokenizer) for name, files in split_files(out_dir).items()}
+
+
+def counts(report: dict) -> list[tuple[str, str]]:
+    """The summary table: (label, value) rows."""
+    rec = report.get("records") or {}
+    tok = report.get("tokens") or {}
+    out = [("records read", f"{rec.get('read', 0):,}")]
+    out += [(f"kept ({name})", f"{n:,}") for name, n in (report.get("kept") or {}).items()]
+    out += [("rejected (bad input)", f"{rec.get('rejected', 0):,}"),
+            ("dropped (truncation)", f"{rec.get('dropped', 0):,}"),
+            ("rows truncated", f"{report.get('truncated', 0):,}")]
+    if tok:
+        share = tok.get("trained", 0) / max(tok.get("total", 0), 1)
+        out.append(("tokens: total / trained", f"{tok.get('total', 0):,} / {tok.get('trained', 0):,} ({share:.1%})"))
+    if report.get("control_text_rows"):
+        out.append(("rows with control-token text kept literal", f"{report['control_text_rows']:,}"))
+    tmpl = report.get("template") or {}
+    if tmpl.get("name"):
+        out.append(("template", f"{tmpl['name']} (sha256 {tmpl.get('sha256')})"))
+    tk = tokenizer_entry(report)
+    if tk:
+        out.append(("tokenizer", f"{tk['name']}" + (f" ({tk['vocab_size']:,} tokens)" if "vocab_size" in tk else "")))
+    return out
