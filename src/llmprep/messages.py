@@ -214,6 +214,23 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def message_text(msg: Message) -> str:
+    """All the text a message carries, for checks that compare conversations: its reasoning, its content
+    (text parts joined) and its tool calls as name(arguments).
+
+    Example: {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}
+    -> "f({})"
+    """
+    import json
+
+    parts = [reasoning_of(msg) or "", content_text(msg.get("content"))]
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function", call)
+        args = fn.get("arguments")
+        parts.append(f"{fn.get('name')}({args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})")
+    return "\n".join(p for p in parts if p)
+
+
 def reasoning_of(msg: Message) -> str | None:
     """The turn's reasoning under whichever name it came (transformers' order: reasoning_content, thinking,
     reasoning). Example: {"thinking": "hmm"} -> "hmm" """
