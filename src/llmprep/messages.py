@@ -240,11 +240,18 @@ def reasoning_of(msg: Message) -> str | None:
 def message_kinds(messages: list[Message]) -> dict[str, int]:
     """Counts for the report. Example: [user, assistant with 2 tool calls, tool, assistant]
     -> {"tool_call_turns": 1, "tool_calls": 2, "tool_results": 1, "reasoning_turns": 0, "content_parts": 0}"""
-    calls = [len(m.get("tool_calls") or []) for m in messages if m["role"] == "assistant"]
-    return {"tool_call_turns": sum(1 for c in calls if c), "tool_calls": sum(calls),
-            "tool_results": sum(1 for m in messages if m["role"] == "tool"),
-            "reasoning_turns": sum(1 for m in messages if (reasoning_of(m) or "").strip()),
-            "content_parts": sum(1 for m in messages if isinstance(m.get("content"), list))}
+    out = dict.fromkeys(("tool_call_turns", "tool_calls", "tool_results", "reasoning_turns", "content_parts"), 0)
+    for m in messages:
+        if m["role"] == "tool":
+            out["tool_results"] += 1
+        if len(m) == 2 and type(m.get("content")) is str:
+            continue  # {"role", "content"}: nothing else to count
+        calls = len(m.get("tool_calls") or [])
+        out["tool_call_turns"] += calls > 0
+        out["tool_calls"] += calls
+        out["reasoning_turns"] += bool((reasoning_of(m) or "").strip())
+        out["content_parts"] += isinstance(m.get("content"), list)
+    return out
 
 
 def history_to_messages(history: Any, *, system: str | None = None, field: str = "history") -> list[Message]:

@@ -11,7 +11,7 @@ from helpers import a, u
 from templates_support import template_tokenizer
 
 from llmprep.render.align import aligner
-from llmprep.render.markers import CLOSE, END, OPEN, fields_of, has_sentinels, mark, strip
+from llmprep.render.markers import CLOSE, LEAD, OPEN, fields_of, has_sentinels, mark, sentinel, strip, strip_in_order
 from llmprep.render.stops import end_of_turn_tokens, generation_config_eos
 
 AGENT = [u("Hi"), {"role": "assistant", "content": None, "reasoning_content": "think",
@@ -40,14 +40,22 @@ def test_mark_copies_and_strip_gives_positions_back():
     marked = mark(AGENT, fields)
     assert AGENT[1]["tool_calls"][0]["function"]["arguments"]["city"] == "Oslo"  # the data is untouched
     assert marked[1]["tool_calls"][0]["function"]["arguments"] == {
-        "city": f"{OPEN}3{END}Oslo{CLOSE}3{END}", "n": 3, "a.b": f"{OPEN}4{END}x{CLOSE}4{END}"}
+        "city": f"{sentinel(3, OPEN)}Oslo{sentinel(3, CLOSE)}", "n": 3, "a.b": f"{sentinel(4, OPEN)}x{sentinel(4, CLOSE)}"}
     text = "<u>" + marked[0]["content"] + "</u>" + json.dumps(marked[1]["tool_calls"][0]["function"]["arguments"],
                                                                 ensure_ascii=False)
     plain, marks = strip(text)
     assert plain == '<u>Hi</u>{"city": "Oslo", "n": 3, "a.b": "x"}'
     assert [(plain[p:p + 2], k, o) for p, k, o in marks][:2] == [("Hi", 0, True), ("</", 0, False)]
     assert strip("no sentinels") == ("no sentinels", [])
-    assert not has_sentinels(fields) and has_sentinels(fields_of([u(f"a{OPEN}b"), a("c")]))
+    assert not has_sentinels(fields) and has_sentinels(fields_of([u(f"a{LEAD}b"), a("c")]))
+    # a sentinel cut short by the template stays text; out of order or twice: not the fast path
+    assert strip(f"x{LEAD}y") == (f"x{LEAD}y", [])
+    two = f"{sentinel(0, OPEN)}a{sentinel(0, CLOSE)}-{sentinel(1, OPEN)}b{sentinel(1, CLOSE)}"
+    assert strip_in_order(two, 2) == ("a-b", [0, 1, 2, 3])
+    swapped = f"{sentinel(1, OPEN)}b{sentinel(1, CLOSE)}-{sentinel(0, OPEN)}a{sentinel(0, CLOSE)}"
+    assert strip_in_order(swapped, 2) is None and strip(swapped)[1] == [(0, 1, True), (1, 1, False), (2, 0, True),
+                                                                         (3, 0, False)]
+    assert strip_in_order(two + two, 2) is None
 
 
 @pytest.mark.parametrize("src,dst,queries", [

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from llmprep.errors import RecordError
 from llmprep.messages import Message
 from llmprep.render.align import aligner
-from llmprep.render.markers import Field, fields_of, has_sentinels, mark, strip
+from llmprep.render.markers import Field, fields_of, has_sentinels, mark, strip, strip_in_order
 
 Span = tuple[int, int]
 
@@ -109,7 +109,14 @@ class Locator:
             marked = self.r.render(mark(messages, fields), tools=tools)
         except RecordError:
             return None  # the template reacts to the sentinels themselves: locate by prefixes instead
-        plain, marks = strip(marked)
+        fast = strip_in_order(marked, len(fields))
+        if fast is not None:  # each field printed once, in order (the usual case)
+            plain, where = fast
+            if text is None or text == plain:
+                return plain, [(f, where[2 * k], where[2 * k + 1]) for k, f in enumerate(fields)]
+            marks = [(pos, j // 2, j % 2 == 0) for j, pos in enumerate(where)]
+        else:
+            plain, marks = strip(marked)
         if text is None:
             text = plain
         opens: dict[int, int] = {}
@@ -182,24 +189,34 @@ class Locator:
             else:
                 have[0], have[1] = min(have[0], a), max(have[1], b)
         gaps = _gaps(bounds, len(text))
-        last_reply = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        last_reply = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "assistant"), None)
+        header, eot = self.generation_prompt, self.r.end_of_turn_re
         spans, reply_end = [], None
         for i in trained:
+            assistant = messages[i]["role"] == "assistant"
             if i in bounds:
                 (first, last), (lo, hi) = bounds[i], gaps[i]
-            elif messages[i]["role"] == "assistant":  # none of its fields printed: the turn is still there
+            elif assistant:  # none of its fields printed: the turn is still there
                 lo = max((bounds[j][1] for j in bounds if j < i), default=0)
                 hi = min((bounds[j][0] for j in bounds if j > i), default=len(text))
                 first = hi
                 last = None
             else:
                 continue  # nothing of it printed (e.g. a system prompt the template drops)
-            start = self._turn_start(messages, i, tools, text, lo, first) \
-                if messages[i]["role"] == "assistant" else first
+            start = first
+            if assistant:  # after the generation prompt, seen in the gap before the turn's first field
+                at = text.rfind(header, lo, first) if header else -1
+                start = at + len(header) if at != -1 else self._turn_start(messages, i, tools, text, lo, first)
             last = start if last is None else last
-            end, stopped = self._turn_end(text, last, hi)
-            if not stopped and messages[i]["role"] == "assistant":
-                end = self._unstopped_end(messages, i, tools, text, last, hi)
+            match = eot.search(text, last, hi) if eot is not None else None
+            if match is not None:  # the whole run of end-of-turn tokens
+                end, stopped = match.end(), True
+                while (nxt := eot.match(text, end)) is not None and nxt.end() <= hi:
+                    end = nxt.end()
+            else:
+                end, stopped = last, False
+                if assistant:
+                    end = self._unstopped_end(messages, i, tools, text, last, hi)
             if i == last_reply:
                 lay.stop, reply_end = stopped, end
             spans.append((start, end))
@@ -232,12 +249,10 @@ class Locator:
         return None
 
     def _turn_start(self, messages, i: int, tools, text: str, lo: int, hi: int) -> int:
-        """Where the model starts generating turn i: after the generation prompt (see the module docstring)."""
+        """Where the model starts generating turn i when the generation prompt is not found as it is in the
+        gap text[lo:hi] before the turn: the end of render(messages[:i], add_generation_prompt=True) when
+        that is a prefix of the text, else aligned by the longest common suffix (see the module docstring)."""
         header = self.generation_prompt
-        if header:
-            at = text.rfind(header, lo, hi)
-            if at != -1:
-                return at + len(header)
         try:
             prompt = self.r.render(messages[:i], tools=tools, add_generation_prompt=True)
         except RecordError:
@@ -245,17 +260,6 @@ class Locator:
         if text.startswith(prompt) and lo <= len(prompt) <= hi:
             return len(prompt)
         return _suffix_aligned(prompt, text, lo, hi, header)
-
-    def _turn_end(self, text: str, last: int, limit: int) -> tuple[int, bool]:
-        """End of the run of end-of-turn tokens first found after `last` (before `limit`); (last, False) if none."""
-        eot = self.r.end_of_turn_re
-        match = eot.search(text, last, limit) if eot is not None else None
-        if match is None:
-            return last, False
-        end = match.end()
-        while (nxt := eot.match(text, end)) is not None and nxt.end() <= limit:
-            end = nxt.end()
-        return end, True
 
     def _unstopped_end(self, messages, i: int, tools, text: str, last: int, hi: int) -> int:
         """The end of a turn the template closes with no end-of-turn token (GLM's last reply): the end of
@@ -310,10 +314,12 @@ def _gaps(bounds: dict[int, list[int]], n: int) -> dict[int, tuple[int, int]]:
 
     Example: {0: [5, 7], 1: [20, 22], 2: [40, 41]}, n=50 -> {0: (0, 20), 1: (7, 40), 2: (22, 50)}
     """
-    order = sorted(bounds, key=lambda i: bounds[i])
-    if all(bounds[a][1] <= bounds[b][0] for a, b in zip(order, order[1:])):  # the usual case: in order, disjoint
-        return {i: (bounds[order[k - 1]][1] if k else 0, bounds[order[k + 1]][0] if k + 1 < len(order) else n)
-                for k, i in enumerate(order)}
+    order = list(bounds)  # fields come in message order: in the usual case that is text order too
+    spans = list(bounds.values())
+    if all(x[1] <= y[0] for x, y in zip(spans, spans[1:])):  # in order, disjoint
+        starts = [y[0] for y in spans[1:]] + [n]
+        ends = [0] + [x[1] for x in spans[:-1]]
+        return dict(zip(order, zip(ends, starts)))
     by_end = sorted((b, j) for j, (_, b) in bounds.items())
     by_start = sorted((a, j) for j, (a, _) in bounds.items())
     out = {}

@@ -70,7 +70,7 @@ class ChatRenderer:
         try:
             return self.template.render(messages=template_messages(messages), tools=tools, documents=None,
                                         add_generation_prompt=add_generation_prompt,
-                                        **{**self.special_tokens, **kwargs})
+                                        **({**self.special_tokens, **kwargs} if kwargs else self.special_tokens))
         except jinja2.exceptions.TemplateError as exc:
             raise RecordError(f"the chat template refused this conversation: {exc}", field="messages") from exc
         except Exception as exc:  # template code failing on this data (e.g. `str + dict`): transformers raises too
