@@ -31,7 +31,6 @@ Then: input_ids of llmprep == TRL == tokenizer.apply_chat_template(tokenize=True
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import shutil
 import sys
@@ -344,7 +343,8 @@ def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = Non
                 timed("llmprep prepare", "num_proc=1, engine=tokenizers", run_llmprep, path, workdir, 1,
                       engine="tokenizers")
             for procs in (trl_procs if r < repeat_slow else ()):
-                trl_ds = timed("TRL SFTTrainer._prepare_dataset", f"dataset_num_proc={'unset' if procs is None else procs}",
+                trl_ds = timed("TRL SFTTrainer._prepare_dataset",
+                               f"dataset_num_proc={'unset' if procs is None else procs}",
                                run_trl, path, workdir, procs, trl_tok)
             if seeds and r < repeat_slow:
                 seeds_ds = timed("seeds: map(batch_size=1) per example", f"first {seeds_n:,} conversations",

@@ -40,7 +40,8 @@ def test_mark_copies_and_strip_gives_positions_back():
     marked = mark(AGENT, fields)
     assert AGENT[1]["tool_calls"][0]["function"]["arguments"]["city"] == "Oslo"  # the data is untouched
     assert marked[1]["tool_calls"][0]["function"]["arguments"] == {
-        "city": f"{sentinel(3, OPEN)}Oslo{sentinel(3, CLOSE)}", "n": 3, "a.b": f"{sentinel(4, OPEN)}x{sentinel(4, CLOSE)}"}
+        "city": f"{sentinel(3, OPEN)}Oslo{sentinel(3, CLOSE)}", "n": 3,
+        "a.b": f"{sentinel(4, OPEN)}x{sentinel(4, CLOSE)}"}
     text = "<u>" + marked[0]["content"] + "</u>" + json.dumps(marked[1]["tool_calls"][0]["function"]["arguments"],
                                                                 ensure_ascii=False)
     plain, marks = strip(text)

@@ -27,7 +27,9 @@ BASE, MAX_FIELDS = 0xE100, 0xF8FF - 0xE100  # field numbers as one private-use c
 
 
 def sentinel(k: int, kind: str) -> str:
-    """The three characters that open (kind OPEN) or close (CLOSE) field k. Example: (3, OPEN) -> "\\ue000\\ue103\\ue001" """
+    """The three characters that open (kind OPEN) or close (CLOSE) field k.
+
+    Example: (3, OPEN) -> "\\ue000\\ue103\\ue001" """
     return f"{LEAD}{chr(BASE + k)}{kind}"
 
 
