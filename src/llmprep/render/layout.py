@@ -22,9 +22,10 @@ How it is found, without rejecting templates that rewrite history:
 3. End of turn i: the first end-of-turn token (stops.py) after the turn's last field, extended over
    the end-of-turn tokens that follow it directly; the search stops at the next message's first field.
 
-A message's fields the template did not print are recorded: reasoning (dropped from history by
-Qwen3, GLM, DeepSeek-R1, or never printed) is reported; content, tool calls and tool results are a
-reject with a reason, so nothing is lost silently.
+Fields the template did not print: a tool call, content parts or any content but a system prompt is a
+reject naming the field (the model would learn from a conversation that is not the data); reasoning
+(dropped from history by Qwen3, GLM, DeepSeek-R1, or never printed) and a left-out system prompt are
+recorded for the report. Nothing is lost silently.
 """
 
 from __future__ import annotations
