@@ -160,3 +160,17 @@ def test_single_render_shortcut_is_checked_and_switched_off(smollm2, monkeypatch
     monkeypatch.setattr(r.locator, "layout", tampered)
     assert r.layout(chat("Hi", "Yo")).spans == full.spans  # the real path's answer
     assert not r.single_render
+
+
+def test_one_rendering_path_equals_the_full_path_on_real_chats(smollm2, english_chats, chinese_chats):
+    """SmolLM2's ChatML prints content verbatim: after the first checked rows one rendering per
+    conversation is used; it gives the same text and spans as real rendering + sentinel rendering."""
+    r = ChatRenderer.for_tokenizer(smollm2.chat_template, smollm2)
+    r._checks_left = 0
+    for messages in english_chats[::7] + chinese_chats[::5] + [chat(" a ", "\n b \n", "c", "d ")]:
+        trained = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        quick = r.layout(messages)
+        full = r.locator.layout(messages, trained)
+        assert (quick.text, quick.spans, quick.fields) == (full.text, full.spans, full.fields)
+        assert quick.text == smollm2.apply_chat_template(messages, tokenize=False)
+    assert r.single_render
