@@ -1,7 +1,7 @@
 """Benchmark: llmprep prepare vs TRL SFTTrainer's dataset preparation vs the per-example recipe vs the raw bound.
 
-    python benchmarks/bench_prepare.py            # 20,000 conversations (~9M tokens), ~3-5 min on 2 cores
-    python benchmarks/bench_prepare.py --quick    # 2,000 conversations, smoke run
+    python benchmarks/bench_prepare.py            # 20,000 conversations (~3.9M tokens), ~4-6 min on 2 cores
+    python benchmarks/bench_prepare.py --quick    # 200 conversations, one run of each: a smoke run
     python benchmarks/bench_prepare.py --profile  # also cProfile one llmprep run (num_proc=1) by stage
 
 All methods start from the same JSONL file (built by benchmarks/data.py from chatterbot-corpus text,
@@ -23,6 +23,16 @@ best of --repeat runs (in one process, one after the other, so machine noise hit
             seed's two: the kindest reading for the recipe). No labels.
 4. raw      render every conversation (messages already in memory) with the compiled template, then
             backend.encode_batch once: no labels, no Arrow, no disk. The floor for any exact method.
+            The physical bound is the fastest exact render (plain jinja2 or MiniJinja, whichever is
+            faster) + the fastest exact encoder (fastokens); llmprep's share of it is bound s / llmprep s.
+
+Whole processes (imports, tokenizer load and writing the dataset to disk included), median of
+--process-runs, llmprep and TRL alternating, after one untimed warm-up run of each:
+  llmprep   `python -m llmprep.cli prepare FILE --out DIR --no-cache --quiet --max-length 1048576`
+  TRL       `python bench_prepare.py --trl-process FILE DIR`: what a TRL user's script does —
+            import trl, AutoTokenizer, load_dataset("json"), SFTTrainer._prepare_dataset (as above,
+            best config: dataset_num_proc=2 when there are 2+ cores), save_to_disk(DIR)
+Start-up: `llmprep inspect "text"` and `llmprep prepare` of a 20-record file, median of 3 (target < 2 s).
 
 Then: input_ids of llmprep == TRL == tokenizer.apply_chat_template(tokenize=True) (own template)
 == seeds, row by row, and llmprep labels == TRL labels. Any mismatch: printed loudly, exit code 1.
@@ -31,8 +41,11 @@ Then: input_ids of llmprep == TRL == tokenizer.apply_chat_template(tokenize=True
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +61,7 @@ from data import build_conversations, write_jsonl  # noqa: E402
 
 TOKENIZER = "smollm2"
 NO_TRUNCATION = 1 << 20  # no benchmark row is near this: every method keeps every token
+STARTUP_LIMIT_S = 2.0  # issue 9: `llmprep inspect "text"` and a 20-record prepare, whole process
 
 
 @dataclass
@@ -171,12 +185,11 @@ def run_seeds(path: Path, workdir: Path):
 
 
 def run_raw(convs: list, engine: str = "tokenizers") -> tuple[float, float, int] | None:
-    """Compiled template render + one batch encode -> (render seconds, encode seconds, tokens).
+    """Fastest exact render + one batch encode -> (render seconds, encode seconds, tokens).
 
-    engine "tokenizers": backend.encode_batch (what transformers/TRL use); "fastokens": the engine
-    llmprep's --engine auto picks when it is installed (None when it is not)."""
-    import jinja2
-
+    Render: plain (unsandboxed) jinja2 or MiniJinja, whichever is faster here (both give the same
+    text; checked). engine "tokenizers": backend.encode_batch (what transformers/TRL use);
+    "fastokens": the fastest exact encoder (None when it is not installed)."""
     from llmprep.tokenizer import load_tokenizer
 
     tok = load_tokenizer(TOKENIZER)
@@ -190,14 +203,94 @@ def run_raw(convs: list, engine: str = "tokenizers") -> tuple[float, float, int]
         encode = lambda texts: len(fast.encode_batch_flat(texts, add_special_tokens=False)[0]) // 4  # noqa: E731
     else:
         encode = lambda texts: sum(len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False))  # noqa: E731
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-    template = env.from_string(tok.chat_template)
-    t0 = time.perf_counter()
-    texts = [template.render(messages=m, add_generation_prompt=False) for m in convs]
+    best, texts = None, None
+    for render in _renderers(tok.chat_template):
+        t0 = time.perf_counter()
+        out = [render(m) for m in convs]
+        seconds = time.perf_counter() - t0
+        if texts is not None and out != texts:
+            raise RuntimeError("jinja2 and MiniJinja rendered different text")
+        texts, best = out, seconds if best is None else min(best, seconds)
     t1 = time.perf_counter()
     tokens = encode(texts)
     t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, tokens
+    return best, t2 - t1, tokens
+
+
+def _renderers(source: str) -> list:
+    """messages -> text with plain jinja2, and with MiniJinja when installed."""
+    import jinja2
+
+    template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+    out = [lambda m: template.render(messages=m, add_generation_prompt=False)]
+    try:
+        import minijinja
+    except ImportError:
+        return out
+    env = minijinja.Environment(trim_blocks=True, lstrip_blocks=True)
+    env.add_template("t", source)
+    return out + [lambda m: env.render_template("t", messages=m, add_generation_prompt=False)]
+
+
+# --- whole processes -------------------------------------------------------------------------------
+
+def trl_process(path: str, out: str) -> None:
+    """The TRL side of the whole-process comparison, run as `bench_prepare.py --trl-process IN OUT`."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    workdir = Path(tempfile.mkdtemp(prefix="trl-process-"))
+    try:
+        _, ds = run_trl(Path(path), workdir, 2 if (os.cpu_count() or 1) > 1 else None)
+        ds.save_to_disk(out)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _timed_process(argv: list[str]) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=os.environ.copy())
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])}... failed:\n{proc.stderr[-2000:]}")
+    return seconds
+
+
+def llmprep_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llmprep.cli", *args]
+
+
+def whole_processes(path: Path, workdir: Path, runs: int = 3, log=print, *,
+                    warm_up: bool = True) -> dict[str, list[float]]:
+    """llmprep's CLI and a TRL script as whole processes, alternating; -> {"llmprep": [s...], "TRL": [...]}."""
+    out = workdir / "process-out"
+    argv = {"llmprep": llmprep_argv("prepare", str(path), "--out", str(out), "--no-cache", "--quiet",
+                                    "--max-length", str(NO_TRUNCATION)),
+            "TRL": [sys.executable, str(Path(__file__).resolve()), "--trl-process", str(path), str(out)]}
+    return _alternate(argv, out, runs, warm_up, log)
+
+
+def _alternate(argv: dict[str, list[str]], out: Path, runs: int, warm_up: bool, log) -> dict[str, list[float]]:
+    """Run each command `runs` times, alternating, after one untimed warm-up round (OS caches, .pyc files,
+    llmprep's tokenizer snapshot); -> {name: [seconds, ...]}."""
+    times: dict[str, list[float]] = {name: [] for name in argv}
+    for run in range(0 if warm_up else 1, runs + 1):
+        for name, cmd in argv.items():
+            seconds = _timed_process(cmd)
+            shutil.rmtree(out, ignore_errors=True)
+            if run:
+                times[name].append(seconds)
+                log(f"  [{run}] {name}: {seconds:.2f} s")
+    return times
+
+
+def startup(workdir: Path, runs: int = 3, log=print, *, warm_up: bool = True) -> dict[str, list[float]]:
+    """Seconds of `llmprep inspect "text"` and of `llmprep prepare` on a 20-record file (after a warm-up)."""
+    small = write_jsonl(workdir / "twenty.jsonl", build_conversations(20, 1))
+    out = workdir / "startup-out"
+    argv = {"inspect \"text\"": llmprep_argv("inspect", "Hello world, 你好"),
+            "prepare 20 records": llmprep_argv("prepare", str(small), "--out", str(out), "--no-cache", "--quiet")}
+    return _alternate(argv, out, runs, warm_up, log)
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -256,9 +349,10 @@ def check(convs: list, llm_ds, trl_ds, seeds_ds=None) -> dict[str, int]:
 # --- profile -------------------------------------------------------------------------------------
 
 STAGES = [  # (stage, top-level?, [(file suffix, function name; "*x" = name contains x)])
-    ("read_records: file read + json.loads", False, [("records.py", "read_records")]),
-    ("to_examples: records -> validated chats (incl. read)", True, [("examples.py", "to_examples")]),
-    ("ChatRenderer.layout: sandboxed render + spans", True, [("renderer.py", "layout")]),
+    ("parse_record: json.loads", False, [("records.py", "parse_record")]),
+    ("to_examples: records -> validated chats (incl. parsing)", True, [("examples.py", "to_examples")]),
+    ("ChatRenderer.layout: render + spans", True, [("renderer.py", "layout")]),
+    ("  of which template renders (MiniJinja, or the jinja2 sandbox)", False, [("engine.py", "render")]),
     ("ChatEncoder.encode: ids + labels", True, [("encode.py", "encode")]),
     ("  of which Rust encode calls (fastokens/tokenizers)", False, [("~", "*encode_batch")]),
     ("  of which labels + numpy glue", False, []),  # encode - Rust
@@ -301,13 +395,15 @@ def profile_llmprep(path: Path, workdir: Path) -> list[tuple[str, float]]:
 
 def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = None, *, repeat_slow: int = 1,
               seeds: bool = True, seeds_n: int = 5000, trl_procs=(None, 2), llmprep_procs=(None, 1),
-              llmprep_tokenizers_engine: bool = True, log=print) -> dict:
+              llmprep_tokenizers_engine: bool = True, process_runs: int = 3, startup_runs: int = 3,
+              warm_up: bool = True, log=print) -> dict:
     """Run every method, interleaved; -> {"timings": [Timing], "tokens": {...}, "checks": {...}, ...}.
 
     llmprep and the raw bounds run `repeat` times, TRL and the seeds recipe (5-15x slower) `repeat_slow`
     times per config: best-of favours the method repeated more, so this is the conservative way round.
     The seeds recipe runs on the first `seeds_n` conversations only (it is linear in rows and the
-    slowest by far); its tokens/s is over those rows' tokens."""
+    slowest by far); its tokens/s is over those rows' tokens. Then `process_runs` whole-process runs
+    of each (0: none) and `startup_runs` of the start-up commands (0: none)."""
     import datasets
 
     from llmprep.tokenizer import load_tokenizer
@@ -343,9 +439,8 @@ def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = Non
                 timed("llmprep prepare", "num_proc=1, engine=tokenizers", run_llmprep, path, workdir, 1,
                       engine="tokenizers")
             for procs in (trl_procs if r < repeat_slow else ()):
-                trl_ds = timed("TRL SFTTrainer._prepare_dataset",
-                               f"dataset_num_proc={'unset' if procs is None else procs}",
-                               run_trl, path, workdir, procs, trl_tok)
+                config = f"dataset_num_proc={'unset' if procs is None else procs}"
+                trl_ds = timed("TRL SFTTrainer._prepare_dataset", config, run_trl, path, workdir, procs, trl_tok)
             if seeds and r < repeat_slow:
                 seeds_ds = timed("seeds: map(batch_size=1) per example", f"first {seeds_n:,} conversations",
                                  run_seeds, seeds_path, workdir)
@@ -366,8 +461,11 @@ def benchmark(n: int, seed: int = 0, repeat: int = 2, workdir: Path | None = Non
             seeds_row = tm.name.startswith("seeds")
             tm.tokens, tm.rows = (seeds_tokens, seeds_n) if seeds_row else (tokens, n)
         checks = check(convs, llm_ds, trl_ds, seeds_ds)
+        processes = whole_processes(path, workdir, process_runs, log, warm_up=warm_up) if process_runs else {}
+        starts = startup(workdir, startup_runs, log, warm_up=warm_up) if startup_runs else {}
         return {"timings": timings, "tokens": tokens, "seeds_tokens": seeds_tokens, "seeds_n": seeds_n,
-                "checks": checks, "raw": raw, "n": n, "path": path, "workdir": workdir}
+                "checks": checks, "raw": raw, "n": n, "path": path, "workdir": workdir, "processes": processes,
+                "startup": starts}
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -382,7 +480,8 @@ def _timing(timings: list[Timing], name: str, config: str) -> Timing:
 
 
 def ratios(result: dict) -> dict[str, float]:
-    """Throughput ratios (tokens/s) of llmprep's best config against each other method's best."""
+    """Throughput ratios (tokens/s) of llmprep's best config against each other method's best, and
+    TRL / llmprep whole-process seconds (medians)."""
     best: dict[str, float] = {}
     for tm in result["timings"]:
         key = {"llmprep": "llmprep", "TRL": "TRL best", "seeds:": "seeds"}.get(tm.name.split(" ")[0])
@@ -395,7 +494,41 @@ def ratios(result: dict) -> dict[str, float]:
     out = {f"llmprep / {k}": llm / v for k, v in best.items() if k not in ("llmprep", "llmprep engine=tokenizers")}
     if "llmprep engine=tokenizers" in best:
         out["llmprep engine=tokenizers / TRL best"] = best["llmprep engine=tokenizers"] / best["TRL best"]
+    processes = result.get("processes") or {}
+    if processes.get("llmprep") and processes.get("TRL"):
+        out["whole process: TRL / llmprep (median)"] = (statistics.median(processes["TRL"])
+                                                        / statistics.median(processes["llmprep"]))
     return out
+
+
+def targets(result: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(what, measured, target, met) for issue 9's speed targets; met None where not measured."""
+    r = ratios(result)
+    out = []
+    for what, (key, target) in [("in process: llmprep / TRL best (tokens/s)", ("llmprep / TRL best", 10.0)),
+                                ("whole process: TRL / llmprep (median s)",
+                                 ("whole process: TRL / llmprep (median)", 5.0))]:
+        value = r.get(key)
+        out.append((what, "-" if value is None else f"{value:.2f}x", f">= {target:g}x",
+                    None if value is None else value >= target))
+    for name, times in (result.get("startup") or {}).items():
+        median = statistics.median(times)
+        out.append((f"start-up: llmprep {name} (median s)", f"{median:.2f} s", f"< {STARTUP_LIMIT_S:g} s",
+                    median < STARTUP_LIMIT_S))
+    share = r.get("llmprep / raw bound (fastokens)")
+    out.append(("share of the physical bound (render + fastokens, no labels, no disk)",
+                "-" if share is None else f"{100 * share:.0f}%", "(reported)", None))
+    return out
+
+
+def summary(result: dict) -> dict:
+    """The numbers of a run as JSON-able data: seconds per method, ratios, targets, identity checks."""
+    return {"n": result["n"], "tokens": result["tokens"], "cpus": os.cpu_count(),
+            "timings": [{"method": t.name, "config": t.config, "seconds": t.seconds, "tokens_per_s": t.tokens_per_s}
+                        for t in result["timings"]],
+            "processes": result.get("processes"), "startup": result.get("startup"), "ratios": ratios(result),
+            "targets": [{"measure": m, "value": v, "target": t, "met": ok} for m, v, t, ok in targets(result)],
+            "checks": result["checks"]}
 
 
 def report(result: dict, console=None) -> bool:
@@ -415,12 +548,21 @@ def report(result: dict, console=None) -> bool:
     console.print(table)
     for engine, (render_s, encode_s, _) in result["raw"].items():
         console.print(f"raw bound ({engine}) split: render {render_s:.2f} s, encode {encode_s:.2f} s")
-    rt = Table(title="ratios of tokens/s (llmprep's best config over each; >1 = llmprep faster)")
+    for name, times in (result.get("processes") or {}).items():
+        console.print(f"whole process {name}: median {statistics.median(times):.2f} s of "
+                      f"{', '.join(f'{t:.2f}' for t in times)}")
+    rt = Table(title="ratios (llmprep's best config over each; >1 = llmprep faster)")
     rt.add_column("ratio")
     rt.add_column("value", justify="right")
     for k, v in ratios(result).items():
         rt.add_row(k, f"{v:.2f}x")
     console.print(rt)
+    tt = Table(title="issue 9 speed targets (same run, same machine)")
+    for col in ("measure", "value", "target", "met"):
+        tt.add_column(col)
+    for what, value, target, met in targets(result):
+        tt.add_row(what, value, target, "-" if met is None else ("[green]yes[/]" if met else "[red]no[/]"))
+    console.print(tt)
     ok = all(v == 0 for v in result["checks"].values())
     ct = Table(title="identity checks (mismatching rows)")
     ct.add_column("check")
@@ -439,15 +581,27 @@ def report(result: dict, console=None) -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000, help="conversations (default 20000)")
-    ap.add_argument("--quick", action="store_true", help="2,000 conversations: a smoke run")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (tests/test_bench_smoke.py): 200 conversations, one run of each method and "
+                         "command, no warm-up")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=2, help="runs of llmprep and raw; the best is reported")
     ap.add_argument("--repeat-slow", type=int, default=1, help="runs of TRL and seeds per config (default 1)")
     ap.add_argument("--no-seeds", action="store_true", help="skip the (slow) per-example recipe")
     ap.add_argument("--seeds-n", type=int, default=5000, help="conversations for the seeds recipe (default 5000)")
     ap.add_argument("--profile", action="store_true", help="also cProfile one llmprep num_proc=1 run")
+    ap.add_argument("--process-runs", type=int, default=3, help="whole-process runs of llmprep and TRL (0: none)")
+    ap.add_argument("--startup-runs", type=int, default=3, help="runs of each start-up command (0: none)")
+    ap.add_argument("--json", metavar="PATH", help="also write the ratios, targets and checks as JSON")
+    ap.add_argument("--trl-process", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    n = 2000 if args.quick else args.n
+    if args.trl_process:  # one whole-process TRL run (see whole_processes)
+        trl_process(*args.trl_process)
+        return 0
+    n = 200 if args.quick else args.n
+    quick = dict(trl_procs=(None,), llmprep_procs=(1,), llmprep_tokenizers_engine=False, warm_up=False)
+    if args.quick:
+        args.repeat, args.seeds_n, args.process_runs, args.startup_runs = 1, 50, 1, 1
     from rich.console import Console
 
     console = Console()
@@ -455,9 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
         result = benchmark(n, args.seed, args.repeat, workdir, repeat_slow=args.repeat_slow, seeds=not args.no_seeds,
-                           seeds_n=args.seeds_n,
-                           log=console.print)
+                           seeds_n=args.seeds_n, process_runs=args.process_runs, startup_runs=args.startup_runs,
+                           log=console.print, **(quick if args.quick else {}))
         ok = report(result, console)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary(result), indent=2, ensure_ascii=False) + "\n")
         if args.profile:
             from rich.table import Table
 

@@ -181,9 +181,8 @@ def conversation_records() -> list[dict]:
 
 
 # ShareGPT with function calls (LLaMA-Factory's shape), and the OpenAI-shape messages it stands for:
-# a function_call turn is an assistant turn with that call and empty content ("": templates that read
-# message.content, like Qwen3's and ChatML's, need a string; "" renders as null does where a template tests
-# `if message.content`); an observation is a tool result.
+# a function_call turn is an assistant turn with that call and content None (OpenAI's shape; a template
+# that needs a string there refuses it, in transformers as in llmprep); an observation is a tool result.
 _SG_CALL = {"name": "get_weather", "arguments": {"location": "Lisbon, Portugal", "unit": "celsius"}}
 _SG_OBSERVATION = json.dumps({"temperature": 24, "condition": "sunny"})
 
@@ -199,7 +198,7 @@ def sharegpt_records() -> list[dict]:
 SHAREGPT_AS_MESSAGES = {
     "sharegpt_function_call": [
         _user("What's the weather in Lisbon?"),
-        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": _SG_CALL}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": _SG_CALL}]},
         {"role": "tool", "content": _SG_OBSERVATION},
         _assistant("It is 24 °C and sunny in Lisbon.")],
 }

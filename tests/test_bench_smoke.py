@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/bench_prepare.py: 200 conversations through every method, ids identical."""
+"""Smoke test of benchmarks/bench_prepare.py --quick: 200 conversations through every method (ids and
+labels identical), whole processes, start-up commands, every target measured."""
 
 from __future__ import annotations
 
@@ -27,22 +28,20 @@ def test_data_is_deterministic():
         assert roles[1::2] == ["assistant"] * (len(roles) // 2)
 
 
-def test_bench_ids_identical(tmp_path):
+def test_quick_run_measures_every_target(tmp_path):
+    """`bench_prepare.py --quick`: every method, a whole-process run of llmprep's CLI and of the TRL script,
+    the start-up commands; exit 0 (ids and labels identical) and every target measured."""
+    import json
+
     bench = _load()
-    result = bench.benchmark(200, seed=0, repeat=1, workdir=tmp_path, trl_procs=(None,), llmprep_procs=(1,), seeds_n=100,
-                             llmprep_tokenizers_engine=False,
-                             log=lambda *a, **k: None)
-    assert result["checks"], result
-    assert all(v == 0 for v in result["checks"].values()), result["checks"]
+    assert bench.main(["--quick", "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    measures = {t["measure"]: t for t in result["targets"]}
+    assert len(measures) == 5 and all(t["value"] != "-" for t in measures.values()), measures
+    assert all(v == 0 for v in result["checks"].values())
+    assert set(result["processes"]) == {"llmprep", "TRL"} and set(result["startup"]) == {
+        'inspect "text"', "prepare 20 records"}
+    assert {t["method"].split(" ")[0].rstrip(":") for t in result["timings"]} == {"llmprep", "TRL", "seeds", "raw"}
+    assert {"llmprep / TRL best", "llmprep / seeds", "llmprep / raw bound (tokenizers)",
+            "whole process: TRL / llmprep (median)"} <= set(result["ratios"])
     assert result["tokens"] > 200 * 20
-    assert {t.name.split(" ")[0].rstrip(":") for t in result["timings"]} == {"llmprep", "TRL", "seeds", "raw"}
-    assert {"llmprep / TRL best", "llmprep / seeds", "llmprep / raw bound (tokenizers)"} <= set(bench.ratios(result))
-    assert bench.report(result, _quiet_console())
-
-
-def _quiet_console():
-    import io
-
-    from rich.console import Console
-
-    return Console(file=io.StringIO(), width=120)

@@ -1,10 +1,18 @@
-"""The shard cache: a second identical run is served from disk with identical output; anything that
-shaped the tokens (tokenizer, template, options, data) misses."""
+"""The shard cache: content-addressed (renames and moves hit, new files alone are computed), every miss
+explained, corrupt entries recomputed, read-only or full cache dirs survived, LRU pruning, and two
+runs sharing one cache dir at once."""
 
 import json
+import multiprocessing as mp
+import os
 
 import numpy as np
+import pytest
+from helpers import mount_tmpfs
 
+import llmprep
+import llmprep.prepare as prep
+from llmprep.cache import ShardCache, parse_size
 from llmprep.prepare import PrepareConfig, run
 
 
@@ -19,6 +27,14 @@ def _ids(result):
     return result.splits["train"]["input_ids"], result.splits["train"]["labels"]
 
 
+def _files(d):
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file() and f.name != "run.json"}
+
+
+def _entries(cache_dir):
+    return sorted(p for p in (cache_dir / "shards-v2").glob("*/*.arrow"))
+
+
 def test_second_run_hits_and_matches(tmp_path):
     src = _chats(tmp_path / "a.jsonl")
     cfg = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1)
@@ -28,33 +44,158 @@ def test_second_run_hits_and_matches(tmp_path):
     assert second.cache == {"enabled": True, "hits": 1, "misses": 0}
     assert _ids(first) == _ids(second)
     assert first.report == second.report
+    assert first.run_info["cache"]["miss_reasons"] == {"new data": 1}
 
 
-def test_changes_that_shape_tokens_miss(tmp_path, mistral_dir):
+def test_changes_that_shape_tokens_miss_and_say_why(tmp_path, mistral_dir, monkeypatch):
     src = _chats(tmp_path / "a.jsonl")
     base = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1)
     run(PrepareConfig(**base), [src])
-    for change in [dict(max_length=64), dict(template="zephyr"), dict(train_on_prompt=True),
-                   dict(tokenizer=str(mistral_dir), template="mistral")]:
+    for change, why in [(dict(max_length=64), "option --max-length changed"),
+                        (dict(template="zephyr"), "template changed"),
+                        (dict(train_on_prompt=True), "option --train-on-prompt changed"),
+                        (dict(history="per-turn"), "option --history changed"),
+                        (dict(train_roles="assistant,user"), "option --train-roles changed"),
+                        (dict(tokenizer=str(mistral_dir), template="mistral"), "tokenizer changed")]:
         again = run(PrepareConfig(**base, **change), [src])
         assert again.cache["hits"] == 0, change
+        assert again.run_info["cache"]["miss_reasons"] == {why: 1}, change
+        run(PrepareConfig(**base), [src])  # back to the base settings: the manifest's last run
+    monkeypatch.setattr(llmprep, "__version__", "9.9.9")
+    assert run(PrepareConfig(**base), [src]).run_info["cache"]["miss_reasons"] == {"llmprep version changed": 1}
+    monkeypatch.undo()
     edited = run(PrepareConfig(**base), [_chats(tmp_path / "a.jsonl", extra="!")])
-    assert edited.cache["hits"] == 0
+    assert edited.cache["hits"] == 0 and edited.run_info["cache"]["miss_reasons"] == {"new data": 1}
+    # options applied after the cache (split, padding, bfd) reuse every shard
+    split = run(PrepareConfig(**base, test_size=0.2, padding="longest", pack="bfd"), [src])
+    assert split.cache == {"enabled": True, "hits": 1, "misses": 0}
 
 
-def test_cached_rejects_and_drops_still_counted(tmp_path):
-    src = tmp_path / "a.jsonl"
-    _chats(src, 5)
-    with open(src, "a") as fh:
-        fh.write("{broken\n")
-    cfg = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1, max_length=39, truncation="drop")
-    first = run(PrepareConfig(**cfg), [str(src)])
-    second = run(PrepareConfig(**cfg), [str(src)])
-    assert second.cache["hits"] == 1
-    assert first.report["records"]["dropped"] > 0 and first.report["records"]["kept"] > 0
-    assert first.report["records"] == second.report["records"]
-    assert [r.to_json() for r in first.dropped] == [r.to_json() for r in second.dropped]
-    assert [r.to_json() for r in first.rejected] == [r.to_json() for r in second.rejected]
+def test_content_addressed_rename_move_and_new_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 8)
+    d = tmp_path / "data"
+    d.mkdir()
+    a = _chats(d / "a.jsonl", 20)
+    with open(a, "a") as fh:
+        fh.write("{broken\n")  # line 21, in a's third shard
+    base = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1, test_size=3)
+    first = run(PrepareConfig(**base), [str(d)], out=tmp_path / "o1")
+    assert first.cache == {"enabled": True, "hits": 0, "misses": 3}
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    os.replace(a, moved / "renamed.jsonl")
+    _chats(moved / "b_new.jsonl", 5, extra="?")
+    second = run(PrepareConfig(**base), [str(moved)], out=tmp_path / "o2")
+    assert second.cache == {"enabled": True, "hits": 3, "misses": 1}  # only the new file is computed
+    assert second.run_info["cache"]["miss_reasons"] == {"new data": 1}
+    (reject,) = second.rejected
+    assert (reject.source, reject.line) == (str(moved / "renamed.jsonl"), 21)  # file:line of this run
+    assert second.report["records"]["kept"] == 25
+
+
+def test_unchanged_rerun_is_byte_identical(tmp_path):
+    src = _chats(tmp_path / "a.jsonl", 40)
+    cfg = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1, test_size=0.1, pack="bfd")
+    run(PrepareConfig(**cfg), [src], out=tmp_path / "o1")
+    again = run(PrepareConfig(**cfg), [src], out=tmp_path / "o2")
+    assert again.cache["misses"] == 0
+    assert _files(tmp_path / "o1") == _files(tmp_path / "o2")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "empty"])
+def test_corrupt_entry_is_a_miss_recomputed_and_said(tmp_path, capfd, damage):
+    src = _chats(tmp_path / "a.jsonl")
+    cfg = dict(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1)
+    run(PrepareConfig(**cfg), [src], out=tmp_path / "o1")
+    (entry,) = _entries(tmp_path / "cache")
+    good = entry.read_bytes()
+    blob = {"truncate": good[: len(good) // 2], "empty": b"",
+            "bitflip": good[:100] + bytes([good[100] ^ 0x10]) + good[101:]}[damage]
+    entry.write_bytes(blob)
+    capfd.readouterr()
+    again = run(PrepareConfig(**cfg), [src], out=tmp_path / "o2")
+    err = capfd.readouterr().err
+    assert again.cache == {"enabled": True, "hits": 0, "misses": 1}
+    (why,) = again.run_info["cache"]["miss_reasons"]
+    assert why.startswith("corrupt entry") and "corrupt entry" in err and "recomputed" in err
+    assert entry.read_bytes() == good  # overwritten with a good entry
+    assert _files(tmp_path / "o1") == _files(tmp_path / "o2")
+
+
+def test_read_only_cache_dir_runs_without_cache_and_warns_once(tmp_path, capfd):
+    src = _chats(tmp_path / "a.jsonl")
+    ro = tmp_path / "ro"
+    unmount = mount_tmpfs(ro, "1m", read_only=True)
+    try:
+        capfd.readouterr()
+        res = run(PrepareConfig(cache_dir=str(ro), progress=False, num_proc=2), [src], out=tmp_path / "o")
+        err = capfd.readouterr().err
+    finally:
+        unmount()
+    assert err.count("warning") == 1 and "Read-only file system" in err and "without the cache" in err
+    assert res.cache["enabled"] is False and res.report["records"]["kept"] == 30
+
+
+def test_full_cache_dir_goes_on_without_writing(tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 5)
+    src = _chats(tmp_path / "a.jsonl", 40)
+    full = tmp_path / "full"
+    unmount = mount_tmpfs(full, "8k")
+    try:
+        capfd.readouterr()
+        res = run(PrepareConfig(cache_dir=str(full), progress=False, num_proc=2), [src], out=tmp_path / "o")
+        err = capfd.readouterr().err
+        leftovers = [p for p in full.rglob("*.tmp")]
+    finally:
+        unmount()
+    assert "No space left on device" in err and "without writing to the cache" in err
+    assert err.count("warning") <= 2  # once per worker process at most
+    assert leftovers == [] and res.report["records"]["kept"] == 40
+    run(PrepareConfig(cache=False, progress=False, num_proc=1), [src], out=tmp_path / "ref")
+    assert _files(tmp_path / "o") == _files(tmp_path / "ref")
+
+
+def _run_in_child(src, out, cache_dir, q):
+    try:
+        res = run(PrepareConfig(cache_dir=cache_dir, progress=False, num_proc=1), [src], out=out)
+        q.put(("ok", res.report["records"]["kept"]))
+    except BaseException as exc:  # report anything to the parent
+        q.put(("error", repr(exc)))
+
+
+def test_two_runs_sharing_one_cache_dir_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 3)
+    src = _chats(tmp_path / "a.jsonl", 60)
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_run_in_child, args=(src, str(tmp_path / f"o{i}"), str(tmp_path / "cache"), q))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert results == [("ok", 60), ("ok", 60)]
+    assert _files(tmp_path / "o0") == _files(tmp_path / "o1")
+    third = run(PrepareConfig(cache_dir=str(tmp_path / "cache"), progress=False, num_proc=1), [src])
+    assert third.cache["misses"] == 0  # every entry complete and verified
+
+
+def test_prune_evicts_least_recently_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 10)
+    src = _chats(tmp_path / "a.jsonl", 30)
+    cache_dir = tmp_path / "cache"
+    run(PrepareConfig(cache_dir=str(cache_dir), progress=False, num_proc=1), [src])
+    entries = _entries(cache_dir)
+    assert len(entries) == 3
+    for age, p in enumerate(entries):  # entries[0] used last, entries[2] longest ago
+        os.utime(p, (1_000_000 - age * 1000, 1_000_000 - age * 1000))
+    cache = ShardCache(cache_dir)
+    size = sum(p.stat().st_size for p in entries)
+    removed, freed = cache.prune(size - 1)
+    assert removed == 1 and not entries[2].exists() and entries[0].exists() and entries[1].exists()
+    assert freed > 0 and cache.info()["entries"] == 2
+    assert parse_size("20G") == 20 * 10**9 and parse_size("1.5M") == 1_500_000
 
 
 def test_no_cache_writes_nothing(tmp_path):
@@ -63,3 +204,16 @@ def test_no_cache_writes_nothing(tmp_path):
     assert res.cache["enabled"] is False
     assert not (tmp_path / "cache").exists()
     assert np.all(np.asarray(res.splits["train"]["attention_mask"][0]) == 1)
+
+
+def test_size_cap_evicts_at_the_end_of_a_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 10)
+    src = _chats(tmp_path / "a.jsonl", 30)
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("LLMPREP_CACHE_MAX_SIZE", "20G")
+    run(PrepareConfig(cache_dir=str(cache_dir), progress=False, num_proc=1), [src])
+    sizes = sorted(p.stat().st_size for p in _entries(cache_dir))
+    assert len(sizes) == 3
+    monkeypatch.setenv("LLMPREP_CACHE_MAX_SIZE", str(sum(sizes) - 1))  # one entry too many
+    run(PrepareConfig(cache_dir=str(cache_dir), progress=False, num_proc=1), [src])
+    assert len(_entries(cache_dir)) == 2

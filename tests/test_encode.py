@@ -9,10 +9,9 @@ from helpers import chat
 
 from llmprep.constants import IGNORE_INDEX
 from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, gather_index, span_labels, take
-from llmprep.render import ChatRenderer, resolve_template
 from llmprep.records import Record
+from llmprep.render import ChatRenderer, resolve_template
 from llmprep.shard import ShardSettings, process_shard
-
 
 HAND_CHATS = [
     chat("Hi", "Hello!"),
@@ -34,8 +33,9 @@ def tools(request, tok_name, template):
 
 
 def encode_chats(tok, source, convs, *, train_turns="all", train_on_prompt=False, literal=True, max_length=4096,
-                 engine="auto"):
-    """Run conversations through the shard stage (render -> encode -> fit) as prepare does."""
+                 engine="fastokens"):
+    """Run conversations through the shard stage (render -> encode -> fit) as prepare does (fastokens, as
+    --engine auto does for big batches: these small ones would go through `tokenizers`)."""
     settings = ShardSettings(tokenizer=tok, template_source=source, max_length=max_length, truncation="right",
                              train_on_prompt=train_on_prompt, train_turns=train_turns,
                              literal_control_text=literal, engine=engine)

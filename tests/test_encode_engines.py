@@ -32,7 +32,7 @@ def test_engines_agree_with_offset_rule(name, request, english_chats, chinese_ch
               [{"role": "user", "content": "x"}, {"role": "assistant", "content": " 🙂🙂 emoji"}]]
     texts, spans = _rendered(tok, template, chats)
     ref = _reference(tok, texts, spans)
-    for engine in ("auto", "tokenizers"):
+    for engine in ("fastokens", "auto", "tokenizers"):
         enc = ChatEncoder(tok, engine=engine).encode(texts, spans)
         for r in range(len(texts)):
             ids, labels = enc.row(r)
@@ -60,5 +60,56 @@ def test_pair_truncation_side_follows_option(bert):
         finally:
             bert.truncation_side = "right"
         assert enc.row(0)[0] == expected
-    assert encode_pairs(bert, [a], [b], [1], 8, "left").row(0)[0] != encode_pairs(bert, [a], [b], [1], 8, "right").row(0)[0]
+    left, right = (encode_pairs(bert, [a], [b], [1], 8, side).row(0)[0] for side in ("left", "right"))
+    assert left != right
     assert bert.truncation_side == "right"  # the shared tokenizer is left as it was
+
+
+def test_truncation_left_on_the_backend_never_cuts_rows(smollm2):
+    """transformers leaves the backend truncating after `tok(a, b, truncation=True, max_length=n)` (and a
+    tokenizer.json may set it): chats and documents are still encoded whole, by both engines."""
+    import copy
+
+    from llmprep.encode import encode_documents
+
+    tok = copy.deepcopy(smollm2)
+    text = "word " * 60 + "<|im_end|>"
+    for engine in ("fastokens", "tokenizers"):
+        tok("one two three", "four five", truncation=True, max_length=4)
+        assert tok.backend_tokenizer.truncation is not None
+        enc = ChatEncoder(tok, engine=engine).encode([text] * 3, [[(0, len(text))]] * 3)
+        assert enc.row(2)[0] == tok(text, add_special_tokens=False)["input_ids"]  # (this call turns it off)
+    tok("one two three", "four five", truncation=True, max_length=4)
+    doc = "word " * 60
+    assert len(encode_documents(tok, [doc]).ids) == len(tok(doc)["input_ids"]) + 1  # + EOS
+
+
+def test_auto_loads_fastokens_only_for_a_batch_that_repays_it(smollm2, monkeypatch):
+    """--engine auto: a small input (a 20-record file) never pays fastokens' ~0.3 s load; a big batch loads
+    and uses it, a small one after it still goes through tokenizers (the choice is per batch, so the
+    report's counts do not depend on which worker saw which shard first)."""
+    from llmprep.encode import FastEngine
+
+    texts = ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there!<|im_end|>\n"] * 20
+    spans = [[(len(t) - 23, len(t) - 1)] for t in texts]
+    enc = ChatEncoder(smollm2, engine="auto")
+    small = enc.encode(texts, spans)
+    assert enc.fast is None and enc.fast_rows == 0
+    monkeypatch.setattr(FastEngine, "MIN_CHARS", sum(map(len, texts)))
+    big = enc.encode(texts, spans)
+    assert enc.fast is not None and enc.fast_rows == 20
+    enc.encode(texts[:1], spans[:1])
+    assert enc.fast_rows == 20
+    assert [small.row(r) for r in range(20)] == [big.row(r) for r in range(20)]
+
+
+def test_fingerprint_ignores_truncation_left_on(smollm2):
+    """The cache key / report fingerprint is the tokenizer's, not the state an earlier call left behind."""
+    import copy
+
+    from llmprep.prepare import _tokenizer_fingerprint
+
+    tok = copy.deepcopy(smollm2)
+    before = _tokenizer_fingerprint(tok)
+    tok("one two three", "four five", truncation=True, max_length=4)
+    assert _tokenizer_fingerprint(tok) == before

@@ -226,7 +226,7 @@ def test_tools_and_sharegpt_function_calls():
     fn = {"type": "function", "function": call}
     assert FORMATS["sharegpt"].convert(record) == {"tools": WEATHER, "messages": [
         u("Weather?"), {"role": "assistant", "content": "Let me check.", "tool_calls": [fn]},
-        {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "", "tool_calls": [fn, fn]},
+        {"role": "tool", "content": "sunny"}, {"role": "assistant", "tool_calls": [fn, fn]},
         {"role": "tool", "content": "sunny"}, a("Sunny.")]}
 
 

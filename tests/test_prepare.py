@@ -33,7 +33,8 @@ def corpus_file(tmp_path_factory, english_chats):
 
 
 def files_under(d: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}
+    """Every output file's bytes, except run.json (timings and cache hits: the one file allowed to differ)."""
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file() and f.name != "run.json"}
 
 
 def test_report_counts_and_rejected_file(tmp_path, smollm2):
@@ -179,28 +180,28 @@ def test_sentence_pairs_with_bert(tmp_path, bert):
 
 
 def test_atomic_write_on_interruption(tmp_path, corpus_file, monkeypatch):
+    import llmprep.output as output
+
     out = tmp_path / "out"
-    real_save = datasets.DatasetDict.save_to_disk
+    real_close = output.SplitWriter.close
 
-    def broken_save(self, path, **kw):
-        real_save(DatasetDictSubset(self), path, **kw)  # half the splits are on disk...
-        raise KeyboardInterrupt("interrupted midway")  # ...then the run dies
+    def broken_close(self, schema=None):
+        rows = real_close(self, schema)  # a split is complete on disk...
+        if self.dir.name == "test":
+            raise KeyboardInterrupt("interrupted midway")  # ...then the run dies
+        return rows
 
-    class DatasetDictSubset(datasets.DatasetDict):
-        def __init__(self, dd):
-            super().__init__({"train": dd["train"]})
-
-    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", broken_save)
+    monkeypatch.setattr(output.SplitWriter, "close", broken_close)
     with pytest.raises(KeyboardInterrupt):
         prepare(str(corpus_file), out=out, **opts(test_size=0.25))
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temp dir left behind
 
     # an existing, complete output survives a failed rerun untouched
-    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", real_save)
+    monkeypatch.setattr(output.SplitWriter, "close", real_close)
     prepare(str(corpus_file), out=out, **opts(test_size=0.25))
     before = files_under(out)
-    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", broken_save)
+    monkeypatch.setattr(output.SplitWriter, "close", broken_close)
     with pytest.raises(KeyboardInterrupt):
         prepare(str(corpus_file), out=out, **opts(test_size=0.5))
     assert files_under(out) == before
@@ -229,3 +230,13 @@ def test_bad_options_reported_together(corpus_file):
         run(PrepareConfig(**opts(truncation="middle", padding="all", max_length=0)), [str(corpus_file)])
     msg = str(info.value)
     assert "--truncation 'middle'" in msg and "--padding 'all'" in msg and "--max-length 0" in msg
+
+
+def test_prepare_never_deep_copies_the_tokenizer(tmp_path, smollm2, monkeypatch):
+    """A tokenizer object in the config is used, not copied (dataclasses.asdict deep-copied it: ~0.75 s a call)."""
+    p = write_jsonl(tmp_path / "c.jsonl", [{"messages": [u("Hi"), a("Hello!")]}])
+    copies = []
+    monkeypatch.setattr(type(smollm2), "__deepcopy__", lambda self, memo: copies.append(self) or self, raising=False)
+    res = run(PrepareConfig(**opts(tokenizer=smollm2, max_length=64)), [str(p)])
+    assert copies == []
+    assert res.report["options"]["max_length"] == 64 and "tokenizer" not in res.report["options"]

@@ -160,8 +160,9 @@ def test_null_content_refusal_gets_a_hint(tmp_path):
 
 
 def test_prepared_rows_load_as_a_dataset(tmp_path):
-    res = run_on(tmp_path, "qwen2.5", [AGENT])
-    res.save(tmp_path / "out")
+    options = {"progress": False, "num_proc": 1, "cache": False, "engine": "tokenizers"}
+    run(PrepareConfig(tokenizer=template_tokenizer("qwen2.5"), template=str(template_path("qwen2.5")), **options),
+        [str(write_jsonl(tmp_path / "in.jsonl", [AGENT]))], out=tmp_path / "out")
     row = datasets.load_from_disk(str(tmp_path / "out"))["train"][0]
     tok = template_tokenizer("qwen2.5")
     assert row["input_ids"] == tok.apply_chat_template(AGENT["messages"], tools=TOOLS, tokenize=True)["input_ids"]

@@ -51,11 +51,23 @@ class Encoded:
 
 
 def backend(tokenizer):
-    """The Rust `tokenizers.Tokenizer` behind a fast HF tokenizer; slow tokenizers can't give offsets."""
+    """The Rust `tokenizers.Tokenizer` behind a fast HF tokenizer, set to encode whole texts; slow
+    tokenizers can't give offsets."""
     inner = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
     if inner is None or not hasattr(inner, "encode_batch"):
         raise ConfigError(f"--tokenizer: {type(tokenizer).__name__} is not a fast (Rust) tokenizer; "
                           "llmprep needs one for exact label masks. Save it with tokenizers' tokenizer.json.")
+    return whole_texts(inner)
+
+
+def whole_texts(inner):
+    """Turn off the backend's truncation and padding. They are shared state: a tokenizer.json may set
+    them (BERT's: 128) and `tokenizer(a, b, truncation=True, max_length=n)` leaves them on, which would
+    silently cut every later batch encode of the same tokenizer."""
+    if inner.truncation is not None:
+        inner.no_truncation()
+    if inner.padding is not None:
+        inner.no_padding()
     return inner
 
 
@@ -78,7 +90,9 @@ def _fastokens_for(tokenizer_json: str):
     except ImportError:
         return None
     try:
-        return fastokens.Tokenizer.from_json_str(tokenizer_json)
+        inner = fastokens.Tokenizer.from_json_str(tokenizer_json)
+        inner.no_truncation(), inner.no_padding()
+        return inner
     except Exception:  # a tokenizer.json feature it doesn't support: stay on `tokenizers`
         return None
 
@@ -96,6 +110,7 @@ class FastEngine:
     """
 
     CHECK_ROWS = 8
+    MIN_CHARS = 200_000  # --engine auto: a batch this big (~300 chats) repays loading fastokens (~0.3 s)
 
     def __init__(self, inner):
         self.inner = inner
@@ -145,7 +160,12 @@ class ChatEncoder:
             raise ConfigError(f"--engine {engine!r} is not valid; choose one of {', '.join(ENGINES)}")
         self.tokenizer = tokenizer
         self.backend = backend(tokenizer)
-        self.fast = FastEngine.load(self.backend) if engine in ("auto", "fastokens") else None
+        self.engine = engine
+        # auto uses fastokens (loading it takes ~0.3 s) only for batches big enough to repay that; a choice
+        # made per batch, so the rows each engine encodes (in the report) do not depend on which worker
+        # saw which shard first
+        self.fast = FastEngine.load(self.backend) if engine == "fastokens" else None
+        self._fast_loaded = engine != "auto"
         self.engine_mismatches = 0
         self.fast_rows = 0
         specials = sorted({t.content for t in tokenizer.added_tokens_decoder.values() if t.special},
@@ -162,7 +182,11 @@ class ChatEncoder:
         """Encode a batch. `literal_rows[r]`, when not None, lists content spans of row r whose control-token
         text must stay plain text. `train_all` labels every token (--train-on-prompt)."""
         done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if self.fast is not None and self.fast.enabled:
+        whole_texts(self.backend)
+        big = self.engine != "auto" or sum(map(len, texts)) >= FastEngine.MIN_CHARS
+        if big and not self._fast_loaded:
+            self.fast, self._fast_loaded = FastEngine.load(self.backend), True
+        if big and self.fast is not None and self.fast.enabled:
             plain = [r for r in range(len(texts)) if not (literal_rows is not None and literal_rows[r])]
             done = self._encode_fast(texts, spans, plain, train_all)
             self.fast_rows += len(done)
@@ -180,8 +204,8 @@ class ChatEncoder:
                 labels = span_labels(ids, off[:, 0], off[:, 1], spans[r])
             done[r] = ids, labels
         rows = [done[r] for r in range(len(texts))]
-        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-        return Encoded(cat([i for i, _ in rows]), cat([lab for _, lab in rows]), offsets_of([len(i) for i, _ in rows]))
+        return Encoded(_cat([i for i, _ in rows]), _cat([lab for _, lab in rows]),
+                       offsets_of([len(i) for i, _ in rows]))
 
     def _encode_fast(self, texts, spans, rows, train_all) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Rows whose fast ids are verified exact: {row: (ids, labels)}; the others are left out."""
@@ -301,6 +325,10 @@ def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, m
                   token_type_ids=np.concatenate(tt) if tt else np.zeros(0, dtype=np.int64))
     out.extra["class_labels"] = labels
     return out
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def offsets_of(lengths) -> np.ndarray:

@@ -73,7 +73,7 @@ def _sharegpt(record: Mapping[str, Any]) -> dict:
     becomes the tool_calls of an assistant message (joining the assistant text just before it, if any);
     "observation" turns become tool results.
     Example: [human "weather?", function_call '{"name": "w", "arguments": {}}', observation "sunny", gpt "Sunny."]
-    -> [user, assistant(content "", tool_calls [w]), tool "sunny", assistant "Sunny."]
+    -> [user, assistant(tool_calls [w]; null content, left out), tool "sunny", assistant "Sunny."]
     """
     turns = record.get("conversations")
     if not isinstance(turns, list):
@@ -92,7 +92,7 @@ def _sharegpt(record: Mapping[str, Any]) -> dict:
             if msgs and msgs[-1]["role"] == "assistant" and "tool_calls" not in msgs[-1]:
                 msgs[-1]["tool_calls"] = calls
             else:
-                msgs.append({"role": "assistant", "content": "", "tool_calls": calls})
+                msgs.append({"role": "assistant", "content": None, "tool_calls": calls})  # OpenAI's shape
             continue
         msgs.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
     system = record.get("system")

@@ -1,9 +1,20 @@
-"""Encoded rows -> Arrow columns -> datasets.DatasetDict (optionally packed or padded to fixed shapes).
+"""Rows -> Arrow record batches -> split directories that `datasets.load_from_disk` reads, with pyarrow only.
+
+Layout written (the one `DatasetDict.save_to_disk` writes; importing `datasets` is not needed for it):
+
+    DIR/dataset_dict.json                 {"splits": ["train", "test"]}
+    DIR/train/data-00000-of-00002.arrow   Arrow IPC stream files; schema metadata "huggingface" = features
+    DIR/train/dataset_info.json           {"features": {...}, ...}
+    DIR/train/state.json                  data files + a fingerprint derived from inputs and options
 
 Columns go straight from flat numpy arrays + offsets into Arrow list arrays: no per-row Python lists.
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -11,13 +22,15 @@ import pyarrow as pa
 from llmprep.constants import IGNORE_INDEX
 from llmprep.encode import Encoded
 
+MAX_FILE_BYTES = 500 * 10**6  # save_to_disk's default max_shard_size
+
 
 def list_column(values: np.ndarray, offsets: np.ndarray, dtype=pa.int32()) -> pa.Array:
     """Flat values + row offsets -> an Arrow list column. Example: [1,2,3], [0,2,3] -> [[1,2],[3]]"""
     vals = pa.array(np.asarray(values), type=dtype)
     if offsets[-1] < 2**31 - 1:
-        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), vals)
-    return pa.LargeListArray.from_arrays(pa.array(offsets.astype(np.int64)), vals)
+        return pa.ListArray.from_arrays(pa.array(np.asarray(offsets).astype(np.int32)), vals)
+    return pa.LargeListArray.from_arrays(pa.array(np.asarray(offsets).astype(np.int64)), vals)
 
 
 def pad_rows(enc: Encoded, width: int, pad_id: int, side: str) -> dict[str, np.ndarray]:
@@ -43,12 +56,15 @@ def pad_rows(enc: Encoded, width: int, pad_id: int, side: str) -> dict[str, np.n
     return cols
 
 
-def to_table(enc: Encoded, cfg, pad_id: int) -> pa.Table:
-    """One split as an Arrow table with input_ids, attention_mask, labels (+ token_type_ids)."""
+def rows_table(enc: Encoded, *, padding: str, padding_side: str, width: int, pad_id: int) -> pa.Table:
+    """Rows (one batch of a split) as an Arrow table: input_ids, attention_mask, labels (+ token_type_ids).
+
+    `width` is the padded length for padding "longest" / "max-length" (the split's longest row or
+    --max-length), ignored for "none".
+    """
     pairs = enc.token_type_ids is not None
-    if cfg.padding != "none" and len(enc):
-        width = cfg.max_length if cfg.padding == "max-length" else int(enc.lengths.max())
-        cols = pad_rows(enc, width, pad_id, cfg.padding_side)
+    if padding != "none" and len(enc):
+        cols = pad_rows(enc, width, pad_id, padding_side)
         offsets = np.arange(len(enc) + 1, dtype=np.int64) * width
         flat = {k: v.reshape(-1) for k, v in cols.items()}
     else:
@@ -67,38 +83,117 @@ def to_table(enc: Encoded, cfg, pad_id: int) -> pa.Table:
     return pa.table(data)
 
 
-def packed_table(columns: dict[str, list[list[int]]]) -> pa.Table:
-    """Packed rows (lists from llmprep.pack) -> Arrow table."""
+def packed_table(columns: dict[str, tuple[np.ndarray, np.ndarray] | list[list[int]]]) -> pa.Table:
+    """Packed rows -> Arrow table: {column: (flat values, offsets)} (bfd) or {column: rows as lists} (wrap)."""
     small = {"attention_mask": pa.int8()}
-    return pa.table({k: pa.array(v, type=pa.list_(small.get(k, pa.int32()))) for k, v in columns.items()})
+    out = {}
+    for k, v in columns.items():
+        dtype = small.get(k, pa.int32())
+        out[k] = list_column(*v, dtype) if isinstance(v, tuple) else pa.array(v, type=pa.list_(dtype))
+    return pa.table(out)
 
 
-def build_splits(parts: dict[str, Encoded], cfg, tok, fingerprint: str):
-    """Encoded splits -> DatasetDict, packing each split on its own (no test row leaks into train)."""
-    from datasets import Dataset, DatasetDict
+# ---------------------------------------------------------------- datasets' on-disk format
 
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    out, stats = {}, {}
-    for name, enc in parts.items():
-        if cfg.pack == "bfd":
-            from llmprep.pack import pack_bfd_arrays
+PACKED_SCHEMA = pa.schema([(k, pa.list_(pa.int8() if k == "attention_mask" else pa.int32()))
+                           for k in ("input_ids", "labels", "attention_mask", "position_ids", "seq_lengths")])
 
-            columns, stats[name] = pack_bfd_arrays(enc.ids, enc.labels, enc.offsets, cfg.max_length)
-            small = {"attention_mask": pa.int8()}
-            table = pa.table({k: list_column(v, off, small.get(k, pa.int32())) for k, (v, off) in columns.items()})
-        elif cfg.pack == "wrap":
-            from llmprep.pack import pack_examples
 
-            rows = [enc.row(r) for r in range(len(enc))]
-            columns, stats[name] = pack_examples(
-                {"input_ids": [r[0] for r in rows], "labels": [r[1] for r in rows]},
-                strategy=cfg.pack, max_length=cfg.max_length, pad_token_id=pad_id, remainder=cfg.remainder)
-            table = packed_table(columns)
-        else:
-            table = to_table(enc, cfg, pad_id)
-        # A fingerprint derived from inputs + options (not datasets' random one): same run, same bytes.
-        out[name] = Dataset(table, fingerprint=f"{fingerprint}-{name}")
-    return DatasetDict(out), stats
+def _feature(t: pa.DataType) -> dict:
+    """Arrow type -> datasets' feature JSON.
+
+    Example: list<int32> -> {"feature": {"dtype": "int32", "_type": "Value"}, "_type": "List"}
+    """
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return {"feature": _feature(t.value_type), "_type": "List" if pa.types.is_list(t) else "LargeList"}
+    return {"dtype": str(t), "_type": "Value"}
+
+
+def features_json(schema: pa.Schema) -> dict:
+    return {f.name: _feature(f.type) for f in schema}
+
+
+def with_features(schema: pa.Schema) -> pa.Schema:
+    """The schema plus the "huggingface" metadata datasets reads the features from."""
+    meta = json.dumps({"info": {"features": features_json(schema)}}, separators=(", ", ": "))
+    return schema.with_metadata({"huggingface": meta})
+
+
+class SplitWriter:
+    """Append record batches to a split directory; files roll over at MAX_FILE_BYTES.
+
+    Example: w = SplitWriter(DIR / "train", fingerprint="ab12-train"); w.write(table); w.close()
+    -> DIR/train/data-00000-of-00001.arrow, dataset_info.json, state.json
+    """
+
+    def __init__(self, directory: Path, *, fingerprint: str, max_file_bytes: int = MAX_FILE_BYTES):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = fingerprint
+        self.max_file_bytes = max_file_bytes
+        self.schema: pa.Schema | None = None
+        self.files: list[Path] = []
+        self.rows = 0
+        self._sink = self._writer = None
+
+    def _open(self) -> None:
+        path = self.dir / f"part-{len(self.files):05d}.arrow"
+        self.files.append(path)
+        self._sink = pa.OSFile(str(path), "wb")
+        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = self._sink = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.schema is None:
+            self.schema = with_features(table.schema)
+        if table.num_rows == 0:
+            return
+        if self._writer is None:
+            self._open()
+        table = table.cast(self.schema) if table.schema != self.schema else table
+        for batch in table.to_batches(max_chunksize=1000):
+            self._writer.write_batch(batch)
+        self.rows += table.num_rows
+        if self._sink.tell() >= self.max_file_bytes:
+            self._close_file()
+
+    def close(self, schema: pa.Schema | None = None) -> int:
+        """Finish the split: name files data-i-of-n, write dataset_info.json and state.json. -> rows"""
+        if self.schema is None:
+            self.schema = with_features(schema)
+        if not self.files:  # an empty split still loads (no rows, the right columns)
+            self._open()
+        self._close_file()
+        names = []
+        for i, path in enumerate(self.files):
+            name = f"data-{i:05d}-of-{len(self.files):05d}.arrow"
+            os.replace(path, self.dir / name)
+            names.append(name)
+        info = {"citation": "", "description": "", "features": features_json(self.schema), "homepage": "",
+                "license": ""}
+        write_json(self.dir / "dataset_info.json", info)
+        write_json(self.dir / "state.json", {
+            "_data_files": [{"filename": n} for n in names], "_fingerprint": self.fingerprint,
+            "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+            "_output_all_columns": False, "_split": None})
+        return self.rows
+
+    def abort(self) -> None:
+        self._close_file()
+
+
+def write_json(path: Path, data) -> None:
+    """JSON with stable key order, UTF-8 kept readable (the format of report.json and datasets' files)."""
+    Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_dataset_dict(root: Path, splits: list[str]) -> None:
+    write_json(Path(root) / "dataset_dict.json", {"splits": splits})
 
 
 def length_stats(lengths: np.ndarray) -> dict:

@@ -405,25 +405,40 @@ def pack_bfd_arrays(ids: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
     seg_len = lengths[members]
     # Flat positions of every member's tokens, members in row order.
     seg_off = offsets_of(seg_len)
-    positions = np.arange(seg_off[-1], dtype=np.int64) - np.repeat(seg_off[:-1], seg_len)  # restart per segment
-    index = positions + np.repeat(offsets[:-1][members], seg_len)
-    starts = np.zeros(len(index), dtype=bool)
-    starts[seg_off[:-1]] = True
+    index = np.arange(seg_off[-1], dtype=np.int64) - np.repeat(seg_off[:-1], seg_len) \
+        + np.repeat(offsets[:-1][members], seg_len)
     row_sizes = np.fromiter((len(b) for b in bins), dtype=np.int64, count=len(bins))
+    columns = bfd_columns(ids[index], labels[index], seg_len, row_sizes)
+    return columns, bfd_stats(seg_len, row_sizes, max_length, len(lengths))
+
+
+def bfd_columns(ids: np.ndarray, labels: np.ndarray, seg_len: np.ndarray,
+                row_sizes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Packed columns from examples already in row order: `seg_len[i]` tokens each, `row_sizes[r]`
+    examples in row r. Example: ids [7, 8, 9, 10, 5, 6], seg_len [1, 3, 2], row_sizes [2, 1] ->
+    input_ids ([7, 8, 9, 10, 5, 6], [0, 4, 6]), position_ids [0, 0, 1, 2, 0, 1], first labels -100
+    """
+    seg_off = offsets_of(seg_len)
+    positions = np.arange(seg_off[-1], dtype=np.int64) - np.repeat(seg_off[:-1], seg_len)  # restart per segment
+    starts = np.zeros(len(ids), dtype=bool)
+    starts[seg_off[:-1]] = True
     row_seg_off = offsets_of(row_sizes)
     row_tok_off = seg_off[row_seg_off]
-    flat_ids = ids[index]
-    columns = {
-        "input_ids": (flat_ids, row_tok_off),
-        "labels": (np.where(starts, IGNORE_INDEX, labels[index]), row_tok_off),
-        "attention_mask": (np.ones(len(index), dtype=np.int8), row_tok_off),
+    return {
+        "input_ids": (ids, row_tok_off),
+        "labels": (np.where(starts, IGNORE_INDEX, labels), row_tok_off),
+        "attention_mask": (np.ones(len(ids), dtype=np.int8), row_tok_off),
         "position_ids": (positions, row_tok_off),
         "seq_lengths": (seg_len, row_seg_off),
     }
-    rows, real = len(bins), int(seg_off[-1])
-    stats = {"strategy": "bfd", "max_length": max_length, "rows": rows, "examples_packed": len(keep),
+
+
+def bfd_stats(seg_len: np.ndarray, row_sizes: np.ndarray, max_length: int, examples: int) -> dict:
+    """report.json's packing block for bfd. Example: 2 rows of 8 holding 14 tokens -> fill 0.875"""
+    rows, real = len(row_sizes), int(np.sum(seg_len))
+    stats = {"strategy": "bfd", "max_length": max_length, "rows": rows, "examples_packed": len(seg_len),
              "tokens": real, "fill": round(real / (rows * max_length), 6) if rows else 0.0,
              "remainder_tokens_dropped": 0, "padding_tokens": 0,
-             "empty_examples_skipped": int(len(lengths) - len(keep)),
+             "empty_examples_skipped": int(examples - len(seg_len)),
              "examples_per_row_max": int(row_sizes.max()) if rows else 0}
-    return columns, stats
+    return stats

@@ -1,48 +1,65 @@
 """`prepare`: files of records -> a DatasetDict of training-ready rows on disk, with a report.
 
-    records -> examples (formats) -> render -> encode -> fit (truncate/drop) -> split -> [pack] -> [pad]
-    -> Arrow -> DIR (atomic) + report.json + rejected.jsonl
+    plan (files -> shard tasks)                                                    driver
+    -> run_task per task: read -> formats -> render -> encode -> fit -> spill file   executor (local|ray)
+    -> per-row metadata (RowIndex) -> split, length stats, bfd bins                   driver, no tokens
+    -> splits assembled from the spill files -> DIR (atomic) + report.json + rejected.jsonl + run.json
 
-Every record read ends up kept, rejected (bad input) or dropped (truncation), and the report's counts
-add up: read = kept + rejected + dropped.
+The driver never holds the rows: shards are written to spill files as they complete, rejects stream
+to rejected.jsonl, and the global steps work from per-row lengths (docs/scale.md). Every record read
+ends up kept, rejected (bad input) or dropped (truncation): read = kept + rejected + dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
-import multiprocessing as mp
+import json
 import os
+import shutil
+import signal
+import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
-from itertools import islice
+import weakref
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
-from llmprep.cache import ShardCache, default_cache_dir, shard_key
+from llmprep.accounting import REJECTED, Accounts, StrictStop, version, warn
+from llmprep.accounting import report as make_report
+from llmprep.accounting import run_info as make_run_info
+from llmprep.assemble import RowIndex, assemble
+from llmprep.cache import DEFAULT_MAX_SIZE, ShardCache, default_cache_dir, miss_reason, parse_size
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
-from llmprep.encode import ENGINES, Encoded, concat, take
+from llmprep.encode import ENGINES, whole_texts
 from llmprep.errors import ConfigError, LlmprepError
-from llmprep.examples import Rejected, detect_formats
-from llmprep.formats import CHAT, get_format
+from llmprep.examples import Rejected
+from llmprep.executor import EXECUTORS, get_executor, storage
+from llmprep.executor.plan import plan
+from llmprep.executor.task import ShardMeta, TaskEnv
+from llmprep.formats import CHAT, PAIR, get_format
 from llmprep.messages import ROLES
-from llmprep.output import build_splits, length_stats
-from llmprep.records import Record, expand_inputs, read_records
+from llmprep.output import write_dataset_dict, write_json
 from llmprep.render import resolve_template, template_fingerprint
-from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
-from llmprep.tokenizer import load_tokenizer, resolve_tokenizer_path
+from llmprep.render.engine import describe_engine
+from llmprep.shard import ShardSettings
+from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path, tokenizer_class
 from llmprep.truncate import TRUNCATION
 
-SHARD_SIZE = 2048
+SHARD_SIZE = int(os.environ.get("LLMPREP_SHARD_SIZE", 2048))  # lines (records) per shard
 PADDING = ("none", "longest", "max-length")
 PACK = ("none", "wrap", "bfd")
 TRAIN_TURNS = ("all", "last")
 HISTORY = ("full", "per-turn", "last")
-
-
-class StrictStop(LlmprepError):
-    """--strict: the first rejected record stops the run."""
+REPORT, RUN = "report.json", "run.json"
+__all__ = ["prepare", "run", "PrepareConfig", "PrepareResult", "StrictStop", "split_indices"]
+# Options that shape a shard's tokens (its cache key); split, packing and padding happen after the cache.
+SHARD_OPTIONS = ("format", "template", "max_length", "truncation", "train_on_prompt", "train_turns",
+                 "train_roles", "history", "add_eos", "literal_control_text", "engine", "columns", "pack")
 
 
 @dataclass
@@ -73,6 +90,8 @@ class PrepareConfig:
     cache: bool = True
     cache_dir: str | None = None
     progress: bool = True
+    executor: str = "local"
+    ray_address: str | None = None
 
     def check(self) -> None:
         """Collect every bad option and report them together."""
@@ -83,7 +102,8 @@ class PrepareConfig:
                                    ("--padding-side", self.padding_side, ("left", "right")),
                                    ("--pack", self.pack, PACK), ("--train-turns", self.train_turns, TRAIN_TURNS),
                                    ("--remainder", self.remainder, ("drop", "pad", "keep")),
-                                   ("--engine", self.engine, ENGINES), ("--history", self.history, HISTORY)]:
+                                   ("--engine", self.engine, ENGINES), ("--executor", self.executor, EXECUTORS),
+                                   ("--history", self.history, HISTORY)]:
             if value not in valid:
                 problems.append(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
         bad_roles = [r for r in self.train_roles if r not in ROLES]
@@ -104,46 +124,75 @@ def prepare(inputs: list[str] | str, *, out: str | os.PathLike | None = None, **
     """Prepare INPUTs (files, directories, globs) and return a datasets.DatasetDict.
 
     Options are PrepareConfig's fields (tokenizer, format, template, max_length, truncation, test_size,
-    seed, train_on_prompt, ...). With `out`, the result is also written to that directory atomically.
+    seed, train_on_prompt, ...). With `out`, the result is written to that directory atomically and
+    returned memory-mapped from it; without, it is built in a temp dir and returned in memory.
 
     Example: prepare("chats.jsonl", out="data/sft", test_size=0.1)
     -> DatasetDict({"train": ..., "test": ...}) with input_ids, attention_mask, labels
     """
     cfg = PrepareConfig(**options)
-    result = run(cfg, [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
-    if out is not None:
-        result.save(out)
+    result = run(cfg, [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs), out=out)
     return result.splits
 
 
 @dataclass
 class PrepareResult:
-    splits: object  # datasets.DatasetDict
+    """A finished run: the directory it wrote, report.json's and run.json's contents."""
+
+    out: Path | str  # a local directory, or the URI it was uploaded to
     report: dict
-    rejected: list[Rejected]
-    dropped: list[Rejected]
+    run_info: dict
     seconds: float = 0.0
-    cache: dict = field(default_factory=dict)
-    tokenizer: object = field(default=None, repr=False)  # decodes the sample rows of report.html
+    temporary: bool = False
+    _splits: object = None
 
-    def save(self, out: str | os.PathLike) -> Path:
-        from llmprep.report import finish_output
-        from llmprep.store import atomic_output_dir, save_output
+    @property
+    def splits(self):
+        """The DatasetDict (memory-mapped from `out`; in memory when `out` is a temp dir)."""
+        if self._splits is None:
+            import datasets
 
-        with atomic_output_dir(out) as tmp:
-            save_output(tmp, self.splits, self.report,
-                        [r.to_json() for r in self.rejected] + [{**r.to_json(), "dropped": True} for r in self.dropped])
-            # llmprep doctor's cheap checks on what was just written (into report.json), then report.html
-            self.report["doctor"] = finish_output(tmp, self.tokenizer)
-        return Path(out)
+            self._splits = datasets.load_from_disk(str(self.out), keep_in_memory=self.temporary)
+        return self._splits
+
+    def _open(self, name: str):
+        if storage.is_uri(self.out):
+            return storage.open_bytes(f"{self.out}/{name}")
+        return open(Path(self.out) / name, "rb")
+
+    def _rejects(self, dropped: bool) -> list[Rejected]:
+        out = []
+        with self._open(REJECTED) as fh:
+            for line in fh:
+                row = json.loads(line)
+                if bool(row.pop("dropped", False)) == dropped:
+                    out.append(Rejected(**row))
+        return out
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        return self._rejects(False)
+
+    @property
+    def dropped(self) -> list[Rejected]:
+        return self._rejects(True)
+
+    @property
+    def cache(self) -> dict:
+        c = self.run_info["cache"]
+        return {"enabled": c["enabled"], "hits": c["hits"], "misses": c["computed"]}
 
 
-def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
-    """The whole pipeline; see the module docstring."""
+def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = None) -> PrepareResult:
+    """The whole pipeline (see the module docstring); writes `out` (a temp dir when None)."""
     cfg.check()
-    started = time.perf_counter()
-    files = expand_inputs([str(i) for i in inputs])
-    tok = load_tokenizer(cfg.tokenizer) if isinstance(cfg.tokenizer, str) or cfg.tokenizer is None else cfg.tokenizer
+    clock = {"started": time.perf_counter()}
+    files = storage.expand([str(i) for i in inputs])
+    remote_out = out is not None and storage.is_uri(out)
+    if remote_out:
+        storage.check_out(str(out))
+    named = isinstance(cfg.tokenizer, str) or cfg.tokenizer is None
+    tok = load_lite_tokenizer(cfg.tokenizer) if named else cfg.tokenizer
     if cfg.format:
         get_format(cfg.format)  # an unknown --format fails before any reading
     template_name, source, template_error = None, None, None
@@ -160,84 +209,190 @@ def run(cfg: PrepareConfig, inputs: list[str]) -> PrepareResult:
         history=cfg.history, add_eos=cfg.add_eos,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
         columns=tuple(sorted(cfg.columns.items())), template_error=template_error)
-    options = {k: v for k, v in asdict(cfg).items()
-               if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir")}
+    options = report_options(cfg)
     tok_fingerprint = _tokenizer_fingerprint(tok)
-    settings_digest = hashlib.sha256(repr((_version(), tok_fingerprint, source, sorted(options.items()),
-                                           settings.max_length)).encode()).hexdigest()
-    cache = ShardCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
-    records = read_records(files, lazy=True)
-    results = list(_process_all(records, settings, cfg, cache, settings_digest))
-    kinds = {k: sum(r.kinds.get(k, 0) for r in results) for k in sorted({k for r in results for k in r.kinds})}
-    if "pair" in kinds and len(kinds) > 1:
-        raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
-    if CHAT not in kinds:
-        template_name, source = None, None
-    encoded = concat([r.encoded for r in results])
-    rejected = [x for r in results for x in r.rejected]
-    dropped = [x for r in results for x in r.dropped]
-    read = sum(r.read for r in results)
-    if len(encoded) == 0:
-        raise LlmprepError(f"no usable rows: {read} records read, {len(rejected)} rejected, {len(dropped)} "
-                           f"dropped. First reasons: " + "; ".join(r.message() for r in (rejected + dropped)[:3]))
-    train_idx, test_idx = split_rows(len(encoded), cfg.test_size, cfg.seed, _row_groups(results))
-    parts = {"train": take(encoded, train_idx)}
-    if len(test_idx):
-        parts["test"] = take(encoded, test_idx)
-    digests = [_sha256(f) for f in files]
-    fingerprint = hashlib.sha256(repr((_version(), digests, tok_fingerprint, source,
-                                       sorted(options.items()))).encode()).hexdigest()[:16]
-    splits, pack_stats = build_splits(parts, cfg, tok, fingerprint)
-    report = _report(cfg, results, encoded, parts, splits, kinds, rejected, dropped, options)
-    report["inputs"] = [{"path": str(f), "sha256": d} for f, d in zip(files, digests)]
-    report["tokenizer"] = {"name": str(cfg.tokenizer), "class": type(tok).__name__, "vocab_size": len(tok),
-                           "fingerprint": tok_fingerprint}
-    report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
-    if source:
-        report["template"].update(template_facts(source, tok))
-    if pack_stats:
-        report["packing"] = pack_stats
-    # Cache hits are not in report.json: a rerun served from the cache must write identical files.
-    cache_stats = {"enabled": cache is not None, "hits": cache.hits if cache else 0,
-                   "misses": cache.misses if cache else 0}
-    return PrepareResult(splits, report, rejected, dropped, seconds=time.perf_counter() - started,
-                         cache=cache_stats, tokenizer=tok)
+    shaping = {"version": version(), "tokenizer": tok_fingerprint,
+               "template": template_fingerprint(source) if source else None,
+               "options": {k: _jsonable(getattr(cfg, k)) for k in SHARD_OPTIONS}}
+    shaping["options"]["pack"] = cfg.pack == "wrap"  # only wrap changes the shards (no truncation)
+    digest = hashlib.sha256(json.dumps([shaping, source], sort_keys=True).encode()).hexdigest()
+    cache, cache_warning = _open_cache(cfg)
+    tasks, scans = plan(files, shard_lines=SHARD_SIZE, fmt=cfg.format, columns=cfg.columns)
+    clock["plan"] = time.perf_counter()
+    executor = get_executor(cfg.executor, num_proc=cfg.num_proc, ray_address=cfg.ray_address)
+    temporary = out is None or remote_out  # built locally; a URI --out is uploaded at the end
+    target = Path(tempfile.mkdtemp(prefix="llmprep-")) / "out" if temporary else Path(out)
+    staging = f"{str(out).rstrip('/')}.tmp-{os.getpid()}-{os.urandom(4).hex()}" if remote_out else None
+    from llmprep.store import atomic_output_dir
+
+    with _sigterm_exits(), _output_errors(target), atomic_output_dir(target) as tmp:
+        work = tmp / ".work"
+        work.mkdir()
+        spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there
+        storage.make_dirs(spills)
+        env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE)
+        acc = Accounts(tmp, work, cfg)
+        for metas in _progress(executor.map(tasks, env), cfg):
+            acc.tasks_seen += 1  # a task may hold no shard (a range of blank lines): count tasks, not shards
+            for meta in metas:
+                acc.add(meta)
+        clock["shards"] = time.perf_counter()
+        if acc.tasks_seen != len(tasks):  # an executor that lost a task must never give a shorter dataset
+            raise LlmprepError(f"--executor {cfg.executor}: {acc.tasks_seen} of {len(tasks)} tasks returned; "
+                               "the output would be incomplete, nothing was written")
+        kinds = acc.kinds
+        if PAIR in kinds and len(kinds) > 1:
+            raise ConfigError("INPUT mixes sentence pairs with chats or documents; prepare them separately")
+        if CHAT not in kinds:
+            template_name, source = None, None
+        index = RowIndex.build(acc.metas)
+        if len(index) == 0:
+            raise LlmprepError(f"no usable rows: {acc.read} records read, {acc.n_rejected} rejected, "
+                               f"{acc.n_dropped} dropped. First reasons: " + "; ".join(acc.first_reasons()))
+        groups = _record_ids(index) if cfg.history == "per-turn" else None
+        train_idx, test_idx = split_rows(len(index), cfg.test_size, cfg.seed, groups)
+        splits = {"train": train_idx} | ({"test": test_idx} if len(test_idx) else {})
+        fingerprint = hashlib.sha256(repr((version(), [s.sha256 for s in scans], tok_fingerprint, source,
+                                           sorted(options.items()))).encode()).hexdigest()[:16]
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        rows, pack_stats = assemble(index, splits, cfg, pad_id, tmp, fingerprint)
+        write_dataset_dict(tmp, list(splits))
+        report = make_report(cfg, acc, index, splits, rows, options)
+        if groups is not None:  # several rows per record: records kept, not rows
+            report["records"]["kept"] = int(len(np.unique(groups)))
+        if CHAT in kinds:
+            report["chat"] = chat_report([m.chat for m in acc.metas if m.chat], cfg)
+        report["inputs"] = [{"path": s.path, "sha256": s.sha256} for s in scans]
+        report["tokenizer"] = {"name": str(cfg.tokenizer), "class": tokenizer_class(tok), "vocab_size": len(tok),
+                               "fingerprint": tok_fingerprint}
+        report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
+        if source:
+            report["engine"]["template_engine"] = describe_engine(source)
+            report["template"].update(template_facts(source, tok))
+        if pack_stats:
+            report["packing"] = pack_stats
+        acc.finish()
+        write_json(tmp / REPORT, report)
+        shutil.rmtree(work)
+        if remote_out:
+            storage.remove(spills)
+        if out is not None:  # llmprep doctor's cheap checks on what was just written (into report.json), report.html
+            from llmprep.report import finish_output
+
+            report["doctor"] = finish_output(tmp, tok)
+        clock["assemble"] = time.perf_counter()
+        if cache is not None:
+            _explain_misses(cache, acc, shaping)
+        run_info = make_run_info(cfg, executor, tasks, acc, cache, cache_warning, clock)
+        write_json(tmp / RUN, run_info)  # the one file allowed to differ between identical runs
+    if cache is not None:
+        _update_cache(cache, acc, shaping)
+    if remote_out:
+        storage.publish(target, str(out), staging)
+        shutil.rmtree(target.parent, ignore_errors=True)
+        target, temporary = out, False
+    result = PrepareResult(target, report, run_info, seconds=run_info["seconds"]["total"], temporary=temporary)
+    if temporary:
+        weakref.finalize(result, shutil.rmtree, str(target.parent), True)
+    return result
 
 
-def _report(cfg: PrepareConfig, results: list[ShardResult], encoded: Encoded, parts: dict, splits, kinds: dict,
-            rejected: list[Rejected], dropped: list[Rejected], options: dict) -> dict:
-    """report.json's counts: read = kept + rejected + dropped, kept split by split, tokens, lengths."""
-    pairs = encoded.token_type_ids is not None
-    read = sum(r.read for r in results)
-    out = {
-        "llmprep_version": _version(),
-        "examples": kinds,
-        "records": {"read": read, "kept": read - len(rejected) - len(dropped),
-                    "rejected": len(rejected), "dropped": len(dropped)},
-        "kept": {name: len(p) for name, p in parts.items()},
-        "rows": {name: len(ds) for name, ds in splits.items()},
-        "rejected_reasons": _count_reasons(rejected),
-        "dropped_reasons": _count_reasons(dropped),
-        "truncated": sum(r.truncated for r in results),
-        "control_text_rows": sum(r.control_text_rows for r in results),
-        "tokens": {"total": int(len(encoded.ids)), "trained": 0 if pairs else int((encoded.labels != -100).sum())},
-        "lengths": length_stats(encoded.lengths),
-        "engine": {"requested": cfg.engine, "fastokens_rows": sum(r.fast_rows for r in results),
-                   "fastokens_mismatches": sum(r.engine_mismatches for r in results)},
-        "options": options,
-    }
-    if "chat" in kinds:
-        out["chat"] = chat_report([r.chat for r in results if r.chat], cfg)
-    return out
+def _open_cache(cfg: PrepareConfig) -> tuple[ShardCache | None, str | None]:
+    """The shard cache, or None with one warning when its dir cannot be written (read-only, full)."""
+    if not cfg.cache:
+        return None, None
+    cache = ShardCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+    problem = cache.probe()
+    if problem is None:
+        return cache, None
+    warning = f"--cache-dir: {problem}: running without the cache"
+    warn(warning)
+    return None, warning
+
+
+def _explain_misses(cache: ShardCache, acc: Accounts, shaping: dict) -> None:
+    """Name why each computed shard missed, against the last run's manifest (for run.json and the summary)."""
+    last = cache.manifest()
+    for meta in acc.metas:
+        if not meta.hit:
+            reason = miss_reason(meta.content, meta.miss or "missing", shaping, last)
+            acc.misses[reason] = acc.misses.get(reason, 0) + 1
+
+
+def _update_cache(cache: ShardCache, acc: Accounts, shaping: dict) -> None:
+    """After a complete run: save its manifest and keep the cache under its size cap."""
+    cache.write_manifest({"settings": shaping, "content": sorted({m.content for m in acc.metas})})
+    try:
+        cache.prune(parse_size(os.environ.get("LLMPREP_CACHE_MAX_SIZE", DEFAULT_MAX_SIZE)))
+    except OSError:
+        pass  # a cache we cannot prune (read-only since the probe) is not the run's failure
+
+
+def _progress(results: Iterator[list[ShardMeta]], cfg: PrepareConfig) -> Iterator[list[ShardMeta]]:
+    from tqdm.auto import tqdm
+
+    with tqdm(desc="prepare", unit="rec", disable=not cfg.progress, leave=False) as bar:
+        for metas in results:
+            bar.update(sum(m.records for m in metas))
+            yield metas
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM ends the run like Ctrl-C does: workers stopped, temp output removed, exit status 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _output_errors(out: Path):
+    """A full disk or read-only file system while writing the output: one error naming --out and the cause
+    (atomic_output_dir has removed the half-written temp dir by then)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+            raise
+        raise LlmprepError(f"--out {str(out)!r}: cannot write the output ({exc.filename or out}): "
+                           f"{exc.strerror}; nothing was written there") from None
+
+
+NOT_OPTIONS = ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir", "executor", "ray_address")
+
+
+def report_options(cfg: PrepareConfig) -> dict:
+    """The options that shape the dataset (report and fingerprint), read field by field: dataclasses.asdict
+    would deep-copy every value, the tokenizer object included (~0.75 s per call for a real one).
+
+    Example: PrepareConfig(max_length=64) -> {"format": None, "template": "auto", "max_length": 64, ...}
+    """
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_OPTIONS}
+
+
+def _jsonable(value):
+    """As the manifest stores it (JSON): a tuple compares equal to the list read back next run."""
+    if isinstance(value, tuple):
+        return list(value)
+    return dict(sorted(value.items())) if isinstance(value, dict) else value
 
 
 def chat_report(parts: list[dict], cfg: PrepareConfig) -> dict:
     """The report's chat section, summed over shards: message kinds, rows per conversation (--history),
-    fields of trained turns the template did not print, replies left without a trained stop token, and
+    what the template did not print of trained turns, replies left without a trained stop token, and
     whether the template renders every prefix of a conversation as the start of the whole.
 
     Example: {"messages": {"tool_calls": 12, ...}, "history": {"mode": "full", "conversations": 10, "rows": 10},
-              "no_stop_token": {"count": 0, "conversations": []}, ...}
+              "no_stop_token": {"count": 0, "eos_added": 0, "conversations": []}, ...}
     """
     def total(key):
         return sum(p[key] for p in parts)
@@ -266,7 +421,7 @@ def template_facts(source: str, tok) -> dict:
     """What the label rule uses about the template: the end-of-turn tokens trained after a turn, and the
     generation prompt (the header the model is prompted with, never trained).
 
-    Example (SmolLM2): {"end_of_turn": ["<|endoftext|>", "<|im_end|>"], "generation_prompt": "<|im_start|>assistant\n"}
+    Example (SmolLM2): {"end_of_turn": ["<|endoftext|>", "<|im_end|>"], "generation_prompt": "<|im_start|>assistant\\n"}
     """
     from llmprep.render import ChatRenderer
 
@@ -274,101 +429,24 @@ def template_facts(source: str, tok) -> dict:
     return {"end_of_turn": list(renderer.end_of_turn), "generation_prompt": renderer.locator.generation_prompt}
 
 
-def _row_groups(results: list[ShardResult]) -> np.ndarray | None:
-    """--history per-turn: a record id per row (rows of one conversation share it), or None."""
-    if not any(r.groups is not None for r in results):
-        return None
-    out, base = [], 0
-    for r in results:
-        out.append((r.groups if r.groups is not None else np.arange(len(r.encoded))) + base)
-        base += r.read
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+def _record_ids(index: RowIndex) -> np.ndarray:
+    """One id per input record behind the rows (--history per-turn gives a record several rows).
+    Example: shard [0, 0, 1], record [0, 0, 0] -> [0, 0, 2**32]"""
+    return index.columns["shard"].astype(np.int64) * (1 << 32) + index.columns["record"].astype(np.int64)
 
 
 def split_rows(n: int, test_size: float, seed: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """split_indices over rows, or over conversations when rows come in groups (--history per-turn): all rows
-    of one conversation land in the same split, so the test split never holds a prefix of a training row.
+    """split_indices over rows, or over records when rows come in groups (--history per-turn): all rows of
+    one conversation land in the same split, so the test split never holds a prefix of a training row.
 
     Example: n=4, groups=[0, 0, 1, 2], one test conversation -> e.g. (train [0, 1, 2], test [3])
     """
     if groups is None:
         return split_indices(n, test_size, seed)
     ids, inverse = np.unique(groups, return_inverse=True)
-    train_g, test_g = split_indices(len(ids), test_size, seed)
-    test_mask = np.isin(inverse, test_g)
-    return np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
-
-
-def _shards(records: Iterable[Record], cfg: PrepareConfig) -> Iterator[tuple[list[Record], dict[str, str]]]:
-    """Group records into shards of SHARD_SIZE, with the format of each file in the shard.
-
-    Formats are detected here, in input order, so every shard of a file uses the same one; the rest
-    of the parsing happens in the workers.
-    """
-    it = iter(records)
-    known: dict[str, str] = {}
-    while True:
-        chunk = list(islice(it, SHARD_SIZE))
-        if not chunk:
-            return
-        if not cfg.format:
-            chunk = detect_formats(chunk, known, cfg.columns)
-        yield chunk, {src: known[src] for src in {r.source for r in chunk} if src in known}
-
-
-def _process_all(records: Iterable[Record], settings: ShardSettings, cfg: PrepareConfig,
-                 cache: "ShardCache | None", digest: str) -> Iterator[ShardResult]:
-    """Run shards through process_shard — from the cache when it holds them, in parallel when there
-    is more than one to compute — and yield results in input order."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(desc="prepare", unit="rec", disable=not cfg.progress, leave=False)
-    nproc = cfg.num_proc or min(os.cpu_count() or 1, 4)
-    shards = _shards(records, cfg)
-    first, second = next(shards, None), next(shards, None)
-    if first is None:
-        bar.close()
-        return
-    pool = None
-    if second is not None and nproc > 1:
-        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-        pool = ctx.Pool(nproc, initializer=worker_init, initargs=(settings,))
-    try:
-        queue: list = []  # (key, async result or ShardResult)
-        for chunk, formats in _chain([first] + ([second] if second else []), shards):
-            key = shard_key(chunk, formats, digest) if cache else None
-            hit = cache.load(key) if cache else None
-            if hit is not None:
-                queue.append((None, hit))
-            elif pool is not None:
-                queue.append((key, pool.apply_async(process_shard, (chunk, formats))))
-            else:
-                queue.append((key, process_shard(chunk, formats, settings)))
-            while len(queue) > 2 * nproc:  # bounded read-ahead keeps memory flat
-                yield _finish(*queue.pop(0), cfg, bar, cache)
-        while queue:
-            yield _finish(*queue.pop(0), cfg, bar, cache)
-    finally:
-        if pool is not None:
-            pool.terminate()
-        bar.close()
-
-
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
-
-
-def _finish(key: str | None, result, cfg: PrepareConfig, bar, cache) -> ShardResult:
-    """Wait for a shard, store it in the cache if it was computed; --strict stops at its first reject."""
-    if not isinstance(result, ShardResult):
-        result = result.get()
-    if key is not None and cache is not None:
-        cache.save(key, result)
-    if cfg.strict and result.rejected:
-        raise StrictStop(f"--strict: {result.rejected[0].message()}")
-    bar.update(len(result.encoded) + len(result.rejected) + len(result.dropped))
-    return result
+    _, test_groups = split_indices(len(ids), test_size, seed)
+    test = np.isin(inverse, test_groups)
+    return np.flatnonzero(~test), np.flatnonzero(test)
 
 
 def split_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -386,30 +464,19 @@ def split_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
-def _count_reasons(items: list[Rejected]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in items:
-        key = r.reason if len(r.reason) < 80 else r.reason[:77] + "..."
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
-def _sha256(path: Path) -> str:
+def _sha256(path) -> str:
+    """sha256 of a file's bytes (path or URI): report.json's input digests (llmprep.checks verifies them)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with storage.open_bytes(str(path)) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
 def _tokenizer_fingerprint(tok) -> str:
-    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match."""
+    """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match.
+    (Without the truncation/padding an earlier call may have left on: encoding turns them off anyway.)"""
     inner = getattr(tok, "backend_tokenizer", None)
-    blob = inner.to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
+    blob = whole_texts(inner).to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
     extra = repr((tok.bos_token, tok.eos_token, tok.pad_token, getattr(tok, "chat_template", None)))
     return hashlib.sha256((blob + extra).encode("utf-8")).hexdigest()[:16]
-
-
-def _version() -> str:
-    from llmprep import __version__
-    return __version__

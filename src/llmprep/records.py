@@ -76,11 +76,17 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_file(path: Path, *, lazy: bool = False) -> Iterator[Record]:
+def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | None = None) -> Iterator[Record]:
     """Yield every record of one file. An empty file yields one rejected record (line 0).
 
-    lazy=True leaves JSONL lines unparsed (see parse_record)."""
+    lazy=True leaves JSONL lines unparsed (see parse_record). `span` = (start byte, stop byte, line
+    number at start) reads only those lines of an uncompressed .jsonl/.txt (a shard task's range).
+    """
     kind = file_kind(path)
+    if span is not None:
+        lines = text_lines(path, span)
+        yield from (_jsonl_records(path, lines, lazy) if kind == ".jsonl" else _txt_records(path, lines))
+        return
     reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
               ".parquet": _read_parquet, ".txt": _read_txt}[kind]
     empty = True
@@ -116,14 +122,20 @@ def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
     return Record(source, line, error=err, raw=raw)
 
 
-def text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
+def text_lines(path: Path, span: tuple[int, int, int] | None = None) -> Iterator[tuple[int, str | Record]]:
     """(line number, text) for each non-blank line; a line that is not UTF-8 comes as a rejected Record.
 
-    Blank lines are not records (in JSONL and text files alike they separate nothing).
+    Blank lines are not records (in JSONL and text files alike they separate nothing). `span` =
+    (start byte, stop byte, number of the line at start) reads that range only (always whole lines).
     """
     source = str(path)
     with _open_bytes(path) as fh:
-        for n, raw in enumerate(fh, start=1):
+        first = 1
+        if span is not None:
+            fh.seek(span[0])
+            fh = io.BytesIO(fh.read(span[1] - span[0]))
+            first = span[2]
+        for n, raw in enumerate(fh, start=first):
             text = _decode(raw, source, n)
             if isinstance(text, RecordError):
                 yield n, Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
@@ -132,7 +144,11 @@ def text_lines(path: Path) -> Iterator[tuple[int, str | Record]]:
 
 
 def _read_jsonl(path: Path, lazy: bool = False) -> Iterator[Record]:
-    for n, text in text_lines(path):
+    return _jsonl_records(path, text_lines(path), lazy)
+
+
+def _jsonl_records(path: Path, lines, lazy: bool) -> Iterator[Record]:
+    for n, text in lines:
         if isinstance(text, Record):
             yield text
         elif lazy:
@@ -221,5 +237,9 @@ def _read_parquet(path: Path) -> Iterator[Record]:
 
 
 def _read_txt(path: Path) -> Iterator[Record]:
-    for n, text in text_lines(path):
+    return _txt_records(path, text_lines(path))
+
+
+def _txt_records(path: Path, lines) -> Iterator[Record]:
+    for n, text in lines:
         yield text if isinstance(text, Record) else Record(str(path), n, data={"text": text.rstrip("\r\n")})

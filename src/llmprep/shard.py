@@ -1,7 +1,9 @@
 """Process one shard of examples: render, encode, fit to --max-length. Runs in worker processes.
 
-A shard is a list of Examples; the result holds the encoded rows plus what was rejected or dropped,
+A shard is a list of records; the result holds the encoded rows plus what was rejected or dropped,
 each with its file, line and reason, so the caller can account for every record.
+
+`llmprep.executor.task.run_task` wraps it as the unit an executor runs (reading, cache, spill file).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from llmprep.formats import CHAT, PAIR, TEXT
 from llmprep.messages import message_kinds, per_turn_units, trained_messages
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
-from llmprep.tokenizer import load_tokenizer
+from llmprep.tokenizer import load_lite_tokenizer
 from llmprep.truncate import fit
 
 
@@ -52,9 +54,9 @@ class ShardResult:
     fast_rows: int = 0
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
+    kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
+    template_rows: dict = field(default_factory=dict)  # chat rows per template engine (render/engine.py)
     chat: dict = field(default_factory=dict)  # chat statistics for the report (ChatStats.to_json)
-    read: int = 0  # records in the shard (rows can be more: --history per-turn)
-    groups: np.ndarray | None = None  # --history per-turn: the record (index in the shard) of each row
 
 
 _STATE: dict = {}
@@ -67,7 +69,7 @@ def _tools(settings: ShardSettings):
     tok_key = settings.tokenizer if isinstance(settings.tokenizer, str) else id(settings.tokenizer)
     key = (tok_key, settings.template_source, settings.engine)
     if _STATE.get("key") != key:
-        tok = load_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
+        tok = load_lite_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
         renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
         _STATE.update(key=key, tok=tok, renderer=renderer,
                       encoder=ChatEncoder(tok, engine=settings.engine))
@@ -94,6 +96,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
     settings = settings or _WORKER_SETTINGS[0]
     tok, renderer, encoder = _tools(settings)
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
+    rows_before = _template_rows(renderer)
     converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns), formats=formats))
     examples = [x for x in converted if isinstance(x, Example)]
     rejected: list[Rejected] = [x for x in converted if isinstance(x, Rejected)]
@@ -126,10 +129,11 @@ def process_shard(records: list[Record], formats: dict[str, str],
     dropped = _dropped_records(examples, order, fitted, stats)
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
-    groups = np.asarray([order[r] for r in fitted.kept], dtype=np.int64) if settings.history == "per-turn" else None
+    kept_at = [(examples[order[r]].source, examples[order[r]].line) for r in fitted.kept.tolist()]
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
-                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds,
-                       stats.to_json() if chats else {}, len(records), groups)
+                       encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
+                       {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()},
+                       stats.to_json() if chats else {})
 
 
 def _dropped_records(examples: list[Example], order: list[int], fitted, stats: "ChatStats") -> list[Rejected]:
@@ -146,6 +150,17 @@ def _dropped_records(examples: list[Example], order: list[int], fitted, stats: "
             ex = examples[i]
             out.append(Rejected(ex.source, ex.line, None, why, ex.data))
     return out
+
+
+TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")
+
+
+def _template_rows(renderer: ChatRenderer | None) -> dict:
+    """Rows laid out with every render by MiniJinja / not, and spot-check mismatches (render/engine.py)."""
+    if renderer is None:
+        return {}
+    return dict(zip(TEMPLATE_ROWS, (renderer.rows_by_engine["minijinja"], renderer.rows_by_engine["jinja2"],
+                                    renderer.engine.stats["mismatches"])))
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,

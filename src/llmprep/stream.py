@@ -1,5 +1,9 @@
 """Continued-pretraining data from text corpora larger than memory: read, tokenize, wrap, write.
 
+The Python-API counterpart of `llmprep prepare --pack wrap` (which is itself bounded in memory now;
+the CLI's `--stream` flag is an alias of it) for two things prepare does not do: paragraph documents
+in .txt files (blank-line separated) and documents longer than memory (read in pieces).
+
 Memory is bounded by one tokenization batch (`batch_size` documents or `batch_chars` characters,
 whichever comes first; long documents are read in pieces of `max_doc_chars`), the carry of less than
 one block, and one Arrow record batch of rows. It does not grow with the corpus (docs/packing.md).
@@ -11,25 +15,20 @@ and .jsonl (one JSON object per line with a `text_field` string; bad lines go to
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 import numpy as np
-from datasets import DatasetInfo, Features, Sequence, Value
-from datasets.arrow_writer import ArrowWriter
-from datasets.fingerprint import generate_random_fingerprint
 
 from llmprep.errors import ConfigError, LlmprepError, RecordError
+from llmprep.output import PACKED_SCHEMA, SplitWriter, packed_table, write_dataset_dict
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
 from llmprep.records import Record, expand_inputs, file_kind, has_surrogate, parse_record, text_lines
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
-FEATURES = Features({"input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
-                     "attention_mask": Sequence(Value("int8")), "position_ids": Sequence(Value("int32")),
-                     "seq_lengths": Sequence(Value("int32"))})
 TXT_MODES = ("paragraph", "line")
-SHARD = "data-00000-of-00001.arrow"
 Piece = tuple[str, bool, bool]  # (text, is the document's first piece, is its last piece)
 
 
@@ -187,10 +186,11 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     packer = WrapPacker(block_size, pad_token_id=pad if pad is not None else 0, remainder=remainder)
     counts = {"rows": 0, "tokens": 0, "padding_tokens": 0, "documents": 0}
+    fingerprint = hashlib.sha256(repr(([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths],
+                                       getattr(tokenizer, "name_or_path", None), block_size, remainder,
+                                       text_field, txt_mode)).encode()).hexdigest()[:16]
     with atomic_output_dir(out) as tmp:
-        split_dir = tmp / "train"
-        split_dir.mkdir()
-        writer = ArrowWriter(features=FEATURES, path=str(split_dir / SHARD))
+        writer = SplitWriter(tmp / "train", fingerprint=f"{fingerprint}-train")
         with open(tmp / REJECTED, "w", encoding="utf-8") as rejects:
             for path in paths:
                 pieces = (jsonl_documents(path, text_field=text_field, rejects=rejects, max_doc_chars=max_doc_chars)
@@ -201,9 +201,8 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
                     counts["documents"] += docs
                     _write(writer, packer.add_arrays(ids, ids, starts), counts)
             _write(writer, packer.finish(), counts)
-        writer.finalize()
-        writer.close()
-        _write_split_metadata(tmp, split_dir)
+        writer.close(PACKED_SCHEMA)
+        write_dataset_dict(tmp, ["train"])
         rejected = sum(1 for _ in open(tmp / REJECTED, encoding="utf-8"))
         if counts["rows"] == 0:  # loud, and nothing written: an empty dataset that looks complete helps no one
             first = open(tmp / REJECTED, encoding="utf-8").readline().strip()
@@ -215,25 +214,11 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
     return report
 
 
-def _write_split_metadata(root: Path, split_dir: Path) -> None:
-    """Files `load_from_disk` reads next to the Arrow shard we wrote directly (no second copy).
-
-    Writing the shard in place instead of `Dataset.from_file(...).save_to_disk(...)` matters for
-    memory: that copy reads the whole memory-mapped file and its pages count in the process's RSS.
-    """
-    DatasetInfo(features=FEATURES).write_to_directory(str(split_dir), pretty_print=True)
-    write_json(split_dir / "state.json", {
-        "_data_files": [{"filename": SHARD}], "_fingerprint": generate_random_fingerprint(),
-        "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
-        "_output_all_columns": False, "_split": None})
-    write_json(root / "dataset_dict.json", {"splits": ["train"]})
-
-
-def _write(writer: ArrowWriter, rows: dict[str, list[list[int]]], counts: dict[str, int]) -> None:
+def _write(writer: SplitWriter, rows: dict[str, list[list[int]]], counts: dict[str, int]) -> None:
     """Write one batch of rows and count them."""
     if not rows["input_ids"]:
         return
-    writer.write_batch(rows)
+    writer.write(packed_table(rows))
     counts["rows"] += len(rows["input_ids"])
     real = sum(sum(m) for m in rows["attention_mask"])
     counts["tokens"] += real

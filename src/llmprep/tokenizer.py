@@ -1,6 +1,10 @@
 """Load a tokenizer by name: the embedded default, a local directory, a GGUF file or a hub name.
 
 Remote code is never enabled by default: a tokenizer repo's Python is untrusted code.
+
+Two loaders: `load_tokenizer` gives the transformers tokenizer (training, generation, the Python API);
+`load_lite_tokenizer` gives what `prepare` and `inspect` need without importing transformers or torch:
+a verified snapshot of the same tokenizer (llmprep.tokenizer_snapshot) when there is one.
 """
 
 from __future__ import annotations
@@ -9,11 +13,15 @@ import functools
 import importlib.resources
 import importlib.util
 from pathlib import Path
-
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from llmprep.constants import DEFAULT_TOKENIZER
 from llmprep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from llmprep.tokenizer_snapshot import LiteTokenizer
 
 # Names that resolve to tokenizers shipped with llmprep (no network needed).
 EMBEDDED = {"smollm2": "assets/smollm2"}
@@ -53,11 +61,54 @@ def resolve_tokenizer_path(name: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def load_tokenizer(name: str | None = None, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str | None = None, *, trust_remote_code: bool = False) -> "PreTrainedTokenizerBase":
     """Load a tokenizer; cached per process because loading a tokenizer.json takes ~0.3 s.
 
     `name` may be an embedded name ("smollm2"), a local directory, a `.gguf` file, or a hub id.
     """
+    return _from_pretrained(name, trust_remote_code)
+
+
+def load_lite_tokenizer(name: str | None = None) -> "LiteTokenizer | PreTrainedTokenizerBase":
+    """The tokenizer `prepare` and `inspect` use: a LiteTokenizer (no transformers/torch import) when
+    this directory has a verified snapshot, else the transformers one (`load_tokenizer`).
+
+    The first load of a directory goes through transformers once and stores the snapshot; .gguf files,
+    hub ids and tokenizers that fail verification always go through transformers.
+    Example: load_lite_tokenizer("smollm2") -> LiteTokenizer(TokenizersBackend, ...) (from the 2nd process on)
+    """
+    return _lite(resolve_tokenizer_path(name))
+
+
+@functools.lru_cache(maxsize=8)
+def _lite(name: str) -> "LiteTokenizer | PreTrainedTokenizerBase":
+    """Cached by resolved path: the parent's "smollm2" is the workers' ".../assets/smollm2" (forked
+    workers then reuse the parent's object instead of loading it again)."""
+    from llmprep import tokenizer_snapshot as snap
+
+    path = Path(name)
+    if path.is_file() and path.name == "tokenizer.model":
+        path = path.parent
+    key = snap.snapshot_key(path) if path.is_dir() else None
+    if key is None:
+        return load_tokenizer(name)
+    data = snap.read_snapshot(key)
+    if data is None:
+        data = snap.take_snapshot(_from_pretrained(name, False), key)  # a fresh object, never called yet
+        snap.write_snapshot(data)
+    if not data["verified"]:
+        return load_tokenizer(name)
+    return snap.LiteTokenizer(data, source=str(path))
+
+
+def tokenizer_class(tok) -> str:
+    """The transformers class name, also for a LiteTokenizer. Example: -> "TokenizersBackend"."""
+    return getattr(tok, "hf_class", None) or type(tok).__name__
+
+
+def _from_pretrained(name: str | None, trust_remote_code: bool) -> "PreTrainedTokenizerBase":
+    from transformers import AutoTokenizer
+
     path = resolve_tokenizer_path(name)
     p = Path(path)
     if not p.exists() and looks_local(path):

@@ -81,14 +81,16 @@ def test_bad_values_are_one_clean_line(tmp_path, llama31_dir):
 
 
 def test_a_stream_directory_is_checked_and_reported(tmp_path):
-    """--stream writes its own report.json (bare paths, documents): doctor and report read it too."""
+    """llmprep.stream.prepare_stream writes its own report.json (bare paths, documents): doctor and report
+    read it too. (The CLI's --stream is an alias of prepare --pack wrap now, with prepare's report.)"""
     from pathlib import Path
+
+    from llmprep.stream import prepare_stream
+    from llmprep.tokenizer import load_tokenizer
 
     text = Path(__file__).parents[1] / "assets" / "english_excerpt.txt"
     out = tmp_path / "s"
-    result = CliRunner().invoke(main, ["prepare", str(text), "--out", str(out), "--pack", "wrap", "--block-size",
-                                       "256", "--stream", "--quiet"])
-    assert result.exit_code == 0, result.output
+    prepare_stream([str(text)], tokenizer=load_tokenizer("smollm2"), out=out, block_size=256)
     result = doctor(out, "--json")
     skipped = {s["id"]: s["reason"] for s in json.loads(result.output)["skipped"]}
     assert result.exit_code == 0 and "--pack wrap blocks" in skipped["eot-untrained"]

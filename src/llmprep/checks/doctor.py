@@ -60,10 +60,9 @@ def _raw(subject: Subject, tokenizer: str, template: str, data: list[str], max_l
         return run_checks(subject)
     cfg = PrepareConfig(tokenizer=tokenizer, template=template, max_length=max_length, test_size=test_size,
                         seed=seed, progress=False)
-    result = run(cfg, [str(f) for f in files])
     with tempfile.TemporaryDirectory(prefix="llmprep-doctor-") as tmp:
-        out = result.save(Path(tmp) / "data")  # prepare runs the cheap checks on what it writes
-        subject.data = Data.from_dir(out, verify_inputs=False)
+        result = run(cfg, [str(f) for f in files], out=Path(tmp) / "data")  # runs the cheap checks on what it writes
+        subject.data = Data.from_dir(result.out, verify_inputs=False)
         return Report.from_json(result.report["doctor"]) + run_checks(subject, cheap=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from llmprep.cli.cache import cache
 from llmprep.cli.doctor import doctor_cmd
 from llmprep.cli.generate import generate_cmd
 from llmprep.cli.inspect import inspect_cmd
@@ -25,6 +26,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except LlmprepError as exc:
             raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT
+            click.echo("Aborted!", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,5 +44,6 @@ main.add_command(generate_cmd)
 main.add_command(train_cmd)
 main.add_command(vocab)
 main.add_command(model)
+main.add_command(cache)
 main.add_command(doctor_cmd)
 main.add_command(report_cmd)

@@ -31,19 +31,20 @@ def inspect_cmd(args, tokenizer, n, split, as_json, template, history) -> None:
     llmprep inspect chats.jsonl --n 2 --history per-turn
     """
     from llmprep.records import file_kind
-    from llmprep.tokenizer import load_tokenizer
+    from llmprep.tokenizer import load_lite_tokenizer
 
     if len(args) == 1 and Path(args[0]).is_dir():
         _inspect_data(args[0], tokenizer, n, split)
         return
     if len(args) == 1 and Path(args[0]).is_file() and file_kind(Path(args[0])) in (".jsonl", ".json"):
-        _inspect_records(args[0], load_tokenizer(tokenizer or DEFAULT_TOKENIZER), n, template, history, as_json)
+        _inspect_records(args[0], load_lite_tokenizer(tokenizer or DEFAULT_TOKENIZER), n, template, history, as_json)
         return
     if len(args) > 2:
         raise click.UsageError(f"expected 1 or 2 texts (a sentence pair), got {len(args)}")
     from llmprep.inspect import describe_text
 
-    info = describe_text(load_tokenizer(tokenizer or DEFAULT_TOKENIZER), args[0], args[1] if len(args) == 2 else None)
+    tok = load_lite_tokenizer(tokenizer or DEFAULT_TOKENIZER)
+    info = describe_text(tok, args[0], args[1] if len(args) == 2 else None)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -61,13 +62,13 @@ def _inspect_data(path: str, tokenizer: str | None, n: int, split: str) -> None:
     from rich.console import Console
 
     from llmprep.inspect import load_rows, mark_trained
-    from llmprep.tokenizer import load_tokenizer
+    from llmprep.tokenizer import load_lite_tokenizer
 
     report = Path(path) / "report.json"
     name = tokenizer
     if name is None and report.exists():
         name = json.loads(report.read_text(encoding="utf-8")).get("tokenizer", {}).get("name")
-    tok = load_tokenizer(name or DEFAULT_TOKENIZER)
+    tok = load_lite_tokenizer(name or DEFAULT_TOKENIZER)
     try:
         rows = load_rows(path, split, n)
     except KeyError as exc:

@@ -76,22 +76,26 @@ def parse_test_size(value: str) -> float:
 @click.option("--remainder", type=click.Choice(["drop", "pad", "keep"]), default="drop", show_default=True,
               help="--pack wrap: what to do with the last partial block.")
 @click.option("--stream", is_flag=True,
-              help="--pack wrap for text corpora larger than memory: bounded-memory streaming (txt/jsonl).")
-@click.option("--text-field", default="text", show_default=True, help="--stream: the JSONL field holding the text.")
+              help="Alias kept for old scripts: every mode now runs in bounded memory (needs --pack wrap).")
+@click.option("--text-field", default=None, help="The field holding a document's text (same as --column text=FIELD).")
 @click.option("--allow-control-text", is_flag=True,
               help="Let control-token text inside message content become control tokens (as apply_chat_template does).")
 @click.option("--engine", type=click.Choice(["auto", "tokenizers", "fastokens"]), default="auto", show_default=True,
               help="Encoder: 'auto' uses fastokens where its ids are verified identical to tokenizers'.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by data, tokenizer, template, "
-                   "options.")
+              help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by the records' bytes, "
+                   "tokenizer, template and options.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
 @click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run shard tasks in local worker processes or as Ray tasks (pip install 'llmprep[ray]').")
+@click.option("--ray-address", default=None,
+              help="--executor ray: address of an existing Ray cluster (default: start a local Ray).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack,
-                block_size, remainder,
-                stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, quiet) -> None:
+                block_size, remainder, stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc,
+                executor, ray_address, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
@@ -103,34 +107,21 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         if pack != "wrap":
             raise click.UsageError("--block-size is the row length of --pack wrap; use --max-length otherwise")
         max_length = block_size
-    if stream:
-        _stream(inputs, out, tokenizer, pack, max_length, remainder, text_field, quiet)
-        return
+    if stream and pack != "wrap":
+        raise click.UsageError("--stream needs --pack wrap (it concatenates documents into fixed blocks)")
+    if ray_address and executor != "ray":
+        raise click.UsageError("--ray-address needs --executor ray")
+    columns = parse_columns(columns)
+    if text_field:
+        columns.setdefault("text", text_field)
+        fmt = fmt or "text"
     cfg = PrepareConfig(
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
         train_roles=train_roles, history=history, add_eos=add_eos,
-        strict=strict, columns=parse_columns(columns), padding=padding, padding_side=padding_side, pack=pack,
+        strict=strict, columns=columns, padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
-        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet)
-    result = run(cfg, list(inputs) or [sample_path()])  # LlmprepError -> one clean line (cli.Group)
-    result.save(out)
+        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address)
+    result = run(cfg, list(inputs) or [sample_path()], out=out)  # LlmprepError -> one clean line (cli.Group)
     if not quiet:
         print_summary(result, out)
-
-
-def _stream(inputs, out, tokenizer, pack, block_size, remainder, text_field, quiet) -> None:
-    """--stream: the bounded-memory continued-pretraining path (llmprep.stream)."""
-    import json
-
-    from llmprep.stream import prepare_stream
-    from llmprep.tokenizer import load_tokenizer
-
-    if pack != "wrap":
-        raise click.UsageError("--stream needs --pack wrap (it concatenates documents into fixed blocks)")
-    if not inputs:
-        raise click.UsageError("--stream needs INPUT files (.txt or .jsonl)")
-    report = prepare_stream(list(inputs), tokenizer=load_tokenizer(tokenizer), out=out, block_size=block_size,
-                            remainder=remainder, text_field=text_field)
-    if not quiet:
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))

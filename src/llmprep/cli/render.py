@@ -40,7 +40,7 @@ def render_cmd(conversation, tokenizer, template, history, generation_prompt, id
     from llmprep.errors import RecordError
     from llmprep.messages import check_messages, history_to_messages, validate_tools
     from llmprep.render import render_prompt
-    from llmprep.tokenizer import load_tokenizer
+    from llmprep.tokenizer import load_lite_tokenizer
 
     data = _load_conversation(conversation)
     tools = None
@@ -52,7 +52,7 @@ def render_cmd(conversation, tokenizer, template, history, generation_prompt, id
         raise click.BadParameter(f"{exc}; expected a list of {{\"role\", \"content\"}} messages, an object "
                                  "{\"messages\": [...], \"tools\": [...]}, or --history pairs",
                                  param_hint="CONVERSATION") from None
-    tok = load_tokenizer(tokenizer)
+    tok = load_lite_tokenizer(tokenizer)
     text = render_prompt(messages, tok, template=template, add_generation_prompt=generation_prompt, tools=tools)
     click.echo(text, nl=False)
     if ids:

@@ -26,8 +26,11 @@ def print_summary(result, out) -> None:
     for name, stats in (rep.get("packing") or {}).items():
         if "fill" in stats:
             table.add_row(f"packing fill ({name})", f"{stats['fill']:.2%}")
-    if result.cache.get("enabled"):
-        table.add_row("cache (shards hit / computed)", f"{result.cache['hits']} / {result.cache['misses']}")
+    cache = result.run_info["cache"]
+    if cache["enabled"]:
+        table.add_row("cache (shards hit / computed)", f"{cache['hits']:,} / {cache['computed']:,}")
+    ex = result.run_info["executor"]
+    table.add_row("executor", f"{ex['name']}, {ex['workers']} workers, {ex['tasks']:,} tasks")
     secs = max(result.seconds, 1e-9)
     table.add_row("time", f"{result.seconds:.2f} s ({rep['tokens']['total'] / secs:,.0f} tokens/s)")
     console = Console(stderr=False)
@@ -35,6 +38,9 @@ def print_summary(result, out) -> None:
     for kind, reasons in (("rejected", rep["rejected_reasons"]), ("dropped", rep["dropped_reasons"])):
         for reason, n in list(reasons.items())[:5]:
             console.print(f"  {kind}: {n:,} x {reason}")
+    if cache["miss_reasons"]:
+        why = ", ".join(f"{n:,} x {reason}" for reason, n in cache["miss_reasons"].items())
+        console.print(f"  cache: computed because: {why}")
     if rec["rejected"] or rec["dropped"]:
         console.print(f"  every rejected/dropped record, with file:line and reason: {out}/rejected.jsonl")
     for line in chat_warnings(rep.get("chat")):

@@ -5,6 +5,7 @@ ImmutableSandboxedEnvironment with the same globals transformers gives them, and
 inputs — messages with null-valued keys dropped and the reasoning aliased under every name templates
 read, `tools` (None when there are none), `documents=None`, the tokenizer's special tokens — so the
 text is exactly what `tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)` produces.
+Renders go through render/engine.py (MiniJinja where verified identical, else the jinja2 sandbox).
 
 `ChatRenderer.render` is the one place a compiled template is called. Where the turns are in the
 text, and what is trained: layout.py.
@@ -24,6 +25,7 @@ import jinja2
 
 from llmprep.errors import RecordError
 from llmprep.messages import CONTROL_KEYS, Message
+from llmprep.render.engine import for_source
 from llmprep.render.layout import Layout, Locator, Span
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
@@ -50,6 +52,11 @@ class ChatRenderer:
 
     def __post_init__(self) -> None:
         self.template = compile_template(self.source)
+        self.engine = for_source(self.source)  # MiniJinja where verified identical, else this jinja2 template
+        self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # laid-out rows: all renders by MiniJinja, or not
+        # transformers passes tools=None and documents=None; only a template that reads them gets them (the
+        # MiniJinja engine sends a render with a null value to jinja2)
+        self._extra = {k: None for k in ("tools", "documents") if k in self.source}
         ordered = sorted(set(self.end_of_turn), key=len, reverse=True)
         self.end_of_turn_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
         # One rendering per plain conversation when the template provably only prints content; the first
@@ -68,9 +75,9 @@ class ChatRenderer:
                **kwargs) -> str:
         """Messages -> text, exactly as apply_chat_template(messages, tools=tools, tokenize=False) would give."""
         try:
-            return self.template.render(messages=template_messages(messages), tools=tools, documents=None,
-                                        add_generation_prompt=add_generation_prompt,
-                                        **({**self.special_tokens, **kwargs} if kwargs else self.special_tokens))
+            extra = {**self._extra, "tools": tools} if tools is not None else self._extra
+            return self.engine.render(messages=template_messages(messages), add_generation_prompt=add_generation_prompt,
+                                      **extra, **({**self.special_tokens, **kwargs} if kwargs else self.special_tokens))
         except jinja2.exceptions.TemplateError as exc:
             raise RecordError(f"the chat template refused this conversation: {exc}", field="messages") from exc
         except Exception as exc:  # template code failing on this data (e.g. `str + dict`): transformers raises too
@@ -84,7 +91,12 @@ class ChatRenderer:
         Example (chatml): [user "Hi", assistant "Yo"] -> Layout(text="<|im_start|>user\\nHi<|im_end|>\\n
         <|im_start|>assistant\\nYo<|im_end|>\\n", spans=[(52, 64)])   # "Yo<|im_end|>"
         """
-        messages = list(messages)
+        jinja2_before = self.engine.stats["jinja2"]
+        lay = self._layout(list(messages), trained, tools, add_eos)
+        self.rows_by_engine["jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"] += 1
+        return lay
+
+    def _layout(self, messages: list[Message], trained, tools, add_eos: bool) -> Layout:
         if trained is None:
             trained = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
         plain = self.single_render and not tools and all(_is_plain(m) for m in messages)

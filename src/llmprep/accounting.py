@@ -1,0 +1,155 @@
+"""Every record accounted for while shards complete: counts, reasons, rejects streamed to rejected.jsonl,
+and the contents of report.json (what the data is) and run.json (how this run went).
+
+The driver keeps per shard only its ShardMeta (counts, rejects, per-row metadata); read = kept +
+rejected + dropped holds by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llmprep.assemble import RowIndex
+from llmprep.errors import LlmprepError
+from llmprep.examples import Rejected
+from llmprep.executor.task import ShardMeta
+from llmprep.formats import PAIR
+from llmprep.output import length_stats
+from llmprep.shard import TEMPLATE_ROWS
+
+REJECTED = "rejected.jsonl"
+
+
+class StrictStop(LlmprepError):
+    """--strict: the first rejected record stops the run."""
+
+
+class Accounts:
+    """What the driver keeps while shards complete: their metadata (no rows), counts, and rejects
+    streamed to rejected.jsonl (drops to a side file appended at the end, as the report orders them)."""
+
+    def __init__(self, tmp: Path, work: Path, cfg):
+        self.cfg = cfg
+        self.metas: list[ShardMeta] = []
+        self.read = self.n_rejected = self.n_dropped = self.tasks_seen = 0
+        self.rejected_reasons: dict[str, int] = {}
+        self.dropped_reasons: dict[str, int] = {}
+        self.first: list[Rejected] = []
+        self.first_dropped: list[Rejected] = []
+        self.kinds: dict[str, int] = {}
+        self.counts = {"truncated": 0, "control_text_rows": 0, "fast_rows": 0, "engine_mismatches": 0}
+        self.template_rows: dict[str, int] = {}
+        self.hits = self.computed = 0
+        self.misses: dict[str, int] = {}
+        self.cache_errors: list[str] = []
+        # a lone surrogate in a rejected record is written as its JSON escape, never a crash
+        self._rejected = open(tmp / REJECTED, "w", encoding="utf-8", errors="backslashreplace")
+        self._dropped_path = work / "dropped.jsonl"
+        self._dropped = open(self._dropped_path, "w", encoding="utf-8", errors="backslashreplace")
+
+    def add(self, meta: ShardMeta) -> None:
+        if self.cfg.strict and meta.rejected:
+            raise StrictStop(f"--strict: {meta.rejected[0].message()}")
+        self.metas.append(meta)
+        self.read += meta.records
+        for items, sink, reasons, first, dropped in (
+                (meta.rejected, self._rejected, self.rejected_reasons, self.first, False),
+                (meta.dropped, self._dropped, self.dropped_reasons, self.first_dropped, True)):
+            for r in items:
+                sink.write(json.dumps({**r.to_json(), "dropped": True} if dropped else r.to_json(),
+                                      ensure_ascii=False) + "\n")
+                key = r.reason if len(r.reason) < 80 else r.reason[:77] + "..."
+                reasons[key] = reasons.get(key, 0) + 1
+            first.extend(items[:3 - len(first)])
+        self.n_rejected += len(meta.rejected)
+        self.n_dropped += len(meta.dropped)
+        for k, v in meta.kinds.items():
+            self.kinds[k] = self.kinds.get(k, 0) + v
+        for k in self.counts:
+            self.counts[k] += getattr(meta, k)
+        for k, v in meta.template_rows.items():
+            self.template_rows[k] = self.template_rows.get(k, 0) + v
+        if meta.hit:
+            self.hits += 1
+        else:
+            self.computed += 1
+        if meta.cache_error and meta.cache_error not in self.cache_errors:
+            self.cache_errors.append(meta.cache_error)
+            warn(f"cache: {meta.cache_error}: going on without writing to the cache")
+        if meta.miss and (meta.miss.startswith("corrupt") or meta.miss.startswith("unreadable")):
+            warn(f"cache: {meta.miss} for a shard of {meta.rejected[0].source if meta.rejected else 'the input'}; "
+                  "recomputed and overwritten")
+
+    def first_reasons(self) -> list[str]:
+        return [r.message() for r in (self.first + self.first_dropped)[:3]]
+
+    def finish(self) -> None:
+        """rejected.jsonl = rejects, then drops (each in input order)."""
+        self._dropped.close()
+        with open(self._dropped_path, encoding="utf-8") as fh:
+            shutil.copyfileobj(fh, self._rejected)
+        self._rejected.close()
+
+    def __del__(self):
+        for fh in (getattr(self, "_rejected", None), getattr(self, "_dropped", None)):
+            if fh is not None and not fh.closed:
+                fh.close()
+
+
+def report(cfg, acc: Accounts, index: RowIndex, splits: dict[str, np.ndarray],
+            rows: dict[str, int], options: dict) -> dict:
+    """report.json's counts from per-row metadata: read = kept + rejected + dropped, tokens, lengths."""
+    lengths = index.columns["length"]
+    pairs = PAIR in acc.kinds
+    return {
+        "llmprep_version": version(),
+        "examples": {k: acc.kinds[k] for k in sorted(acc.kinds)},
+        "records": {"read": acc.read, "kept": len(index), "rejected": acc.n_rejected, "dropped": acc.n_dropped},
+        "kept": {name: len(idx) for name, idx in splits.items()},
+        "rows": rows,
+        "rejected_reasons": dict(sorted(acc.rejected_reasons.items(), key=lambda kv: -kv[1])),
+        "dropped_reasons": dict(sorted(acc.dropped_reasons.items(), key=lambda kv: -kv[1])),
+        "truncated": acc.counts["truncated"],
+        "control_text_rows": acc.counts["control_text_rows"],
+        "tokens": {"total": int(lengths.sum(dtype=np.int64)),
+                   "trained": 0 if pairs else int(index.columns["trained"].sum(dtype=np.int64))},
+        "lengths": length_stats(lengths),
+        "engine": {"requested": cfg.engine, "fastokens_rows": acc.counts["fast_rows"],
+                   "fastokens_mismatches": acc.counts["engine_mismatches"],
+                   **{k: acc.template_rows.get(k, 0) for k in TEMPLATE_ROWS}},
+        "options": options,
+    }
+
+
+def run_info(cfg, executor, tasks: list, acc: Accounts, cache, warning: str | None,
+              clock: dict) -> dict:
+    """run.json: how this run went (executor, tasks, cache hits and why shards missed, timings)."""
+    t0 = clock["started"]
+    return {
+        "llmprep_version": version(),
+        "executor": {"name": executor.name, "workers": executor.workers, "tasks": len(tasks),
+                     "shards": len(acc.metas)},
+        "cache": {"enabled": cache is not None, "dir": str(cache.base) if cache else None, "hits": acc.hits,
+                  "computed": acc.computed, "miss_reasons": acc.misses,
+                  "warnings": ([warning] if warning else []) + acc.cache_errors},
+        "seconds": {"plan": round(clock["plan"] - t0, 3), "shards": round(clock["shards"] - clock["plan"], 3),
+                    "assemble": round(clock["assemble"] - clock["shards"], 3),
+                    "total": round(time.perf_counter() - t0, 3),
+                    "shard_compute": round(sum(m.seconds for m in acc.metas), 3)},
+    }
+
+
+def warn(message: str) -> None:
+    print(f"llmprep: warning: {message}", file=sys.stderr, flush=True)
+
+
+
+def version() -> str:
+    from llmprep import __version__
+    return __version__

@@ -1,0 +1,59 @@
+"""The local executor: run_task in a pool of worker processes (or in process for a single worker).
+
+Workers ignore SIGINT (Ctrl-C reaches the main process only, which stops the pool: one "Aborted!",
+no worker tracebacks) and die with their parent (PR_SET_PDEATHSIG on Linux: a kill -9 of the main
+process leaves no orphan that later prints BrokenPipeError).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+import sys
+from typing import Iterator
+
+from llmprep.executor.task import TaskEnv, run_task, task_worker_init
+
+
+def default_workers() -> int:
+    return min(os.cpu_count() or 1, 4)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except OSError:
+            pass
+
+
+def _init(env: TaskEnv, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the main process's handler, inherited by fork
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    task_worker_init(env)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, num_proc: int | None = None):
+        self.workers = num_proc or default_workers()
+
+    def map(self, tasks: list, env: TaskEnv) -> Iterator[list]:
+        if self.workers <= 1 or len(tasks) <= 1:
+            self.workers = 1
+            for task in tasks:
+                yield run_task(task, env)
+            return
+        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        pool = ctx.Pool(min(self.workers, len(tasks)), initializer=_init, initargs=(env, os.getpid()))
+        try:
+            yield from pool.imap(run_task, tasks)
+        finally:
+            pool.terminate()
+            pool.join()

@@ -1,0 +1,113 @@
+"""Inputs -> shard tasks: which records each task reads, decided by the driver without holding them.
+
+A plain `.jsonl` or `.txt` file is cut into byte ranges of SHARD_LINES lines (a cheap newline scan,
+done together with the file's sha256 for the report), so one big file runs as many parallel tasks.
+Other files (`.json` arrays, `.csv`, `.parquet`, gzip) are one task each, which cuts its records into
+shards of SHARD_LINES. A shard never spans two files: adding, renaming or moving a file leaves every
+other file's shards — and so their cache keys — unchanged.
+
+Each file's format is detected here, from its first readable record, so every shard of a file uses
+the same one (as the in-memory pipeline did).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from llmprep.examples import detect_formats
+from llmprep.executor import storage
+from llmprep.records import Record, read_file
+
+SCAN_BLOCK = 1 << 24
+WHITESPACE = np.frombuffer(b" \t\r\n", np.uint8)
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of work. Example: ShardTask(7, "a.jsonl", 0, span=(1048576, 2097152, 4097))
+    = the lines of a.jsonl from byte 1048576 to 2097152, the first being line 4097."""
+
+    index: int  # task number, in input order
+    path: str
+    file_index: int
+    span: tuple[int, int, int] | None = None  # (start byte, stop byte, first line number); None: whole file
+    format: str | None = None  # the file's detected format (None: --format, or no readable record)
+
+    def records(self, lazy: bool = True) -> Iterator[Record]:
+        if not storage.is_uri(self.path):
+            yield from read_file(Path(self.path), lazy=lazy, span=self.span)
+            return
+        with storage.local_copy(self.path, self.span) as (local, span):
+            for rec in read_file(local, lazy=lazy, span=span):
+                yield storage.relabel(rec, self.path)
+
+    def shards(self, size: int) -> Iterator[list[Record]]:
+        """The task's records in shards of at most `size` (a line-range task is one shard)."""
+        it = self.records()
+        while chunk := list(islice(it, size)):
+            yield chunk
+
+
+@dataclass
+class FileScan:
+    path: str
+    sha256: str
+    cuts: list[tuple[int, int, int]] | None  # byte ranges for a line file; None: one whole-file task
+
+
+def scan(path: str | Path, shard_lines: int) -> FileScan:
+    """sha256 of the file and, for an uncompressed .jsonl/.txt with text in it, byte ranges of
+    `shard_lines` lines. Example: 5 lines, shard_lines 2 -> cuts (0, b2, 1), (b2, b4, 3), (b4, end, 5)"""
+    path = str(path)
+    h = hashlib.sha256()
+    splittable = storage.kind(path) in (".jsonl", ".txt") and not path.lower().endswith(".gz")
+    starts, pos, lines, text = [0], 0, 0, False
+    with storage.open_bytes(path) as fh:
+        while block := fh.read(SCAN_BLOCK):
+            h.update(block)
+            if splittable:
+                arr = np.frombuffer(block, np.uint8)
+                text = text or bool(np.isin(arr, WHITESPACE, invert=True).any())
+                newlines = np.flatnonzero(arr == 10)
+                first = (shard_lines - 1 - lines) % shard_lines  # newline #k*shard_lines ends a range
+                for k in newlines[first::shard_lines] if first < len(newlines) else []:
+                    starts.append(pos + int(k) + 1)
+                lines += len(newlines)
+            pos += len(block)
+    if not splittable or not text:
+        return FileScan(path, h.hexdigest(), None)
+    starts = [s for s in starts if s < pos]
+    bounds = starts + [pos]
+    cuts = [(a, b, 1 + i * shard_lines) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return FileScan(path, h.hexdigest(), cuts)
+
+
+def detect_format(tasks: list[ShardTask], columns: Mapping[str, str]) -> str | None:
+    """The format of a file (its tasks) from its first readable record (FormatError if it matches none)."""
+    known: dict[str, str] = {}
+    for task in tasks:
+        for rec in task.records():
+            detect_formats([rec], known, columns)
+            if known:
+                return known[task.path]
+    return None
+
+
+def plan(files: list[str], *, shard_lines: int, fmt: str | None,
+         columns: Mapping[str, str]) -> tuple[list[ShardTask], list[FileScan]]:
+    """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order."""
+    tasks: list[ShardTask] = []
+    scans = []
+    for i, path in enumerate(files):
+        s = scan(str(path), shard_lines)
+        scans.append(s)
+        mine = [ShardTask(len(tasks) + k, str(path), i, span) for k, span in enumerate(s.cuts or [None])]
+        detected = None if fmt else detect_format(mine, columns)
+        tasks += [ShardTask(t.index, t.path, i, t.span, detected) for t in mine]
+    return tasks, scans

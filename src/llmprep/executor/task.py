@@ -1,0 +1,155 @@
+"""The task an executor runs: read a task's records, then per shard serve it from the cache or process
+it (llmprep.shard), write its rows to a spill file, and return only ShardMeta — never the rows.
+
+Runs in a local worker process or a Ray actor; the spill file and the cache entry are the same bytes
+(llmprep.cache's entry format). Rejects are stored by their position in the shard and re-attached to
+this run's file:line, so a cache entry serves a renamed or moved input.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmprep.encode import Encoded
+from llmprep.examples import Rejected
+from llmprep.records import Record
+from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
+
+
+@dataclass(frozen=True)
+class TaskEnv:
+    """Where a task writes and what it may read; picklable, sent once per worker."""
+
+    settings: ShardSettings
+    settings_digest: str
+    work_dir: str  # spill files go to WORK_DIR/<task>-<shard>.arrow
+    cache_dir: str | None
+    shard_size: int
+
+
+@dataclass
+class ShardMeta:
+    """What the driver keeps of a shard: counts, rejects, per-row columns (see docs/scale.md). No rows."""
+
+    task: int
+    shard: int  # within the task
+    spill: str
+    records: int
+    rows: dict  # per-row columns: "length", "trained", "record" (index of the row's record in the shard)
+    rejected: list[Rejected]
+    dropped: list[Rejected]
+    truncated: int = 0
+    control_text_rows: int = 0
+    fast_rows: int = 0
+    engine_mismatches: int = 0
+    kinds: dict = field(default_factory=dict)
+    template_rows: dict = field(default_factory=dict)  # rows per template engine (shard.TEMPLATE_ROWS)
+    chat: dict = field(default_factory=dict)  # chat statistics for the report (shard.ChatStats)
+    content: str = ""  # content key (records only), for the manifest's miss reasons
+    hit: bool = False
+    miss: str | None = None  # why the cache had no entry: "missing", "corrupt entry (...)"
+    cache_error: str | None = None  # the cache dir could not be written
+    seconds: float = 0.0
+
+
+def row_columns(enc: Encoded, record_index: np.ndarray, pairs: bool) -> dict:
+    """Per-row metadata of a shard. Example: rows [5,6] (labels [-100,6]), [7] -> length [2,1], trained [1,1]"""
+    lengths = enc.lengths.astype(np.int32)
+    if pairs or len(enc) == 0:
+        trained = np.zeros(len(enc), np.int32)
+    else:
+        nz = np.concatenate([[0], np.cumsum(enc.labels != -100)])
+        trained = (nz[enc.offsets[1:]] - nz[enc.offsets[:-1]]).astype(np.int32)
+    return {"length": lengths, "trained": trained, "record": np.asarray(record_index, np.int32)}
+
+
+def _meta_json(res: ShardResult, index: dict[tuple[str, int], int], record_rows: list[int]) -> dict:
+    """Shard meta stored with the rows; rejects keep their record's position in the shard, not file:line."""
+    def pos(r: Rejected) -> dict:
+        return {"i": index[(r.source, r.line)], "field": r.field, "reason": r.reason, "record": r.record}
+
+    return {"rejected": [pos(r) for r in res.rejected], "dropped": [pos(r) for r in res.dropped],
+            "truncated": res.truncated, "control_text_rows": res.control_text_rows, "fast_rows": res.fast_rows,
+            "engine_mismatches": res.engine_mismatches, "template_rows": res.template_rows, "chat": res.chat,
+            "kinds": res.kinds, "record": record_rows, "pairs": res.encoded.token_type_ids is not None}
+
+
+def _located(items: list[dict], records: list[Record]) -> list[Rejected]:
+    """Re-attach file:line (from this run's records) to rejects stored by position."""
+    return [Rejected(records[x["i"]].source, records[x["i"]].line, x["field"], x["reason"], x["record"])
+            for x in items]
+
+
+def _compute(records: list[Record], fmt: str | None, settings: ShardSettings) -> tuple[bytes, ShardResult, dict]:
+    from llmprep.cache import entry_bytes
+
+    formats = {r.source: fmt for r in records} if fmt else {}
+    res = process_shard(records, formats, settings)
+    index = {(r.source, r.line): i for i, r in enumerate(records)}
+    kept_records = [index[(s, ln)] for s, ln in res.kept_at] if res.kept_at is not None else []
+    meta = _meta_json(res, index, kept_records)
+    return entry_bytes(res.encoded, meta), res, meta
+
+
+def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
+    """Read a task's records, then per shard: cache hit, or process + store; write the spill file.
+
+    Example: run_task(ShardTask(0, "a.jsonl", 0, (0, 900, 1), "messages"), env)
+    -> [ShardMeta(task=0, shard=0, records=12, rows={"length": [...], ...}, hit=False, miss="missing")]
+    """
+    from llmprep.cache import content_key, parse_entry, shard_key
+    from llmprep.executor import storage
+
+    env = env or _WORKER_ENV[0]
+    cache = _cache_for(env)
+    out = []
+    for n, records in enumerate(task.shards(env.shard_size)):
+        started = time.perf_counter()
+        content = content_key(records, task.format)
+        key = shard_key(content, env.settings_digest)
+        lookup = cache.get(key) if cache is not None else None
+        spill = f"{env.work_dir}/{task.index:07d}-{n:05d}.arrow"
+        if lookup is not None and lookup.blob is not None:
+            blob, hit = lookup.blob, True
+            enc, meta = parse_entry(blob, verify=False)  # verified by cache.get
+        else:
+            blob, res, meta = _compute(records, task.format, env.settings)
+            enc, hit = res.encoded, False
+            if cache is not None:
+                cache.put(key, blob)
+        storage.write_bytes(spill, blob)  # atomic: a retried task (Ray) never leaves a half-written spill
+        out.append(ShardMeta(
+            task=task.index, shard=n, spill=spill, records=len(records),
+            rows=row_columns(enc, meta["record"], meta["pairs"]),
+            rejected=_located(meta["rejected"], records), dropped=_located(meta["dropped"], records),
+            truncated=meta["truncated"], control_text_rows=meta["control_text_rows"],
+            fast_rows=meta["fast_rows"], engine_mismatches=meta["engine_mismatches"],
+            template_rows=meta.get("template_rows", {}), chat=meta.get("chat", {}), kinds=meta["kinds"],
+            content=content, hit=hit,
+            miss=None if hit or lookup is None else lookup.miss,
+            cache_error=cache.write_error if cache is not None else None, seconds=time.perf_counter() - started))
+    return out
+
+
+_CACHES: dict = {}
+_WORKER_ENV: list[TaskEnv] = []
+
+
+def _cache_for(env: TaskEnv):
+    """One ShardCache per process and dir, so a failed write (read-only, full) turns writing off once."""
+    if env.cache_dir is None:
+        return None
+    from llmprep.cache import ShardCache
+
+    if env.cache_dir not in _CACHES:
+        _CACHES[env.cache_dir] = ShardCache(env.cache_dir)
+    return _CACHES[env.cache_dir]
+
+
+def task_worker_init(env: TaskEnv) -> None:
+    """Pool initializer for run_task: settings, tokenizer and cache travel once per worker."""
+    worker_init(env.settings)
+    _WORKER_ENV[:] = [env]

@@ -1,0 +1,73 @@
+"""--executor ray: the same output bytes as local (one local Ray of 2 CPUs for the session), and a
+worker killed mid-run either completes through Ray's retries or fails loudly, never shorter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from helpers import a, u, write_jsonl
+
+import llmprep.prepare as prep
+from llmprep.cli import main
+from llmprep.errors import LlmprepError
+from llmprep.prepare import PrepareConfig, run
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs) shared by every test: starting Ray costs seconds."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def files_under(d):
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file() and f.name != "run.json"}
+
+
+@pytest.fixture
+def inputs(tmp_path, english_chats, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_SIZE", 6)
+    rows = [{"messages": m} for m in english_chats[:40]]
+    rows.insert(7, "{broken")
+    d = tmp_path / "in"
+    d.mkdir()
+    write_jsonl(d / "a.jsonl", rows)
+    (d / "b.json").write_text(json.dumps([{"messages": [u(f"Q{i}"), a(f"A{i}")]} for i in range(9)]))
+    return d
+
+
+def test_ray_output_identical_to_local_even_when_a_worker_is_killed(local_ray, inputs, tmp_path, monkeypatch):
+    opts = dict(test_size=0.2, progress=False, cache=False)
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("LLMPREP_RAY_KILL", f"3:{marker}")
+    res = CliRunner().invoke(main, ["prepare", str(inputs), "--out", str(tmp_path / "ray"), "--quiet", "--no-cache",
+                                    "--test-size", "0.2", "--executor", "ray", "--num-proc", "1"])
+    assert res.exit_code == 0, res.output
+    assert marker.exists()  # the worker process running task 3 was SIGKILLed, and Ray retried the task
+    monkeypatch.delenv("LLMPREP_RAY_KILL")
+    local = run(PrepareConfig(**opts, num_proc=2), [str(inputs)], out=tmp_path / "local")
+    assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")  # same bytes, nothing missing
+    info = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 8, "shards": 9}  # b.json: 1 task, 2 shards
+    assert local.report["records"] == {"read": 50, "kept": 49, "rejected": 1, "dropped": 0}
+
+
+def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path, monkeypatch, capfd):
+    import llmprep.executor.ray as ray_executor
+
+    monkeypatch.setattr(ray_executor, "MAX_RETRIES", 1)
+    monkeypatch.setenv("LLMPREP_RAY_KILL", "2:always")
+    with pytest.raises(LlmprepError, match="shard task failed after 1 retries.*nothing was written"):
+        run(PrepareConfig(progress=False, cache=False, executor="ray", num_proc=1), [str(inputs)],
+            out=tmp_path / "ray")
+    assert "Traceback" not in capfd.readouterr().err  # Ray logs none of its own
+    assert not (tmp_path / "ray").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ray")] == []
