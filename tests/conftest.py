@@ -13,11 +13,18 @@ import copy
 import glob
 import os
 import shutil
+import signal
 import site
 from pathlib import Path
 
 import pytest
 from helpers import chat
+
+# A shell starts a background job (`make test &`, CI runners) with SIGINT ignored, and processes inherit
+# that: the Ctrl-C tests would then test nothing a terminal user sees. Give this process (and through
+# exec, its children) the handler a terminal user has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SITE = Path(site.getsitepackages()[0])
 CORPUS = SITE / "chatterbot_corpus" / "data"

@@ -159,6 +159,14 @@ def test_null_content_refusal_gets_a_hint(tmp_path):
     assert "does not render this tool call" in res.rejected[0].reason and "hint" not in res.rejected[0].reason
 
 
+def test_refusal_about_something_else_gets_no_null_content_hint(tmp_path):
+    """GLM-4.5 refuses string arguments (it calls arguments.items()), whatever the content: no content hint."""
+    conv = {"messages": [u("Weather?"), {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                         {"role": "tool", "tool_call_id": "call00001", "content": "sunny"}, a("Sunny.")]}
+    reason = run_on(tmp_path, "glm-4.5", [conv, REASONING]).rejected[0].reason
+    assert "has no attribute 'items'" in reason and "hint" not in reason
+
+
 def test_prepared_rows_load_as_a_dataset(tmp_path):
     options = {"progress": False, "num_proc": 1, "cache": False, "engine": "tokenizers"}
     run(PrepareConfig(tokenizer=template_tokenizer("qwen2.5"), template=str(template_path("qwen2.5")), **options),

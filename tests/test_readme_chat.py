@@ -12,6 +12,7 @@ import datasets
 from click.testing import CliRunner
 
 from llmprep.cli import main
+from llmprep.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def readme_commands(section: str) -> list[str]:
 
 def test_chat_data_commands_run_as_written(tmp_path, monkeypatch):
     commands = readme_commands("Chat data: tool calls, reasoning, and the label rule")
-    assert len(commands) == 3
+    assert len(commands) == 4
     for rel in ("docs/examples/agent.jsonl", "tests/assets/templates/qwen3.jinja"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
@@ -43,3 +44,8 @@ def test_chat_data_commands_run_as_written(tmp_path, monkeypatch):
     assert len(datasets.load_from_disk(str(tmp_path / "data/agent"))["train"]) == 5
     # row 1 ends with the call turn, which Qwen3 opens with an empty think block when it is the last message
     assert "trained run 1: 42 tokens [reasoning, tool call]" in outputs[2]
+    tok = load_tokenizer("smollm2")
+    rows = datasets.load_from_disk(str(tmp_path / "data/agent-users"))["train"]
+    trained = [tok.decode([i for i, lab in zip(r["input_ids"], r["labels"]) if lab != -100]) for r in rows]
+    assert "Do I need an umbrella in Oslo today?<|im_end|>" in trained[0]  # a user turn, trained
+    assert "I'm not sure, sorry." not in trained[2] and "Try again?<|im_end|>" in trained[2]  # "train": false wins

@@ -38,3 +38,7 @@ class FormatError(LlmprepError):
 
 class ConfigError(LlmprepError):
     """Bad option values, collected and reported together."""
+
+
+class OutputError(ConfigError):
+    """--out can't be written or must not be replaced: names the path and the cause."""

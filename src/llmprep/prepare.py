@@ -44,8 +44,10 @@ from llmprep.executor.task import ShardMeta, TaskEnv
 from llmprep.formats import CHAT, PAIR, get_format
 from llmprep.messages import ROLES
 from llmprep.output import write_dataset_dict, write_json
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES
 from llmprep.render import resolve_template, template_fingerprint
 from llmprep.render.engine import describe_engine
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
 from llmprep.shard import ShardSettings
 from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path, tokenizer_class
 from llmprep.truncate import TRUNCATION
@@ -59,7 +61,8 @@ REPORT, RUN = "report.json", "run.json"
 __all__ = ["prepare", "run", "PrepareConfig", "PrepareResult", "StrictStop", "split_indices"]
 # Options that shape a shard's tokens (its cache key); split, packing and padding happen after the cache.
 SHARD_OPTIONS = ("format", "template", "max_length", "truncation", "train_on_prompt", "train_turns",
-                 "train_roles", "history", "add_eos", "literal_control_text", "engine", "columns", "pack")
+                 "train_roles", "history", "add_eos", "literal_control_text", "engine", "columns", "pack",
+                 "render_timeout", "max_render_chars")
 
 
 @dataclass
@@ -92,6 +95,9 @@ class PrepareConfig:
     progress: bool = True
     executor: str = "local"
     ray_address: str | None = None
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # a longer record is rejected with its size
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT  # seconds one rendering of a conversation may take
+    max_render_chars: int = DEFAULT_MAX_RENDER_CHARS  # characters a template may produce for one conversation
 
     def check(self) -> None:
         """Collect every bad option and report them together."""
@@ -116,6 +122,9 @@ class PrepareConfig:
             problems.append(f"--test-size {self.test_size!r}: expected a fraction in [0, 1) or a whole count")
         if self.num_proc is not None and self.num_proc < 1:
             problems.append(f"--num-proc {self.num_proc!r}: expected 1 or more")
+        if not isinstance(self.max_record_bytes, int) or self.max_record_bytes < 1:
+            problems.append(f"--max-record-bytes {self.max_record_bytes!r}: expected a positive number of bytes")
+        problems += RenderLimits(self.render_timeout, self.max_render_chars).check()
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -187,8 +196,12 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     """The whole pipeline (see the module docstring); writes `out` (a temp dir when None)."""
     cfg.check()
     clock = {"started": time.perf_counter()}
-    files = storage.expand([str(i) for i in inputs])
     remote_out = out is not None and storage.is_uri(out)
+    if out is not None and not remote_out:
+        from llmprep.store import check_output_dir
+
+        check_output_dir(out)  # a --out llmprep must not replace fails before the inputs are scanned
+    files = storage.expand([str(i) for i in inputs])
     if remote_out:
         storage.check_out(str(out))
     named = isinstance(cfg.tokenizer, str) or cfg.tokenizer is None
@@ -208,7 +221,8 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns, train_roles=tuple(cfg.train_roles),
         history=cfg.history, add_eos=cfg.add_eos,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
-        columns=tuple(sorted(cfg.columns.items())), template_error=template_error)
+        columns=tuple(sorted(cfg.columns.items())), template_error=template_error, template_name=template_name,
+        render_timeout=cfg.render_timeout, max_render_chars=cfg.max_render_chars)
     options = report_options(cfg)
     tok_fingerprint = _tokenizer_fingerprint(tok)
     shaping = {"version": version(), "tokenizer": tok_fingerprint,
@@ -217,7 +231,8 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     shaping["options"]["pack"] = cfg.pack == "wrap"  # only wrap changes the shards (no truncation)
     digest = hashlib.sha256(json.dumps([shaping, source], sort_keys=True).encode()).hexdigest()
     cache, cache_warning = _open_cache(cfg)
-    tasks, scans = plan(files, shard_lines=SHARD_SIZE, fmt=cfg.format, columns=cfg.columns)
+    tasks, scans = plan(files, shard_lines=SHARD_SIZE, fmt=cfg.format, columns=cfg.columns,
+                        max_record_bytes=cfg.max_record_bytes)
     clock["plan"] = time.perf_counter()
     executor = get_executor(cfg.executor, num_proc=cfg.num_proc, ray_address=cfg.ray_address)
     temporary = out is None or remote_out  # built locally; a URI --out is uploaded at the end

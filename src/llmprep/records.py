@@ -4,8 +4,11 @@ Supported: .jsonl, .json (an array of objects), .csv, .parquet, .txt (one docume
 line), and the gzip variant of each text format (.jsonl.gz, ...). Inputs may be files, directories
 (read recursively) or globs; files are read in sorted order so runs are reproducible.
 
-A record that can't be read (malformed JSON, non-UTF-8 bytes, not an object) is yielded as a
-RecordError in its place, so the caller can reject it and go on: nothing is dropped silently.
+A record that can't be read (malformed JSON, non-UTF-8 bytes, not an object, a lone surrogate,
+JSON nested deeper than MAX_JSON_DEPTH, a line longer than --max-record-bytes, a malformed CSV row)
+is yielded as a RecordError in its place, so the caller can reject it and go on: nothing is dropped
+silently. A file that can't be read at all (a corrupt .parquet or .gz) is one reject at line 0.
+A UTF-8 byte-order mark (what Excel's "CSV UTF-8" writes) is dropped in every text format.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import glob
 import gzip
 import io
 import json
+import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +28,13 @@ from typing import Any, Iterator
 from llmprep.errors import ConfigError, RecordError
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+# --max-record-bytes: 8 MiB, above any chat or book. Preparing a record costs ~170 bytes of memory per byte
+# at peak (tokenizing with offsets; measured 690 MB for a 4 MiB record), so this bounds one record to ~1.4 GB.
+DEFAULT_MAX_RECORD_BYTES = 8 << 20
+MAX_JSON_DEPTH = 100  # chat records nest ~6 levels; 10,000 levels would crash json/jinja with RecursionError
+BOM = "\ufeff"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how a surrogate can get into a JSON string
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -54,7 +67,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and file_kind(f))
+            files = _walk(p)
             if not files:
                 raise ConfigError(f"INPUT {item!r}: directory holds no {'/'.join(EXTENSIONS)} files (or .gz)")
             found += files
@@ -72,26 +85,45 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return [f for f in found if not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
+def _walk(root: Path) -> list[Path]:
+    """Readable files under `root`, sorted, skipping llmprep's own outputs and temp dirs inside it
+    (an --out inside an input folder must not become input on the next run)."""
+    from llmprep.store import MARKER
+
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not (_LLMPREP_TEMP.fullmatch(d) or os.path.isfile(os.path.join(
+            dirpath, d, MARKER)))]
+        found += [Path(dirpath) / f for f in filenames if file_kind(Path(f))]
+    return sorted(found)
+
+
+_LLMPREP_TEMP = re.compile(r"\..+\.(?:tmp|old)-.+-\d+-[A-Za-z0-9_]+")
+
+
 def _open_bytes(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | None = None) -> Iterator[Record]:
+def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | None = None,
+              max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Record]:
     """Yield every record of one file. An empty file yields one rejected record (line 0).
 
     lazy=True leaves JSONL lines unparsed (see parse_record). `span` = (start byte, stop byte, line
     number at start) reads only those lines of an uncompressed .jsonl/.txt (a shard task's range).
+    A record longer than `max_record_bytes` (--max-record-bytes) is rejected with its size, read
+    without holding it whole.
     """
     kind = file_kind(path)
     if span is not None:
-        lines = text_lines(path, span)
+        lines = text_lines(path, span, max_record_bytes=max_record_bytes)
         yield from (_jsonl_records(path, lines, lazy) if kind == ".jsonl" else _txt_records(path, lines))
         return
     reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
               ".parquet": _read_parquet, ".txt": _read_txt}[kind]
     empty = True
     try:
-        for rec in (reader(path, lazy) if kind == ".jsonl" else reader(path)):
+        for rec in reader(path, max_record_bytes=max_record_bytes, lazy=lazy):
             empty = False
             yield rec
     except (OSError, EOFError) as exc:  # truncated gzip, unreadable file
@@ -101,10 +133,11 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
         yield Record(str(path), 0, error=RecordError("empty file: no records", source=str(path), line=0))
 
 
-def read_records(paths: list[Path], *, lazy: bool = False) -> Iterator[Record]:
+def read_records(paths: list[Path], *, lazy: bool = False,
+                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Record]:
     """All records of all files, in order."""
     for path in paths:
-        yield from read_file(path, lazy=lazy)
+        yield from read_file(path, lazy=lazy, max_record_bytes=max_record_bytes)
 
 
 def _decode(raw: bytes, source: str, line: int) -> str | RecordError:
@@ -115,36 +148,64 @@ def _decode(raw: bytes, source: str, line: int) -> str | RecordError:
                            source=source, line=line)
 
 
-def _as_object(value: Any, source: str, line: int, raw: str) -> Record:
-    if isinstance(value, dict):
-        return Record(source, line, data=value)
-    err = RecordError(f"expected a JSON object, got {type(value).__name__}", source=source, line=line)
-    return Record(source, line, error=err, raw=raw)
+def too_big(size: int, limit: int, source: str, line: int, head: bytes | str = b"") -> Record:
+    """The reject for a record over --max-record-bytes; keeps only its first 200 characters."""
+    if isinstance(head, bytes):
+        head = head[:200].decode("utf-8", "replace")
+    err = RecordError(f"record is {size:,} bytes, over --max-record-bytes {limit:,}; raise --max-record-bytes "
+                      "to read it", source=source, line=line)
+    return Record(source, line, error=err, raw=head[:200] + "...")
 
 
-def text_lines(path: Path, span: tuple[int, int, int] | None = None) -> Iterator[tuple[int, str | Record]]:
-    """(line number, text) for each non-blank line; a line that is not UTF-8 comes as a rejected Record.
+def _rest_of_line(fh: io.BufferedIOBase, head: bytes) -> tuple[int, int]:
+    """Read past the rest of a long line without keeping it; -> (the line's size, line break excluded;
+    the bytes read after `head`)."""
+    size, end = len(head), head
+    while not end.endswith(b"\n") and (end := fh.readline(1 << 20)):
+        size += len(end)
+    return size - end.endswith(b"\n") - end.endswith(b"\r\n"), size - len(head)
+
+
+def text_lines(path: Path, span: tuple[int, int, int] | None = None, *,
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[tuple[int, str | Record]]:
+    """(line number, text) for each non-blank line; a line that is not UTF-8, or longer than
+    `max_record_bytes` (read in pieces, never held whole), comes as a rejected Record. A byte-order
+    mark before line 1 is dropped.
 
     Blank lines are not records (in JSONL and text files alike they separate nothing). `span` =
     (start byte, stop byte, number of the line at start) reads that range only (always whole lines).
     """
     source = str(path)
+    cap = max_record_bytes + 2  # a line of exactly the limit and its CR LF
     with _open_bytes(path) as fh:
-        first = 1
+        n, left = 0, math.inf
         if span is not None:
             fh.seek(span[0])
-            fh = io.BytesIO(fh.read(span[1] - span[0]))
-            first = span[2]
-        for n, raw in enumerate(fh, start=first):
-            text = _decode(raw, source, n)
-            if isinstance(text, RecordError):
-                yield n, Record(source, n, error=text, raw=raw.decode("utf-8", "replace"))
-            elif text.strip():
+            n, left = span[2] - 1, span[1] - span[0]
+        while left > 0 and (raw := fh.readline(cap if left >= cap else left)):
+            n += 1
+            left -= len(raw)
+            if len(raw) > max_record_bytes:
+                size, more = _rest_of_line(fh, raw)
+                left -= more
+                if size > max_record_bytes:
+                    yield n, too_big(size, max_record_bytes, source, n, raw)
+                    continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                err = RecordError(f"not valid UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 4]!r})",
+                                  source=source, line=n)
+                yield n, Record(source, n, error=err, raw=raw.decode("utf-8", "replace"))
+                continue
+            if n == 1 and text.startswith(BOM):
+                text = text[1:]
+            if text.strip():
                 yield n, text
 
 
-def _read_jsonl(path: Path, lazy: bool = False) -> Iterator[Record]:
-    return _jsonl_records(path, text_lines(path), lazy)
+def _read_jsonl(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
+    return _jsonl_records(path, text_lines(path, max_record_bytes=max_record_bytes), lazy)
 
 
 def _jsonl_records(path: Path, lines, lazy: bool) -> Iterator[Record]:
@@ -170,10 +231,61 @@ def parse_record(rec: Record) -> Record:
     except json.JSONDecodeError as exc:
         err = RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}", source=rec.source, line=rec.line)
         return Record(rec.source, rec.line, error=err, raw=rec.raw)
+    except RecursionError:
+        return Record(rec.source, rec.line, error=_too_deep(rec.source, rec.line), raw=rec.raw[:200] + "...")
     return _as_object(value, rec.source, rec.line, rec.raw)
 
 
-def _read_json(path: Path) -> Iterator[Record]:
+def _too_deep(source: str, line: int, field: str | None = None) -> RecordError:
+    return RecordError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep", source=source, line=line, field=field)
+
+
+def json_problem(value: Any, raw: str, surrogates: bool | None = None) -> tuple[str | None, str] | None:
+    """What makes parsed JSON unusable, as (field, reason), or None; `raw` is its JSON text.
+
+    Two things parse but break later stages: a lone surrogate ("\\ud800" is valid JSON but no
+    character: the tokenizer raises on it) and deep nesting (RecursionError in jinja, json.dumps,
+    pickle). Only records whose text could hold them are walked, so ordinary records cost two scans.
+    Example: {"messages": [{"content": "\\ud800"}]} -> ("messages[0].content", "lone surrogate U+D800 ...")
+    """
+    if surrogates is None:  # JSON text can only carry a surrogate as an escape
+        surrogates = "\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
+    if not surrogates and raw.count("[") + raw.count("{") <= MAX_JSON_DEPTH:
+        return None
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return where or None, f"JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(item, str):
+            if surrogates and (m := _LONE_SURROGATE.search(item)):
+                return where or None, (f"lone surrogate U+{ord(m.group()):04X} (escaped in the JSON): not a "
+                                       "Unicode character, so it cannot be tokenized")
+        elif isinstance(item, dict):
+            for key in reversed(list(item)):
+                if surrogates and isinstance(key, str) and _LONE_SURROGATE.search(key):
+                    return where or None, "lone surrogate in a field name: not a Unicode character"
+                stack.append((item[key], f"{where}.{key}" if where else str(key), depth + 1))
+        elif isinstance(item, list):
+            stack += [(x, f"{where}[{i}]", depth + 1) for i, x in reversed(list(enumerate(item)))]
+    return None
+
+
+def _as_object(value: Any, source: str, line: int, raw: str, surrogates: bool | None = None) -> Record:
+    if not isinstance(value, dict):
+        err = RecordError(f"expected a JSON object, got {type(value).__name__}", source=source, line=line)
+        return Record(source, line, error=err, raw=raw)
+    problem = json_problem(value, raw, surrogates)
+    if problem is not None:
+        err = RecordError(problem[1], source=source, line=line, field=problem[0])
+        raw = raw if len(raw) < 100_000 else raw[:200] + "..."
+        # A .json item's text is re-serialised (a lone surrogate in it is a real character): write it as
+        # the JSON escape it came from, so rejected.jsonl and report.html can always encode it.
+        return Record(source, line, error=err, raw=raw.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return Record(source, line, data=value)
+
+
+def _read_json(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
     source = str(path)
     with _open_bytes(path) as fh:
         raw = fh.read()
@@ -181,6 +293,8 @@ def _read_json(path: Path) -> Iterator[Record]:
     if isinstance(text, RecordError):
         yield Record(source, 1, error=text)
         return
+    if text.startswith(BOM):
+        text = text[1:]
     if not text.strip():
         return
     try:
@@ -189,6 +303,10 @@ def _read_json(path: Path) -> Iterator[Record]:
         yield Record(source, exc.lineno, error=RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}",
                                                            source=source, line=exc.lineno))
         return
+    except RecursionError:
+        yield Record(source, 1, error=_too_deep(source, 1))
+        return
+    surrogates = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -196,30 +314,90 @@ def _read_json(path: Path) -> Iterator[Record]:
                                                   source=source, line=1))
         return
     for n, item in enumerate(value, start=1):
-        yield _as_object(item, source, n, json.dumps(item, ensure_ascii=False)[:10000])
+        try:
+            item_text = json.dumps(item, ensure_ascii=False)
+        except RecursionError:
+            yield Record(source, n, error=_too_deep(source, n))
+            continue
+        size = _utf8_size(item_text, max_record_bytes)
+        if size > max_record_bytes:
+            yield too_big(size, max_record_bytes, source, n, item_text)
+            continue
+        yield _as_object(item, source, n, item_text[:10000] if len(item_text) > 10000 else item_text, surrogates)
 
 
-def _read_csv(path: Path) -> Iterator[Record]:
+def _utf8_size(text: str, limit: int) -> int:
+    """Bytes of `text` in UTF-8, encoding only when the character count can't settle it against `limit`."""
+    return len(text) if len(text) * 4 <= limit or len(text) > limit else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _read_csv(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
+    """Rows of a CSV with a header line, streamed; each row is reported at the line where it starts
+    (a quoted cell may span lines). Malformed quoting is a reject (csv's strict mode), not a silent
+    merge of rows."""
     source = str(path)
-    with _open_bytes(path) as fh:
-        # surrogateescape keeps undecodable bytes visible per row, so one bad row is rejected, not the file
-        text = fh.read().decode("utf-8", "surrogateescape")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    for row in reader:
-        line = reader.line_num
-        if None in row:  # more cells than header columns
-            n_head = len(reader.fieldnames or [])
-            err = RecordError(f"row has {n_head + len(row[None])} cells, the header has {n_head}",
-                              source=source, line=line)
-            yield Record(source, line, error=err, raw=str(row))
-            continue
-        bad = next((k for k, v in row.items() if isinstance(v, str) and has_surrogate(v)), None)
-        if bad is not None:
-            err = RecordError("not valid UTF-8", source=source, line=line, field=bad)
-            yield Record(source, line, error=err, raw=row[bad].encode("utf-8", "surrogateescape")
-                         .decode("utf-8", "replace"))
-            continue
-        yield Record(source, line, data=dict(row))
+    if csv.field_size_limit() < max_record_bytes:
+        csv.field_size_limit(max_record_bytes)  # csv's default (128 KiB) would refuse long documents
+    oversized: dict[int, int] = {}  # physical line -> its size, for lines over max_record_bytes
+    with _open_bytes(path) as raw_fh:
+        # surrogateescape keeps undecodable bytes visible per row, so one bad row is rejected, not the file;
+        # utf-8-sig drops the byte-order mark Excel writes (else the first column is "\ufeffinstruction")
+        fh = io.TextIOWrapper(raw_fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.reader(_capped_lines(fh, max_record_bytes, oversized), strict=True)
+        header: list[str] | None = None
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                hint = "; raise --max-record-bytes to read it" if "field limit" in str(exc) else ""
+                yield Record(source, start, error=RecordError(f"malformed CSV row: {exc}{hint}", source=source,
+                                                              line=start), raw=None)
+                start = reader.line_num + 1
+                continue
+            line, start = start, reader.line_num + 1
+            big = [oversized[n] for n in range(line, start) if n in oversized]
+            if big:
+                yield too_big(max(big), max_record_bytes, source, line, ",".join(row)[:200])
+            elif not row:
+                continue  # a blank line
+            elif header is None:
+                header = row
+            else:
+                yield _csv_record(header, row, source, line)
+
+
+def _capped_lines(fh: io.TextIOBase, limit: int, oversized: dict[int, int]) -> Iterator[str]:
+    """Lines of a text file for csv.reader; a line over `limit` characters is skipped whole (never held)
+    and its size recorded, the reader gets a blank line in its place."""
+    n = 0
+    while line := fh.readline(limit + 2):  # + 2: room for a CR LF after `limit` characters
+        n += 1
+        if len(line) > limit and not line.endswith("\n"):
+            size = len(line)
+            while piece := fh.readline(1 << 20):
+                size += len(piece)
+                if piece.endswith("\n"):
+                    break
+            oversized[n] = size
+            line = "\n"
+        yield line
+
+
+def _csv_record(header: list[str], row: list[str], source: str, line: int) -> Record:
+    """One CSV row -> a Record (missing cells are None, as csv.DictReader gives), or a reject."""
+    if len(row) > len(header):
+        err = RecordError(f"row has {len(row)} cells, the header has {len(header)}", source=source, line=line)
+        return Record(source, line, error=err, raw=str(row))
+    data = dict(zip(header, row + [None] * (len(header) - len(row))))
+    bad = next((k for k, v in data.items() if isinstance(v, str) and has_surrogate(v)), None)
+    if bad is not None:
+        err = RecordError("not valid UTF-8", source=source, line=line, field=bad)
+        return Record(source, line, error=err, raw=data[bad].encode("utf-8", "surrogateescape")
+                      .decode("utf-8", "replace"))
+    return Record(source, line, data=data)
 
 
 def has_surrogate(text: str) -> bool:
@@ -227,17 +405,34 @@ def has_surrogate(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _read_parquet(path: Path) -> Iterator[Record]:
+def _read_parquet(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
+    """Rows of a Parquet file, a batch at a time. A file pyarrow can't read is one reject naming it."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     source = str(path)
-    table = pq.read_table(path)
-    for n, row in enumerate(table.to_pylist(), start=1):
-        yield Record(source, n, data=row)
+    n = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            if batch.nbytes <= max_record_bytes:  # no row of the batch can be over the limit
+                for row in batch.to_pylist():
+                    n += 1
+                    yield Record(source, n, data=row)
+                continue
+            for i in range(batch.num_rows):
+                n += 1
+                one = batch.slice(i, 1)
+                if one.nbytes > max_record_bytes:
+                    yield too_big(one.nbytes, max_record_bytes, source, n, "")
+                else:
+                    yield Record(source, n, data=one.to_pylist()[0])
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        after = f" after row {n}" if n else ""
+        yield Record(source, 0, error=RecordError(f"cannot read the Parquet file{after}: {exc}", source=source, line=0))
 
 
-def _read_txt(path: Path) -> Iterator[Record]:
-    return _txt_records(path, text_lines(path))
+def _read_txt(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
+    return _txt_records(path, text_lines(path, max_record_bytes=max_record_bytes))
 
 
 def _txt_records(path: Path, lines) -> Iterator[Record]:

@@ -20,6 +20,7 @@ from llmprep.formats import CHAT, PAIR, TEXT
 from llmprep.messages import message_kinds, per_turn_units, trained_messages
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
 from llmprep.tokenizer import load_lite_tokenizer
 from llmprep.truncate import fit
 
@@ -42,6 +43,9 @@ class ShardSettings:
     format: str | None = None
     columns: tuple[tuple[str, str], ...] = ()
     template_error: str | None = None  # why no template could be resolved; raised only if a chat shows up
+    template_name: str | None = None  # the --template value, named in template errors
+    render_timeout: float = DEFAULT_RENDER_TIMEOUT  # --render-timeout, per rendering (render/sandbox.py)
+    max_render_chars: int = DEFAULT_MAX_RENDER_CHARS  # --max-render-chars
 
 
 @dataclass
@@ -67,10 +71,12 @@ def _tools(settings: ShardSettings):
     # Keyed on the tokenizer itself, not id(settings): a freed settings object's id is reused by the next
     # one, which then silently got the previous tokenizer/template. _STATE holds `tok`, so its id stays valid.
     tok_key = settings.tokenizer if isinstance(settings.tokenizer, str) else id(settings.tokenizer)
-    key = (tok_key, settings.template_source, settings.engine)
+    limits = RenderLimits(settings.render_timeout, settings.max_render_chars)
+    key = (tok_key, settings.template_source, settings.engine, settings.template_name, limits)
     if _STATE.get("key") != key:
         tok = load_lite_tokenizer(settings.tokenizer) if isinstance(settings.tokenizer, str) else settings.tokenizer
-        renderer = ChatRenderer.for_tokenizer(settings.template_source, tok) if settings.template_source else None
+        renderer = (ChatRenderer.for_tokenizer(settings.template_source, tok, name=settings.template_name,
+                                               limits=limits) if settings.template_source else None)
         _STATE.update(key=key, tok=tok, renderer=renderer,
                       encoder=ChatEncoder(tok, engine=settings.engine))
     return _STATE["tok"], _STATE["renderer"], _STATE["encoder"]
@@ -199,7 +205,7 @@ def _with_hint(err: RecordError, messages: list) -> RecordError:
     Example: "...refused this conversation: 'dict object' has no attribute 'content'" -> same + " (hint: ...)"
     """
     nulls = [i for i, m in enumerate(messages) if m["role"] == "assistant" and "content" not in m]
-    if not nulls or err.field != "messages":
+    if not nulls or err.field != "messages" or "content" not in err.reason:  # e.g. GLM: arguments must be objects
         return err
     return RecordError(f"{err.reason} (hint: messages[{nulls[0]}].content is null, which transformers passes as "
                        "absent; this template reads it: give \"\" instead)", field=err.field)

@@ -25,7 +25,15 @@ import numpy as np
 from llmprep.errors import ConfigError, LlmprepError, RecordError
 from llmprep.output import PACKED_SCHEMA, SplitWriter, packed_table, write_dataset_dict
 from llmprep.pack import WrapPacker, boundary_tokens, with_boundaries
-from llmprep.records import Record, expand_inputs, file_kind, has_surrogate, parse_record, text_lines
+from llmprep.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Record,
+    expand_inputs,
+    file_kind,
+    has_surrogate,
+    parse_record,
+    text_lines,
+)
 from llmprep.store import REJECTED, REPORT, atomic_output_dir, write_json
 
 TXT_MODES = ("paragraph", "line")
@@ -58,7 +66,8 @@ def txt_documents(path: Path, *, mode: str = "paragraph", max_doc_chars: int = 1
                                       "reason": "not valid UTF-8", "record": shown}, ensure_ascii=False) + "\n")
 
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="surrogateescape") as fh:
+    # utf-8-sig: a byte-order mark at the start of the file is not text to train on
+    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as fh:
         for piece in _read_pieces(fh, max_doc_chars):
             line_end = piece.endswith("\n")
             blank = not piece.strip()
@@ -91,13 +100,13 @@ def _split_text(text: str, limit: int) -> list[str]:
 
 
 def jsonl_documents(path: Path, *, text_field: str, rejects: IO[str],
-                    max_doc_chars: int = 1 << 20) -> Iterator[Piece]:
+                    max_doc_chars: int = 1 << 20, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Piece]:
     """Documents from a .jsonl (or .jsonl.gz) file's `text_field`; unusable lines go to `rejects`
     with file, line, field, reason and the raw line.
 
     Example: '{"text": "hi"}' -> ("hi", True, True); '{"body": 1}' -> a rejected.jsonl line
     """
-    for line_no, text in text_lines(path):
+    for line_no, text in text_lines(path, max_record_bytes=max_record_bytes):
         rec = text if isinstance(text, Record) else parse_record(Record(str(path), line_no, raw=text.rstrip("\n")))
         value = rec.data.get(text_field) if rec.data is not None else None
         if rec.error is not None or not isinstance(value, str):
@@ -174,7 +183,8 @@ def _encode(tokenizer, batch: list[Piece], bos: int | None, eos: int | None) -> 
 
 def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remainder: str = "drop",
                    text_field: str = "text", batch_size: int = 1000, batch_chars: int = 4_000_000,
-                   txt_mode: str = "paragraph", max_doc_chars: int = 1 << 20) -> dict:
+                   txt_mode: str = "paragraph", max_doc_chars: int = 1 << 20,
+                   max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> dict:
     """Tokenize text files into wrapped blocks of `block_size` in bounded memory; write DIR.
 
     DIR loads with `datasets.load_from_disk(DIR)` as a DatasetDict with "train"; DIR/report.json holds
@@ -191,9 +201,10 @@ def prepare_stream(inputs: list[str], *, tokenizer, out, block_size: int, remain
                                        text_field, txt_mode)).encode()).hexdigest()[:16]
     with atomic_output_dir(out) as tmp:
         writer = SplitWriter(tmp / "train", fingerprint=f"{fingerprint}-train")
-        with open(tmp / REJECTED, "w", encoding="utf-8") as rejects:
+        with open(tmp / REJECTED, "w", encoding="utf-8", errors="backslashreplace") as rejects:
             for path in paths:
-                pieces = (jsonl_documents(path, text_field=text_field, rejects=rejects, max_doc_chars=max_doc_chars)
+                pieces = (jsonl_documents(path, text_field=text_field, rejects=rejects, max_doc_chars=max_doc_chars,
+                                          max_record_bytes=max_record_bytes)
                           if file_kind(path) == ".jsonl"
                           else txt_documents(path, mode=txt_mode, max_doc_chars=max_doc_chars, rejects=rejects))
                 for batch in _batches(pieces, batch_size, batch_chars):

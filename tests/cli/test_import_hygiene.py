@@ -1,5 +1,6 @@
-"""Start-up: `llmprep inspect "text"` and `llmprep prepare` of a small file never import torch, transformers
-or datasets (seconds of imports) once the tokenizer has a snapshot; the CLI itself imports none of them."""
+"""Start-up: `llmprep inspect "text"` and `llmprep prepare` of a small file never import torch, transformers,
+datasets (seconds of imports) or matplotlib (report.html draws its own SVG) once the tokenizer has a
+snapshot; the CLI itself imports none of them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from helpers import chat, write_jsonl
 
 from llmprep.tokenizer import load_lite_tokenizer
 
-HEAVY = ("torch", "transformers", "datasets")
+HEAVY = ("torch", "transformers", "datasets", "matplotlib")
 PROBE = """
 import json, sys
 from llmprep.cli import main

@@ -24,6 +24,9 @@ def model() -> None:
 @user_errors
 def resize_cmd(model_path, tokenizer, out, base_tokenizer, init, pad_to_multiple_of) -> None:
     """Resize input embeddings and LM head to a tokenizer; old rows stay bit-identical."""
+    from llmprep.store import check_output_dir
+
+    check_output_dir(out)  # refuse a bad --out before the work, not after it (llmprep.store)
     from llmprep.vocab.resize import resize
     report = resize(model_path, tokenizer, out, base_tokenizer=base_tokenizer, init=init,
                     pad_to_multiple_of=pad_to_multiple_of)

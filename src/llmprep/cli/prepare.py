@@ -8,6 +8,8 @@ import click
 
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
 from llmprep.formats import FORMATS
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES
+from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT
 
 
 def sample_path() -> str:
@@ -91,18 +93,28 @@ def parse_test_size(value: str) -> float:
               help="Run shard tasks in local worker processes or as Ray tasks (pip install 'llmprep[ray]').")
 @click.option("--ray-address", default=None,
               help="--executor ray: address of an existing Ray cluster (default: start a local Ray).")
+@click.option("--max-record-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+              help="A longer record (line, CSV row, JSON item, Parquet row) is rejected with its size, unread.")
+@click.option("--render-timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_RENDER_TIMEOUT,
+              show_default=True, help="Seconds one rendering of a conversation may take; longer is a reject.")
+@click.option("--max-render-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_RENDER_CHARS, show_default=True,
+              help="Characters a chat template may produce (or build) for one conversation; more is a reject.")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack,
                 block_size, remainder, stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc,
-                executor, ray_address, quiet) -> None:
+                executor, ray_address, max_record_bytes, render_timeout, max_render_chars, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
     """
     from llmprep.cli.summary import print_summary
+    from llmprep.executor.storage import is_uri
     from llmprep.prepare import PrepareConfig, run
+    from llmprep.store import check_output_dir
 
+    if not is_uri(out):  # refuse a bad --out before any work (the user's files are never replaced)
+        check_output_dir(out)
     if block_size is not None:
         if pack != "wrap":
             raise click.UsageError("--block-size is the row length of --pack wrap; use --max-length otherwise")
@@ -121,7 +133,8 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         train_roles=train_roles, history=history, add_eos=add_eos,
         strict=strict, columns=columns, padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
-        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address)
+        cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address,
+        max_record_bytes=max_record_bytes, render_timeout=render_timeout, max_render_chars=max_render_chars)
     result = run(cfg, list(inputs) or [sample_path()], out=out)  # LlmprepError -> one clean line (cli.Group)
     if not quiet:
         print_summary(result, out)

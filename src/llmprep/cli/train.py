@@ -30,9 +30,11 @@ def train_cmd(data, model, tokenizer, out, epochs, max_steps, batch_size, grad_a
     from datasets import load_from_disk
 
     from llmprep.generate import load_causal_lm
+    from llmprep.store import check_output_dir
     from llmprep.tokenizer import load_tokenizer
     from llmprep.train import TrainConfig, train
 
+    check_output_dir(out)  # refuse a bad --out before the work, not after it (llmprep.store)
     if tokenizer is None:
         report = Path(data) / "report.json"
         tokenizer = json.loads(report.read_text(encoding="utf-8"))["tokenizer"]["name"] if report.exists() else None

@@ -8,6 +8,7 @@ import json
 import click
 
 from llmprep.errors import LlmprepError
+from llmprep.store import check_output_dir
 
 
 def user_errors(fn):
@@ -36,6 +37,7 @@ def vocab() -> None:
 @user_errors
 def train_cmd(corpus, vocab_size, out, model_type, character_coverage, max_sentences) -> None:
     """Train a SentencePiece vocabulary on a corpus."""
+    check_output_dir(out)  # refuse a bad --out before the work, not after it (llmprep.store)
     from llmprep.vocab.train import train_vocab
     report = train_vocab(corpus, vocab_size=vocab_size, out=out, model_type=model_type,
                          character_coverage=character_coverage, max_sentences=max_sentences)
@@ -52,6 +54,7 @@ def train_cmd(corpus, vocab_size, out, model_type, character_coverage, max_sente
 @user_errors
 def merge_cmd(base, add, out, keep_script) -> None:
     """Append a new vocabulary to a base tokenizer; base ids never change."""
+    check_output_dir(out)  # refuse a bad --out before the work, not after it (llmprep.store)
     from llmprep.vocab.merge import merge_vocab
     click.echo(merge_vocab(base, add, out, keep_script=keep_script).summary())
 
@@ -84,5 +87,6 @@ def compare_cmd(tokenizers_, corpus, as_json, more) -> None:
 @user_errors
 def prune_cmd(model_path, tokenizer, corpus, out, min_count) -> None:
     """Cut tokenizer and model down to the tokens a corpus uses plus specials."""
+    check_output_dir(out)  # refuse a bad --out before the work, not after it (llmprep.store)
     from llmprep.vocab.prune import prune
     click.echo(prune(model_path, tokenizer, corpus, out, min_count=min_count).summary())

@@ -22,7 +22,7 @@ import numpy as np
 
 from llmprep.examples import detect_formats
 from llmprep.executor import storage
-from llmprep.records import Record, read_file
+from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, read_file
 
 SCAN_BLOCK = 1 << 24
 WHITESPACE = np.frombuffer(b" \t\r\n", np.uint8)
@@ -38,13 +38,14 @@ class ShardTask:
     file_index: int
     span: tuple[int, int, int] | None = None  # (start byte, stop byte, first line number); None: whole file
     format: str | None = None  # the file's detected format (None: --format, or no readable record)
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # --max-record-bytes: a longer record is a reject
 
     def records(self, lazy: bool = True) -> Iterator[Record]:
         if not storage.is_uri(self.path):
-            yield from read_file(Path(self.path), lazy=lazy, span=self.span)
+            yield from read_file(Path(self.path), lazy=lazy, span=self.span, max_record_bytes=self.max_record_bytes)
             return
         with storage.local_copy(self.path, self.span) as (local, span):
-            for rec in read_file(local, lazy=lazy, span=span):
+            for rec in read_file(local, lazy=lazy, span=span, max_record_bytes=self.max_record_bytes):
                 yield storage.relabel(rec, self.path)
 
     def shards(self, size: int) -> Iterator[list[Record]]:
@@ -99,15 +100,16 @@ def detect_format(tasks: list[ShardTask], columns: Mapping[str, str]) -> str | N
     return None
 
 
-def plan(files: list[str], *, shard_lines: int, fmt: str | None,
-         columns: Mapping[str, str]) -> tuple[list[ShardTask], list[FileScan]]:
+def plan(files: list[str], *, shard_lines: int, fmt: str | None, columns: Mapping[str, str],
+         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[list[ShardTask], list[FileScan]]:
     """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order."""
     tasks: list[ShardTask] = []
     scans = []
     for i, path in enumerate(files):
         s = scan(str(path), shard_lines)
         scans.append(s)
-        mine = [ShardTask(len(tasks) + k, str(path), i, span) for k, span in enumerate(s.cuts or [None])]
+        mine = [ShardTask(len(tasks) + k, str(path), i, span, max_record_bytes=max_record_bytes)
+                for k, span in enumerate(s.cuts or [None])]
         detected = None if fmt else detect_format(mine, columns)
-        tasks += [ShardTask(t.index, t.path, i, t.span, detected) for t in mine]
+        tasks += [ShardTask(t.index, t.path, i, t.span, detected, max_record_bytes) for t in mine]
     return tasks, scans

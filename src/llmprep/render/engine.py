@@ -142,14 +142,16 @@ def _safe_value(value: Any, strips: bool) -> bool:
     return True
 
 
-def for_source(source: str) -> FastTemplate:
+def for_source(source: str, name: str | None = None, limits=None) -> FastTemplate:
     """The template as ChatRenderer renders it: MiniJinja where verified, else jinja2 (with the reason).
+    `name` and `limits` (RenderLimits: --render-timeout, --max-render-chars) are the jinja2 reference's.
 
     Example: for_source(chatml).engine -> "minijinja"; a template using |upper -> "jinja2", why_not "filter 'upper'"
     """
+    from llmprep.render.limits import DEFAULT_LIMITS
     from llmprep.render.sandbox import TEMPLATE_GLOBALS, compile_template
 
-    reference = compile_template(source)
+    reference = compile_template(source, name, limits or DEFAULT_LIMITS)
     why = unsupported(source, reference.environment)
     compiled = _compile(source, TEMPLATE_GLOBALS) if why is None else None
     if why is None and compiled is None:

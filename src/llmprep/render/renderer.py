@@ -27,6 +27,7 @@ from llmprep.errors import RecordError
 from llmprep.messages import CONTROL_KEYS, Message
 from llmprep.render.engine import for_source
 from llmprep.render.layout import Layout, Locator, Span
+from llmprep.render.limits import DEFAULT_LIMITS, RenderLimits
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
 from llmprep.render.sandbox import compile_template
@@ -49,13 +50,16 @@ class ChatRenderer:
     special_tokens: dict[str, str]
     end_of_turn: tuple[str, ...]
     eos: str | None = None
+    name: str | None = None  # the --template value, for error messages
+    limits: RenderLimits = DEFAULT_LIMITS  # --render-timeout, --max-render-chars (render/sandbox.py)
 
     def __post_init__(self) -> None:
-        self.template = compile_template(self.source)
-        self.engine = for_source(self.source)  # MiniJinja where verified identical, else this jinja2 template
+        self.template = compile_template(self.source, self.name, self.limits)
+        # MiniJinja where verified identical, else this jinja2 template (its limits apply either way)
+        self.engine = for_source(self.source, self.name, self.limits)
         self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # laid-out rows: all renders by MiniJinja, or not
-        # transformers passes tools=None and documents=None; only a template that reads them gets them (the
-        # MiniJinja engine sends a render with a null value to jinja2)
+        # transformers passes tools=None and documents=None; only a template that reads them gets them (MiniJinja
+        # gets the None only where the template provably just tests it: engine_check.nullable_names)
         self._extra = {k: None for k in ("tools", "documents") if k in self.source}
         ordered = sorted(set(self.end_of_turn), key=len, reverse=True)
         self.end_of_turn_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
@@ -66,10 +70,11 @@ class ChatRenderer:
         self.locator = Locator(self, eos=self.eos)
 
     @classmethod
-    def for_tokenizer(cls, source: str, tokenizer) -> "ChatRenderer":
+    def for_tokenizer(cls, source: str, tokenizer, *, name: str | None = None,
+                      limits: RenderLimits = DEFAULT_LIMITS) -> "ChatRenderer":
         special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
         eos = tokenizer.eos_token if isinstance(tokenizer.eos_token, str) and tokenizer.eos_token else None
-        return cls(source, special, end_of_turn_tokens(tokenizer), eos)
+        return cls(source, special, end_of_turn_tokens(tokenizer), eos, name=name, limits=limits)
 
     def render(self, messages: Sequence[Message], *, tools: list | None = None, add_generation_prompt: bool = False,
                **kwargs) -> str:

@@ -102,12 +102,15 @@ def write_report_html(out_dir: str | Path, tokenizer=None) -> Path:
     """Write DIR/report.html (atomically: a temp file renamed into place)."""
     import os
 
+    from llmprep.store import record_entry
+
     out_dir = Path(out_dir)
     html = build_report_html(out_dir, tokenizer)
     path = out_dir / REPORT_HTML
     tmp = path.with_name(f".{REPORT_HTML}.tmp-{os.getpid()}")
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, path)
+    record_entry(out_dir, REPORT_HTML)  # a directory that gains report.html stays one llmprep may replace
     return path
 
 
