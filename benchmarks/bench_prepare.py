@@ -122,7 +122,7 @@ def llmprep_options(**extra) -> dict:
 
     known = {f.name for f in fields(PrepareConfig)}
     opts = {"tokenizer": TOKENIZER, "test_size": 0, "progress": False, "max_length": NO_TRUNCATION,
-            "cache": False, **extra}
+            "cache": False, "dedup": "none", **extra}  # TRL keeps repeated rows: the same rows on both sides
     return {k: v for k, v in opts.items() if k in known}
 
 

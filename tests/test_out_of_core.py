@@ -184,14 +184,15 @@ def test_every_mode_matches_in_memory_reference(mode, num_proc, tmp_path, monkey
 
 
 def test_cli_prepare_writes_with_pyarrow_only(tmp_path):
-    """`llmprep prepare` never imports `datasets` (~1.4 s of start-up); its output still loads."""
+    """`llmprep prepare` never imports `datasets` (~1.4 s of start-up), nor datasketch/scipy (~0.35 s: the
+    doctor's duplicate checks use llmprep.mix's MinHash); its output still loads."""
     import subprocess
     import sys
 
     src = write_jsonl(tmp_path / "c.jsonl", [{"messages": [u(f"Hi {i}"), a(f"Hello {i}!")]} for i in range(5)])
     args = ["prepare", str(src), "--out", str(tmp_path / "o"), "--quiet", "--no-cache", "--test-size", "1"]
     code = (f"import sys; from llmprep.cli import main; main({args!r}, standalone_mode=False); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'datasets'))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('datasets', 'datasketch', 'scipy')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(Path(prep.__file__).parents[1])})
     assert res.returncode == 0, res.stderr

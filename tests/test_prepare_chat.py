@@ -57,7 +57,7 @@ def test_history_per_turn_rows_split_and_accounting(tmp_path):
     conversation land in the same split (a test row never holds a prefix of a training row)."""
     tok = template_tokenizer("qwen3")
     convs = [REASONING] + [{"messages": [u(f"q{i}?"), a(f"a{i}"), u("r"), a("b"), u("s"), a("c")]} for i in range(9)]
-    res = run_on(tmp_path, "qwen3", convs, history="per-turn", test_size=3, seed=1)
+    res = run_on(tmp_path, "qwen3", convs, history="per-turn", dedup="none", test_size=3, seed=1)
     assert res.report["chat"]["history"] == {"mode": "per-turn", "conversations": 10, "rows": 29, "rows_dropped": 0}
     assert res.report["records"] == {"read": 10, "kept": 10, "rejected": 0, "dropped": 0}
     owner = {}  # conversation -> split of each of its rows
@@ -83,7 +83,7 @@ def test_per_turn_rows_dropped_by_truncation_are_counted_per_record(tmp_path):
     long = "word " * 40
     convs = [{"messages": [u("short"), a("ok"), u(long), a("fine")]},   # row 1 kept, row 2 too long
              {"messages": [u(long + long), a("x")]}]                      # its only row too long: dropped
-    res = run_on(tmp_path, "qwen2.5", convs, history="per-turn", max_length=60, truncation="drop")
+    res = run_on(tmp_path, "qwen2.5", convs, history="per-turn", dedup="none", max_length=60, truncation="drop")
     assert res.report["records"] == {"read": 2, "kept": 1, "rejected": 0, "dropped": 1}
     assert res.report["chat"]["history"]["rows_dropped"] == 1 and len(res.splits["train"]) == 1
     assert [d.line for d in res.dropped] == [2]
@@ -91,9 +91,9 @@ def test_per_turn_rows_dropped_by_truncation_are_counted_per_record(tmp_path):
 
 def test_per_turn_from_the_cache_is_the_same(tmp_path):
     convs = [REASONING] * 6
-    first = run_on(tmp_path, "qwen3", convs, history="per-turn", test_size=2, cache=True,
+    first = run_on(tmp_path, "qwen3", convs, history="per-turn", dedup="none", test_size=2, cache=True,
                    cache_dir=str(tmp_path / "cache"))
-    again = run_on(tmp_path, "qwen3", convs, history="per-turn", test_size=2, cache=True,
+    again = run_on(tmp_path, "qwen3", convs, history="per-turn", dedup="none", test_size=2, cache=True,
                    cache_dir=str(tmp_path / "cache"))
     assert again.cache["hits"] == 1 and first.report == again.report
     for name in first.splits:

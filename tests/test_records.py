@@ -161,10 +161,11 @@ def one_reject(tmp_path, name, content: bytes, **options):
 
 
 GOOD = json.dumps(ROWS[0]).encode()
+GOOD2 = json.dumps(ROWS[1]).encode()  # another good record (a second GOOD would be rejected as a duplicate)
 
 
 def test_malformed_json_line(tmp_path):
-    p, r = one_reject(tmp_path, "a.jsonl", GOOD + b'\n{"question": "x", "answer": \n' + GOOD + b"\n")
+    p, r = one_reject(tmp_path, "a.jsonl", GOOD + b'\n{"question": "x", "answer": \n' + GOOD2 + b"\n")
     assert (r.source, r.line) == (str(p), 2)
     assert r.reason.startswith("malformed JSON")
     assert r.record == '{"question": "x", "answer": '
@@ -177,7 +178,7 @@ def test_json_line_not_an_object(tmp_path):
 
 
 def test_non_utf8_jsonl(tmp_path):
-    p, r = one_reject(tmp_path, "a.jsonl", GOOD + b"\n" + GOOD + b'\n{"question": "caf\xe9", "answer": "x"}\n')
+    p, r = one_reject(tmp_path, "a.jsonl", GOOD + b"\n" + GOOD2 + b'\n{"question": "caf\xe9", "answer": "x"}\n')
     assert (r.source, r.line) == (str(p), 3)
     assert "not valid UTF-8" in r.reason and "\\xe9" in r.reason
 

@@ -1,8 +1,9 @@
 """Every record accounted for while shards complete: counts, reasons, rejects streamed to rejected.jsonl,
 and the contents of report.json (what the data is) and run.json (how this run went).
 
-The driver keeps per shard only its ShardMeta (counts, rejects, per-row metadata); read = kept +
-rejected + dropped holds by construction.
+The driver keeps per shard only its ShardMeta (counts, per-row metadata); rejects stream to side files
+and are merged at the end, by line, with the rows removed after their shard came back (--dedup,
+--decontaminate, --mix: llmprep.mix.select). read = kept + rejected + dropped holds by construction.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -31,8 +33,8 @@ class StrictStop(LlmprepError):
 
 
 class Accounts:
-    """What the driver keeps while shards complete: their metadata (no rows), counts, and rejects
-    streamed to rejected.jsonl (drops to a side file appended at the end, as the report orders them)."""
+    """What the driver keeps while shards complete: their metadata (no rows), counts, and rejects and drops
+    streamed to side files; `finish` writes rejected.jsonl from them (rejects, then drops, in input order)."""
 
     def __init__(self, tmp: Path, work: Path, cfg):
         self.cfg = cfg
@@ -48,14 +50,17 @@ class Accounts:
         self.hits = self.computed = 0
         self.misses: dict[str, int] = {}
         self.cache_errors: list[str] = []
+        self.lines: list[tuple[int, int]] = []  # per shard: lines it wrote to the rejected and dropped side files
+        self._final = tmp / REJECTED
+        self._paths = (work / "rejected.side.jsonl", work / "dropped.side.jsonl")
         # a lone surrogate in a rejected record is written as its JSON escape, never a crash
-        self._rejected = open(tmp / REJECTED, "w", encoding="utf-8", errors="backslashreplace")
-        self._dropped_path = work / "dropped.jsonl"
-        self._dropped = open(self._dropped_path, "w", encoding="utf-8", errors="backslashreplace")
+        self._rejected, self._dropped = (open(p, "w", encoding="utf-8", errors="backslashreplace")
+                                         for p in self._paths)
 
     def add(self, meta: ShardMeta) -> None:
-        if self.cfg.strict and meta.rejected:
-            raise StrictStop(f"--strict: {meta.rejected[0].message()}")
+        bad = [r for r in meta.rejected if not r.duplicate_of]  # a duplicate is no bad record: --strict goes on
+        if self.cfg.strict and bad:
+            raise StrictStop(f"--strict: {bad[0].message()}")
         self.metas.append(meta)
         self.read += meta.records
         for items, sink, reasons, first, dropped in (
@@ -69,6 +74,7 @@ class Accounts:
             first.extend(items[:3 - len(first)])
         self.n_rejected += len(meta.rejected)
         self.n_dropped += len(meta.dropped)
+        self.lines.append((len(meta.rejected), len(meta.dropped)))
         for k, v in meta.kinds.items():
             self.kinds[k] = self.kinds.get(k, 0) + v
         for k in self.counts:
@@ -85,16 +91,39 @@ class Accounts:
         if meta.miss and (meta.miss.startswith("corrupt") or meta.miss.startswith("unreadable")):
             warn(f"cache: {meta.miss} for a shard of {meta.rejected[0].source if meta.rejected else 'the input'}; "
                   "recomputed and overwritten")
+        meta.rejected, meta.dropped = [], []  # written to the side files: the driver keeps no records
 
     def first_reasons(self) -> list[str]:
         return [r.message() for r in (self.first + self.first_dropped)[:3]]
 
-    def finish(self) -> None:
-        """rejected.jsonl = rejects, then drops (each in input order)."""
-        self._dropped.close()
-        with open(self._dropped_path, encoding="utf-8") as fh:
-            shutil.copyfileobj(fh, self._rejected)
+    def removed(self, rejected: int, dropped: int, reasons: dict[tuple[bool, str], int]) -> None:
+        """Count rows removed after their shard (dedup, decontamination: rejected; mix: dropped)."""
+        self.n_rejected += rejected
+        self.n_dropped += dropped
+        for (is_dropped, reason), n in reasons.items():
+            counts = self.dropped_reasons if is_dropped else self.rejected_reasons
+            counts[reason] = counts.get(reason, 0) + n
+
+    def finish(self, removed: Iterable[tuple[int, list[Rejected], list[Rejected]]] = ()) -> None:
+        """rejected.jsonl = rejects, then drops, each in input order: per shard, its bad records merged by
+        line with `removed` (shard number, rejected, dropped: rows removed after the shard, with records)."""
         self._rejected.close()
+        self._dropped.close()
+        later = iter(removed)
+        nxt = next(later, None)
+        dropped_all = self._paths[1].with_name("dropped.all.jsonl")
+        with open(self._paths[0], encoding="utf-8") as rej_in, open(self._paths[1], encoding="utf-8") as drop_in, \
+                open(self._final, "w", encoding="utf-8", errors="backslashreplace") as out, \
+                open(dropped_all, "w+", encoding="utf-8", errors="backslashreplace") as drops:
+            for k, (n_rej, n_drop) in enumerate(self.lines):
+                extra_rej, extra_drop = ([], [])
+                if nxt is not None and nxt[0] == k:
+                    _, extra_rej, extra_drop = nxt
+                    nxt = next(later, None)
+                _merge(rej_in, n_rej, extra_rej, out, dropped=False)
+                _merge(drop_in, n_drop, extra_drop, drops, dropped=True)
+            drops.seek(0)
+            shutil.copyfileobj(drops, out)
 
     def __del__(self):
         for fh in (getattr(self, "_rejected", None), getattr(self, "_dropped", None)):
@@ -102,23 +131,42 @@ class Accounts:
                 fh.close()
 
 
+def _merge(side, n: int, extra: list[Rejected], out, *, dropped: bool) -> None:
+    """Copy a shard's n lines of a side file to `out`, merged by line with `extra` (both in input order)."""
+    lines = [side.readline() for _ in range(n)]
+    if not extra:
+        out.writelines(lines)
+        return
+    tagged = [(json.loads(x)["line"], 0, x) for x in lines]
+    tagged += [(r.line, 1, json.dumps({**r.to_json(), "dropped": True} if dropped else r.to_json(),
+                                      ensure_ascii=False) + "\n") for r in extra]
+    out.writelines(x for _, _, x in sorted(tagged, key=lambda t: (t[0], t[1])))
+
+
 def report(cfg, acc: Accounts, index: RowIndex, splits: dict[str, np.ndarray],
-            rows: dict[str, int], options: dict) -> dict:
-    """report.json's counts from per-row metadata: read = kept + rejected + dropped, tokens, lengths."""
-    lengths = index.columns["length"]
+            rows: dict[str, int], options: dict, kept: dict[str, int] | None = None) -> dict:
+    """report.json's counts from per-row metadata: read = kept + rejected + dropped, tokens, lengths.
+
+    `splits` are the row numbers written to each split (a row the mix repeats appears again); `kept` the
+    distinct records per split (the split's size when None).
+    """
+    used = np.concatenate(list(splits.values())) if splits else np.zeros(0, np.int64)
+    lengths = index.columns["length"][used]
     pairs = PAIR in acc.kinds
+    kept = kept if kept is not None else {name: len(idx) for name, idx in splits.items()}
     return {
         "llmprep_version": version(),
         "examples": {k: acc.kinds[k] for k in sorted(acc.kinds)},
-        "records": {"read": acc.read, "kept": len(index), "rejected": acc.n_rejected, "dropped": acc.n_dropped},
-        "kept": {name: len(idx) for name, idx in splits.items()},
+        "records": {"read": acc.read, "kept": sum(kept.values()), "rejected": acc.n_rejected,
+                    "dropped": acc.n_dropped},
+        "kept": kept,
         "rows": rows,
         "rejected_reasons": dict(sorted(acc.rejected_reasons.items(), key=lambda kv: -kv[1])),
         "dropped_reasons": dict(sorted(acc.dropped_reasons.items(), key=lambda kv: -kv[1])),
         "truncated": acc.counts["truncated"],
         "control_text_rows": acc.counts["control_text_rows"],
         "tokens": {"total": int(lengths.sum(dtype=np.int64)),
-                   "trained": 0 if pairs else int(index.columns["trained"].sum(dtype=np.int64))},
+                   "trained": 0 if pairs else int(index.columns["trained"][used].sum(dtype=np.int64))},
         "lengths": length_stats(lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": acc.counts["fast_rows"],
                    "fastokens_mismatches": acc.counts["engine_mismatches"],

@@ -60,6 +60,10 @@ class RowIndex:
             storage.remove(self.spills[k])
         return enc
 
+    def discard(self, k: int) -> None:
+        """Delete shard k's spill file unread (none of its rows is written)."""
+        storage.remove(self.spills[k])
+
 
 def assemble(index: RowIndex, splits: dict[str, np.ndarray], cfg, pad_id: int, out: Path,
              fingerprint: str) -> tuple[dict[str, int], dict]:
@@ -86,35 +90,58 @@ def _schema(index: RowIndex, cfg) -> pa.Schema:
     return rows_table(empty, padding="none", padding_side="right", width=0, pad_id=0).schema
 
 
-def _membership(n: int, splits: dict[str, np.ndarray]) -> np.ndarray:
-    """Split number of every row. Example: n=4, {"train": [0, 2, 3], "test": [1]} -> [0, 1, 0, 0]"""
-    which = np.zeros(n, np.int8)
+def _membership(n: int, splits: dict[str, np.ndarray], none: int = 0) -> np.ndarray:
+    """Split number of every row (`none` for rows in no split).
+    Example: n=4, {"train": [0, 2, 3], "test": [1]} -> [0, 1, 0, 0]"""
+    which = np.full(n, none, np.int8)
     for k, idx in enumerate(splits.values()):
         which[idx] = k
     return which
 
 
+def increasing_runs(idx: np.ndarray) -> list[np.ndarray]:
+    """A split's row numbers cut into increasing runs: one for a plain split, one per epoch of a mix.
+
+    Example: [1, 4, 6, 1, 6] (rows 1, 4, 6, then 1 and 6 again) -> [[1, 4, 6], [1, 6]]
+    """
+    cuts = np.flatnonzero(np.diff(idx) <= 0) + 1
+    return [r for r in np.split(idx, cuts) if len(r)] if len(idx) else []
+
+
 def _in_order(index: RowIndex, splits: dict[str, np.ndarray], cfg, pad_id: int,
               writers: dict[str, SplitWriter]) -> dict:
-    """Plain, padded or wrapped rows: every split keeps input order, so one pass over the shards."""
-    which = _membership(len(index), splits)
+    """Plain, padded or wrapped rows in each split's order: rows of one increasing run per pass over the
+    shards (one pass without a mix; a mix's repeats are later runs), each spill deleted after its last use."""
     lengths = index.columns["length"]
     widths = {name: (cfg.max_length if cfg.padding == "max-length" else int(lengths[idx].max()) if len(idx) else 0)
               for name, idx in splits.items()}
     packers = {name: _Wrap(cfg.max_length, pad_id, cfg.remainder) for name in splits} if cfg.pack == "wrap" else {}
-    for k in range(len(index.spills)):
-        enc = index.shard(k)
-        a, b = index.shard_rows[k], index.shard_rows[k + 1]
-        for s, name in enumerate(splits):
-            local = np.flatnonzero(which[a:b] == s)
-            if not len(local):
+    runs = {name: increasing_runs(idx) for name, idx in splits.items()}
+    passes = [{name: r[p] for name, r in runs.items() if p < len(r)} for p in range(max(map(len, runs.values()),
+                                                                                         default=0))]
+    last = np.full(len(index.spills), -1)
+    for p, rows in enumerate(passes):
+        for idx in rows.values():
+            last[np.unique(index.columns["shard"][idx])] = p
+    for k in np.flatnonzero(last < 0):  # every row removed (dedup, decontamination, mix)
+        index.discard(int(k))
+    for p, rows in enumerate(passes):
+        which = _membership(len(index), rows, none=-1)
+        for k in np.flatnonzero(last >= p):
+            a, b = index.shard_rows[k], index.shard_rows[k + 1]
+            if not (which[a:b] >= 0).any():
                 continue
-            part = take(enc, local) if len(local) < len(enc) else enc
-            if packers:
-                writers[name].write(packers[name].add(part))
-            else:
-                writers[name].write(rows_table(part, padding=cfg.padding, padding_side=cfg.padding_side,
-                                               width=widths[name], pad_id=pad_id))
+            enc = index.shard(int(k), consume=last[k] == p)
+            for s, name in enumerate(rows):
+                local = np.flatnonzero(which[a:b] == s)
+                if not len(local):
+                    continue
+                part = take(enc, local) if len(local) < len(enc) else enc
+                if packers:
+                    writers[name].write(packers[name].add(part))
+                else:
+                    writers[name].write(rows_table(part, padding=cfg.padding, padding_side=cfg.padding_side,
+                                                   width=widths[name], pad_id=pad_id))
     stats = {}
     for name, packer in packers.items():
         writers[name].write(packer.finish())
@@ -189,33 +216,32 @@ def _bfd(index: RowIndex, splits: dict[str, np.ndarray], max_length: int, writer
     """Pass 1: each shard's rows go to the bucket file of the chunk that will hold them.
     Pass 2: per chunk, read its bucket, order rows as the bins say, write the packed rows."""
     plans = {name: _bfd_plan(idx, index.columns["length"], max_length) for name, idx in splits.items()}
-    n = len(index)
     buckets: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
     sinks = []
     schema = pa.schema([("p", pa.int64()), ("ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
     where = {}
     for name, plan in plans.items():
-        pos = np.full(n, -1, np.int64)
-        pos[plan.members] = np.arange(len(plan.members))
+        # a row may fill several slots (a mix repeats it): slots sorted by row, found per shard by bisection
+        by_row = np.argsort(plan.members, kind="stable")
         chunk = np.searchsorted(plan.chunk_members, np.arange(len(plan.members)), side="right") - 1
-        where[name] = (pos, chunk)
+        where[name] = (plan.members[by_row], by_row, chunk)
     try:
         for k in range(len(index.spills)):
             enc = index.shard(k)
             a, b = index.shard_rows[k], index.shard_rows[k + 1]
-            for name, (pos, chunk) in where.items():
-                p = pos[a:b]
-                local = np.flatnonzero(p >= 0)
-                for c in np.unique(chunk[p[local]]):
-                    rows = local[chunk[p[local]] == c]
-                    part = take(enc, rows)
+            for name, (rows_sorted, by_row, chunk) in where.items():
+                lo, hi = np.searchsorted(rows_sorted, [a, b])
+                slots, local = by_row[lo:hi], rows_sorted[lo:hi] - a
+                for c in np.unique(chunk[slots]):
+                    mine = chunk[slots] == c
+                    part = take(enc, local[mine])
                     key = (name, int(c))
                     if key not in buckets:
                         sink = pa.OSFile(str(work / f"bucket-{name}-{c:05d}.arrow"), "wb")
                         sinks.append(sink)
                         buckets[key] = pa.ipc.new_stream(sink, schema)
                     buckets[key].write_table(pa.table({
-                        "p": pa.array(p[rows]), "ids": list_column(part.ids, part.offsets),
+                        "p": pa.array(slots[mine]), "ids": list_column(part.ids, part.offsets),
                         "labels": list_column(part.labels, part.offsets)}, schema=schema))
     finally:
         for w in buckets.values():

@@ -29,10 +29,13 @@ class Rejected:
     field: str | None
     reason: str
     record: Any
+    duplicate_of: str | None = None  # --dedup: "file:line" of the kept copy (llmprep.mix)
+    benchmark: str | None = None  # --decontaminate: "file:line" of the benchmark item it shares an n-gram with
 
     def to_json(self) -> dict:
-        return {"source": self.source, "line": self.line, "field": self.field, "reason": self.reason,
-                "record": self.record}
+        out = {"source": self.source, "line": self.line, "field": self.field, "reason": self.reason,
+               "record": self.record}
+        return out | {k: v for k, v in (("duplicate_of", self.duplicate_of), ("benchmark", self.benchmark)) if v}
 
     def message(self) -> str:
         return RecordError(self.reason, source=self.source, line=self.line, field=self.field).describe()

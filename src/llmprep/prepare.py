@@ -1,13 +1,17 @@
 """`prepare`: files of records -> a DatasetDict of training-ready rows on disk, with a report.
 
-    plan (files -> shard tasks)                                                    driver
+    plan (files, or a --mix recipe's sources -> shard tasks)                       driver
     -> run_task per task: read -> formats -> render -> encode -> fit -> spill file   executor (local|ray)
-    -> per-row metadata (RowIndex) -> split, length stats, bfd bins                   driver, no tokens
+       (+ per-row dedup keys and benchmark matches: llmprep.mix.keys)
+    -> per-row metadata, in input order: decontamination, dedup (llmprep.mix.select)  driver, no tokens
+    -> RowIndex -> split of the clean rows -> mix (train rows down-sampled/repeated)
+       -> length stats, bfd bins
     -> splits assembled from the spill files -> DIR (atomic) + report.json + rejected.jsonl + run.json
 
 The driver never holds the rows: shards are written to spill files as they complete, rejects stream
-to rejected.jsonl, and the global steps work from per-row lengths (docs/scale.md). Every record read
-ends up kept, rejected (bad input) or dropped (truncation): read = kept + rejected + dropped.
+to side files, and the global steps work from per-row metadata (docs/scale.md, docs/mix.md). Every record
+read ends up kept, rejected (bad input, a duplicate, a benchmark match) or dropped (truncation, left out
+by the mix): read = kept + rejected + dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -43,6 +47,11 @@ from llmprep.executor.plan import plan
 from llmprep.executor.task import ShardMeta, TaskEnv
 from llmprep.formats import CHAT, PAIR, get_format
 from llmprep.messages import ROLES
+from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig
+from llmprep.mix.dedup import DedupConfig
+from llmprep.mix.keys import RowKeys
+from llmprep.mix.recipe import Recipe, load_recipe
+from llmprep.mix.select import RowFilter, mix_order
 from llmprep.output import write_dataset_dict, write_json
 from llmprep.records import DEFAULT_MAX_RECORD_BYTES
 from llmprep.render import resolve_template, template_fingerprint
@@ -98,6 +107,23 @@ class PrepareConfig:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # a longer record is rejected with its size
     render_timeout: float = DEFAULT_RENDER_TIMEOUT  # seconds one rendering of a conversation may take
     max_render_chars: int = DEFAULT_MAX_RENDER_CHARS  # characters a template may produce for one conversation
+    mix: str | None = None  # a recipe file (llmprep.mix.recipe): its sources are the inputs
+    dedup: str = "exact"
+    dedup_keep_case: bool = False
+    dedup_keep_whitespace: bool = False
+    dedup_threshold: float = 0.8
+    dedup_ngram: int = 5
+    decontaminate: tuple[str, ...] = ()  # benchmark files, directories or globs
+    decontaminate_ngram_words: int = 13
+    decontaminate_ngram_chars: int = 13
+
+    def dedup_config(self) -> DedupConfig:
+        return DedupConfig(self.dedup, casefold=not self.dedup_keep_case,
+                           collapse_whitespace=not self.dedup_keep_whitespace,
+                           threshold=self.dedup_threshold, ngram=self.dedup_ngram)
+
+    def decont_config(self) -> DecontConfig:
+        return DecontConfig(tuple(self.decontaminate), self.decontaminate_ngram_words, self.decontaminate_ngram_chars)
 
     def check(self) -> None:
         """Collect every bad option and report them together."""
@@ -125,6 +151,13 @@ class PrepareConfig:
         if not isinstance(self.max_record_bytes, int) or self.max_record_bytes < 1:
             problems.append(f"--max-record-bytes {self.max_record_bytes!r}: expected a positive number of bytes")
         problems += RenderLimits(self.render_timeout, self.max_render_chars).check()
+        if self.history == "per-turn":
+            problems += per_turn_conflicts(self)
+        for sub in (self.dedup_config(), self.decont_config()):
+            try:
+                sub.check()
+            except ConfigError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -138,9 +171,10 @@ def prepare(inputs: list[str] | str, *, out: str | os.PathLike | None = None, **
 
     Example: prepare("chats.jsonl", out="data/sft", test_size=0.1)
     -> DatasetDict({"train": ..., "test": ...}) with input_ids, attention_mask, labels
+    Example: prepare([], mix="recipe.yaml", out="data/mix")  (the recipe's sources are the inputs)
     """
     cfg = PrepareConfig(**options)
-    result = run(cfg, [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs), out=out)
+    result = run(cfg, [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or []), out=out)
     return result.splits
 
 
@@ -201,7 +235,9 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         from llmprep.store import check_output_dir
 
         check_output_dir(out)  # a --out llmprep must not replace fails before the inputs are scanned
-    files = storage.expand([str(i) for i in inputs])
+    recipe = _recipe(cfg, inputs)
+    groups = _sources(cfg, inputs, recipe)
+    keys = RowKeys(cfg.dedup_config(), BenchmarkIndex.build(cfg.decont_config()) if cfg.decontaminate else None)
     if remote_out:
         storage.check_out(str(out))
     named = isinstance(cfg.tokenizer, str) or cfg.tokenizer is None
@@ -227,12 +263,21 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     tok_fingerprint = _tokenizer_fingerprint(tok)
     shaping = {"version": version(), "tokenizer": tok_fingerprint,
                "template": template_fingerprint(source) if source else None,
-               "options": {k: _jsonable(getattr(cfg, k)) for k in SHARD_OPTIONS}}
+               "options": {k: _jsonable(getattr(cfg, k)) for k in SHARD_OPTIONS} | keys.settings()}
     shaping["options"]["pack"] = cfg.pack == "wrap"  # only wrap changes the shards (no truncation)
+    if recipe is not None:  # each source's own format and columns
+        shaping["options"]["mix"] = {g.name: [g.format, _jsonable(g.columns)] for g in groups}
     digest = hashlib.sha256(json.dumps([shaping, source], sort_keys=True).encode()).hexdigest()
     cache, cache_warning = _open_cache(cfg)
-    tasks, scans = plan(files, shard_lines=SHARD_SIZE, fmt=cfg.format, columns=cfg.columns,
-                        max_record_bytes=cfg.max_record_bytes)
+    tasks, scans, files = [], [], []
+    for i, g in enumerate(groups):
+        t, sc = plan(g.files, shard_lines=SHARD_SIZE, fmt=g.format, columns=g.columns, source=i,
+                     first_task=len(tasks), first_file=len(scans), max_record_bytes=cfg.max_record_bytes)
+        tasks, scans = tasks + t, scans + sc
+        files += [(str(f), g) for f in g.files]
+    sources = tuple((replace(settings, format=g.format, columns=tuple(sorted(g.columns.items()))),
+                     hashlib.sha256(f"{digest}\x00{g.format}\x00{sorted(g.columns.items())}".encode()).hexdigest())
+                    for g in groups) if recipe is not None else ()
     clock["plan"] = time.perf_counter()
     executor = get_executor(cfg.executor, num_proc=cfg.num_proc, ray_address=cfg.ray_address)
     temporary = out is None or remote_out  # built locally; a URI --out is uploaded at the end
@@ -245,12 +290,17 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         work.mkdir()
         spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there
         storage.make_dirs(spills)
-        env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE)
+        env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE,
+                      keys=keys if keys.active else None, sources=sources)
         acc = Accounts(tmp, work, cfg)
+        rows_filter = RowFilter(keys if keys.active else None, [f for f, _ in files],
+                                [g.name if recipe is not None else f for f, g in files])
         for metas in _progress(executor.map(tasks, env), cfg):
             acc.tasks_seen += 1  # a task may hold no shard (a range of blank lines): count tasks, not shards
             for meta in metas:
+                rows_filter.add(len(acc.metas), meta)  # decontamination + dedup, in input order
                 acc.add(meta)
+        acc.removed(*rows_filter.flush())
         clock["shards"] = time.perf_counter()
         if acc.tasks_seen != len(tasks):  # an executor that lost a task must never give a shorter dataset
             raise LlmprepError(f"--executor {cfg.executor}: {acc.tasks_seen} of {len(tasks)} tasks returned; "
@@ -261,23 +311,37 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         if CHAT not in kinds:
             template_name, source = None, None
         index = RowIndex.build(acc.metas)
-        if len(index) == 0:
+        clean = np.flatnonzero(index.columns.get("clean", np.ones(len(index), bool)))  # not decontaminated/deduped
+        if len(clean) == 0:
             raise LlmprepError(f"no usable rows: {acc.read} records read, {acc.n_rejected} rejected, "
-                               f"{acc.n_dropped} dropped. First reasons: " + "; ".join(acc.first_reasons()))
-        groups = _record_ids(index) if cfg.history == "per-turn" else None
-        train_idx, test_idx = split_rows(len(index), cfg.test_size, cfg.seed, groups)
+                               f"{acc.n_dropped} dropped. First reasons: " + "; ".join(acc.first_reasons()
+                                                                                       or _top(acc)))
+        # the test split comes from unique, clean rows before any repeat: no train row is ever copied into it;
+        # --history per-turn: all rows of one conversation land in the same split
+        record_groups = _record_ids(index)[clean] if cfg.history == "per-turn" else None
+        train_at, test_at = split_rows(len(clean), cfg.test_size, cfg.seed, record_groups)
+        train_idx, test_idx = clean[train_at], clean[test_at]
+        kept = {"train": len(train_idx)} | ({"test": len(test_idx)} if len(test_idx) else {})
+        mixed = None
+        if recipe is not None:
+            train_idx, mixed = _mix(recipe, index, acc, train_idx, rows_filter, [g for _, g in files], groups)
+            kept["train"] -= mixed["dropped"]
         splits = {"train": train_idx} | ({"test": test_idx} if len(test_idx) else {})
         fingerprint = hashlib.sha256(repr((version(), [s.sha256 for s in scans], tok_fingerprint, source,
-                                           sorted(options.items()))).encode()).hexdigest()[:16]
+                                           sorted(options.items()), recipe, keys.settings())).encode()
+                                     ).hexdigest()[:16]
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         rows, pack_stats = assemble(index, splits, cfg, pad_id, tmp, fingerprint)
         write_dataset_dict(tmp, list(splits))
-        report = make_report(cfg, acc, index, splits, rows, options)
-        if groups is not None:  # several rows per record: records kept, not rows
-            report["records"]["kept"] = int(len(np.unique(groups)))
+        report = make_report(cfg, acc, index, splits, rows, options, kept) | rows_filter.report()
+        if record_groups is not None:  # several rows per record: records kept, not rows
+            report["records"]["kept"] = int(len(np.unique(record_groups)))
         if CHAT in kinds:
             report["chat"] = chat_report([m.chat for m in acc.metas if m.chat], cfg)
-        report["inputs"] = [{"path": s.path, "sha256": s.sha256} for s in scans]
+        if mixed is not None:
+            report["mix"] = mixed
+        report["inputs"] = [{"path": s.path, "sha256": s.sha256} | _input_entry(g, recipe)
+                            for s, (_, g) in zip(scans, files)]
         report["tokenizer"] = {"name": str(cfg.tokenizer), "class": tokenizer_class(tok), "vocab_size": len(tok),
                                "fingerprint": tok_fingerprint}
         report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
@@ -286,7 +350,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
             report["template"].update(template_facts(source, tok))
         if pack_stats:
             report["packing"] = pack_stats
-        acc.finish()
+        acc.finish(rows_filter.records(tasks, acc.metas, SHARD_SIZE))
         write_json(tmp / REPORT, report)
         shutil.rmtree(work)
         if remote_out:
@@ -310,6 +374,69 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
     if temporary:
         weakref.finalize(result, shutil.rmtree, str(target.parent), True)
     return result
+
+
+@dataclass
+class _Group:
+    """The files of one --mix source (or all INPUTs) with the format and columns they are read with."""
+
+    name: str | None
+    files: list[str]
+    format: str | None
+    columns: dict
+
+
+def _recipe(cfg: PrepareConfig, inputs: list[str]) -> Recipe | None:
+    if cfg.mix is None:
+        return None
+    if inputs:
+        raise ConfigError(f"--mix {cfg.mix!r}: the recipe's sources are the inputs; give no INPUT with --mix "
+                          f"(got {', '.join(map(str, inputs[:3]))})")
+    return load_recipe(cfg.mix)
+
+
+def _sources(cfg: PrepareConfig, inputs: list[str], recipe: Recipe | None) -> list[_Group]:
+    """INPUTs as one group, or each recipe source with its format/columns (--format/--column as defaults)."""
+    if recipe is None:
+        return [_Group(None, storage.expand([str(i) for i in inputs]), cfg.format, dict(cfg.columns))]
+    return [_Group(s.name, storage.expand(list(s.paths)), s.format or cfg.format, {**cfg.columns, **s.columns})
+            for s in recipe.sources]
+
+
+def _mix(recipe: Recipe, index: RowIndex, acc: Accounts, train: np.ndarray, rows_filter: RowFilter,
+         group_of_file: list[_Group], groups: list[_Group]) -> tuple[np.ndarray, dict]:
+    """Down-sample or repeat each source's train rows to its share -> (train rows in output order, report's mix)."""
+    source_of_file = np.array([groups.index(g) for g in group_of_file], dtype=np.int64)
+    file_of_shard = np.array([m.file for m in acc.metas], dtype=np.int64)
+    source = source_of_file[file_of_shard[index.columns["shard"][train]]]
+    pairs = PAIR in acc.kinds  # sentence pairs train no token: their shares count all tokens
+    weights = index.columns["length" if pairs else "trained"][train].astype(np.int64)
+    order, left_out, left_source, reasons, mix_plan = mix_order(recipe, train, source, weights)
+    rows_filter.drop_for_mix(index, left_out, left_source, reasons)
+    acc.removed(*rows_filter.flush())
+    if len(order) == 0:
+        raise LlmprepError(f"--mix {recipe.path}: the recipe selects no train row: "
+                           + "; ".join(f"{s['name']}: {s.get('reason', 'no rows')}" for s in mix_plan.summary()))
+    distinct = len(train) - len(left_out)
+    return order, {
+        "recipe": recipe.path, "seed": recipe.seed,
+        "total_tokens": recipe.total_tokens if recipe.total_tokens is not None else "scarcest",
+        "measure": "tokens (sentence pairs train no token)" if pairs else "trained tokens",
+        "trained_tokens": mix_plan.total_tokens, "rows": len(order), "distinct_rows": distinct,
+        "repeated_rows": len(order) - distinct, "dropped": len(left_out),
+        "sources": mix_plan.summary()}
+
+
+def _input_entry(group: _Group, recipe: Recipe | None) -> dict:
+    """report.json's inputs entry extras: a --mix file's source, format and columns (the doctor reads them)."""
+    if recipe is None:
+        return {}
+    return {"source": group.name, "format": group.format, "columns": dict(sorted(group.columns.items()))}
+
+
+def _top(acc: Accounts) -> list[str]:
+    """The most frequent reject reasons (when every row was removed after its shard: dedup, decontamination)."""
+    return [f"{n:,} x {r}" for r, n in sorted(acc.rejected_reasons.items(), key=lambda kv: -kv[1])[:3]]
 
 
 def _open_cache(cfg: PrepareConfig) -> tuple[ShardCache | None, str | None]:
@@ -442,6 +569,21 @@ def template_facts(source: str, tok) -> dict:
 
     renderer = ChatRenderer.for_tokenizer(source, tok)
     return {"end_of_turn": list(renderer.end_of_turn), "generation_prompt": renderer.locator.generation_prompt}
+
+
+def per_turn_conflicts(cfg: PrepareConfig) -> list[str]:
+    """--history per-turn makes several rows per record, each keyed by its whole record: --dedup would remove
+    a conversation's later rows as copies of its first, and --decontaminate and --mix count rows as records.
+    Until they work per record, the combination is refused rather than losing rows.
+
+    Example: history="per-turn", dedup="exact" -> ["--history per-turn cannot be combined with --dedup exact ..."]
+    """
+    used = [f"--dedup {cfg.dedup}"] * (cfg.dedup != "none") + ["--decontaminate"] * bool(cfg.decontaminate) + \
+        ["--mix"] * (cfg.mix is not None)
+    if not used:
+        return []
+    return [f"--history per-turn cannot be combined with {', '.join(used)} yet (they work on rows, and per-turn makes "
+            "several rows of one conversation): give --dedup none, no --decontaminate/--mix, or --history full"]
 
 
 def _record_ids(index: RowIndex) -> np.ndarray:

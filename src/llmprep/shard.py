@@ -61,6 +61,8 @@ class ShardResult:
     kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
     template_rows: dict = field(default_factory=dict)  # chat rows per template engine (render/engine.py)
     chat: dict = field(default_factory=dict)  # chat statistics for the report (ChatStats.to_json)
+    kept_examples: list[Example] | None = None  # the example behind each kept row (its text: llmprep.mix keys)
+    dropped_examples: list[Example] | None = None  # the example behind each entry of `dropped`
 
 
 _STATE: dict = {}
@@ -132,21 +134,24 @@ def process_shard(records: list[Record], formats: dict[str, str],
     enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
     order = sorted(order)
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
-    dropped = _dropped_records(examples, order, fitted, stats)
+    dropped, dropped_examples = _dropped_records(examples, order, fitted, stats)
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
-    kept_at = [(examples[order[r]].source, examples[order[r]].line) for r in fitted.kept.tolist()]
+    kept = [examples[order[r]] for r in fitted.kept.tolist()]
+    kept_at = [(ex.source, ex.line) for ex in kept]
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
                        encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
                        {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()},
-                       stats.to_json() if chats else {})
+                       stats.to_json() if chats else {}, kept, dropped_examples)
 
 
-def _dropped_records(examples: list[Example], order: list[int], fitted, stats: "ChatStats") -> list[Rejected]:
-    """A record is dropped when all its rows are (one row per record, except with --history per-turn,
-    where the rows dropped from a record that keeps others are counted in the report's chat section)."""
+def _dropped_records(examples: list[Example], order: list[int], fitted,
+                     stats: "ChatStats") -> tuple[list[Rejected], list[Example]]:
+    """(dropped records, the example behind each). A record is dropped when all its rows are (one row per
+    record, except with --history per-turn, where the rows dropped from a record that keeps others are
+    counted in the report's chat section)."""
     kept = {order[r] for r in fitted.kept}
-    out, seen = [], set()
+    out, behind, seen = [], [], set()
     for r, why in fitted.dropped:
         i = order[r]
         if i in kept:
@@ -155,7 +160,8 @@ def _dropped_records(examples: list[Example], order: list[int], fitted, stats: "
             seen.add(i)
             ex = examples[i]
             out.append(Rejected(ex.source, ex.line, None, why, ex.data))
-    return out
+            behind.append(ex)
+    return out, behind
 
 
 TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")

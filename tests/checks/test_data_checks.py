@@ -13,8 +13,9 @@ from helpers import chat, write_jsonl
 
 from llmprep.checks import Data, Subject, run_checks
 from llmprep.checks.dedup import NEAR_THRESHOLD
-from llmprep.checks.text import normalize, prompt_text, shingles, words
+from llmprep.checks.text import prompt_text
 from llmprep.constants import IGNORE_INDEX
+from llmprep.mix.text import normalize_text, units
 
 ENGLISH = Path(__file__).parents[1] / "assets" / "english_excerpt.txt"
 
@@ -36,12 +37,11 @@ def paragraphs(n: int) -> list[str]:
     return paras[:n]
 
 
-def test_text_normalisation_and_shingles():
-    assert normalize("  What  is\tAI? ") == "what is ai?"
-    assert normalize("  What  is\tAI? ", casefold=False) == "What is AI?"
-    assert shingles("One two three", n=2) == {"one two", "two three"}
-    assert shingles("你好世界", n=2) == {"你 好", "好 世", "世 界"}
-    assert shingles("hi", n=5) == {"hi"}
+def test_text_normalisation_is_prepares_and_the_prompt_key():
+    # one implementation: the doctor compares text exactly as prepare's --dedup does (llmprep.mix.text)
+    assert normalize_text("  What  is\tAI? ") == "what is ai?"
+    assert normalize_text("  What  is\tAI? ", casefold=False) == "What is AI?"
+    assert units("One, two 你好")[0] == ["one", "two", "你", "好"]
     msgs = chat("Q1", "A1", "Q2", "A2", system="S")
     assert prompt_text(msgs) == "system: S user: Q1 assistant: A1 user: Q2"
 
@@ -62,6 +62,21 @@ def test_duplicates_in_the_bundled_sample_match_an_independent_count(smollm2):
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[int(first.rsplit(":", 1)[1]) - 1])["messages"] == \
         json.loads(lines[int(second.rsplit(":", 1)[1]) - 1])["messages"]
+
+
+def test_duplicates_of_a_prepared_directory_read_prepares_dedup(smollm2, tmp_path):
+    rows = sample_lines(400)
+    deduped = prepared(tmp_path, rows, "deduped")  # --dedup exact, the default
+    removed = json.loads((deduped / "report.json").read_text())["dedup"]["removed"]
+    (f,), _ = findings(smollm2, Data.from_dir(deduped), "duplicates")
+    texts = [normalize_text("\n".join(m["content"] for m in r["messages"])) for r in rows]
+    assert removed == len(texts) - len(set(texts)) > 50  # independent count: message contents, normalised
+    assert f.message.startswith(f"llmprep prepare removed {removed:,} duplicate rows (--dedup exact")
+    kept = prepared(tmp_path, rows, "kept", dedup="none")  # repeats kept: the doctor counts them itself
+    (g,), _ = findings(smollm2, Data.from_dir(kept), "duplicates")
+    assert g.severity == "warning" and g.message.startswith(f"{removed:,} of ") and "repeat an earlier one" in g.message
+    near = prepared(tmp_path, rows, "near", dedup="near")
+    assert findings(smollm2, Data.from_dir(near), "duplicates")[0][0].severity == "info"  # nothing left to find
 
 
 def test_near_duplicates_one_word_changed(smollm2, tmp_path):
@@ -123,7 +138,7 @@ def test_leakage_near_same_prompt(smollm2, tmp_path):
 def test_leakage_twin_distinct_prompts_and_no_test_split(smollm2, tmp_path):
     seen, rows = set(), []
     for r in sample_lines(600):  # prompts distinct even ignoring case and punctuation ("Are you sapient?")
-        key = " ".join(words(prompt_text(r["messages"])))
+        key = " ".join(units(prompt_text(r["messages"]))[0])
         if key not in seen:
             seen.add(key)
             rows.append(r)

@@ -45,7 +45,9 @@ def test_bfd_rows_respect_max_length_and_never_train_across_examples(tmp_path):
                                     "--max-length", "256"])
     assert res.exit_code == 0, res.output
     train = datasets.load_from_disk(str(out))["train"]
-    assert sum(len(s) for s in train["seq_lengths"]) == 50
+    # 35 distinct chats (i % 7, i % 5): --dedup exact, the default, rejected the 15 repeats
+    report = json.loads((out / "report.json").read_text())
+    assert sum(len(s) for s in train["seq_lengths"]) == 35 == report["kept"]["train"]
     for row in train:
         assert len(row["input_ids"]) <= 256
         start = 0

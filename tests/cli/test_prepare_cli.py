@@ -146,8 +146,10 @@ def test_chat_flags_history_train_roles_add_eos(tmp_path):
     out = tmp_path / "o"
     args = ["prepare", str(src), "--out", str(out), "--tokenizer", str(tok_dir), "--template",
             str(template_path("glm-4.5")), "--no-cache"]
-    result = CliRunner().invoke(main, args + ["--history", "per-turn", "--train-roles", "user,assistant",
-                                              "--add-eos"])
+    refused = CliRunner().invoke(main, args + ["--history", "per-turn"])
+    assert refused.exit_code != 0 and "--history per-turn cannot be combined with --dedup exact" in refused.output
+    result = CliRunner().invoke(main, args + ["--history", "per-turn", "--dedup", "none", "--train-roles",
+                                              "user,assistant", "--add-eos"])
     assert result.exit_code == 0, result.output
     rows = datasets.load_from_disk(str(out))["train"]
     assert len(rows) == 2

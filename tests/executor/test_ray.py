@@ -4,6 +4,7 @@ worker killed mid-run either completes through Ray's retries or fails loudly, ne
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -71,3 +72,26 @@ def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path,
     assert "Traceback" not in capfd.readouterr().err  # Ray logs none of its own
     assert not (tmp_path / "ray").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ray")] == []
+
+
+def test_ray_mix_dedup_and_decontamination_match_local(local_ray, english_chats, chinese_chats, tmp_path, monkeypatch):
+    """The per-row keys (uint64 dedup bands, benchmark item ids) travel back from Ray's workers as they do from
+    local ones, and the benchmark index ships to each actor: same bytes, same rejects."""
+    monkeypatch.setattr(prep, "SHARD_SIZE", 8)
+    en = [{"messages": m} for m in english_chats[:30]]
+    write_jsonl(tmp_path / "en.jsonl", en + en[:5])  # 5 copies: duplicates across shards
+    write_jsonl(tmp_path / "zh.jsonl", [{"messages": m} for m in chinese_chats[:20]])
+    (tmp_path / "bench.txt").write_text(english_chats[3][1]["content"] + "\n" + chinese_chats[2][1]["content"] + "\n")
+    (tmp_path / "mix.yaml").write_text("total_tokens: 3000\nsources:\n  - {name: en, path: en.jsonl, share: 0.5}\n"
+                                       "  - {name: zh, path: zh.jsonl, share: 0.5}\n")
+    opts = dict(mix=str(tmp_path / "mix.yaml"), dedup="near", decontaminate=(str(tmp_path / "bench.txt"),),
+                test_size=3, progress=False, cache=False)
+    ray_run = run(PrepareConfig(**opts, executor="ray", num_proc=2), [], out=tmp_path / "ray")
+    run(PrepareConfig(**opts, num_proc=2), [], out=tmp_path / "local")
+    assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")
+    # decontamination first: en line 4 and its copy (line 34) match the benchmark; lines 31-33, 35 are duplicates
+    where = [(Path(r.source).stem, r.line, r.benchmark or r.duplicate_of) for r in ray_run.rejected]
+    bench, en_file = str(tmp_path / "bench.txt"), str(tmp_path / "en.jsonl")
+    assert where == [("en", 4, f"{bench}:1")] + [("en", n, f"{en_file}:{n - 30}") for n in (31, 32, 33)] + \
+        [("en", 34, f"{bench}:1"), ("en", 35, f"{en_file}:5"), ("zh", 3, f"{bench}:2")]
+    assert ray_run.report["mix"]["sources"][1]["epochs"] > 1

@@ -32,11 +32,14 @@ def test_file_uri_inputs_and_out_match_local_paths(inputs, tmp_path):
     dl, dr = datasets.load_from_disk(str(tmp_path / "local")), datasets.load_from_disk(str(tmp_path / "remote"))
     for split in ("train", "test"):
         assert dl[split].to_list() == dr[split].to_list()
-    assert remote.report["records"] == local.report["records"] == {"read": 20, "kept": 19, "rejected": 1,
+    # b.json's q0..q6/a0..a6 repeat a.jsonl's Q0..Q6/A0..A6 up to case: --dedup exact (the default) rejects them,
+    # naming the kept copy by its URI
+    assert remote.report["records"] == local.report["records"] == {"read": 20, "kept": 12, "rejected": 8,
                                                                     "dropped": 0}
     assert [x["path"] for x in remote.report["inputs"]] == [f"file://{inputs}/a.jsonl", f"file://{inputs}/b.json"]
-    (bad,) = remote.rejected
+    bad, *dups = remote.rejected
     assert (bad.source, bad.line) == (f"file://{inputs}/a.jsonl", 13)
+    assert [(d.line, d.duplicate_of) for d in dups] == [(i, f"file://{inputs}/a.jsonl:{i}") for i in range(1, 8)]
     assert [x["sha256"] for x in remote.report["inputs"]] == [x["sha256"] for x in local.report["inputs"]]
     assert len(remote.splits["test"]) == 3
 

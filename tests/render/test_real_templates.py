@@ -204,13 +204,14 @@ def prepared(tmp_path_factory):
     def get(template: str, history: str = "full") -> Prepared:
         if (template, history) not in cache:
             folder = tmp_path_factory.mktemp(f"{template}-{history}")
-            if history == "full":  # the default: no option passed, so today's code runs it
-                cache[template, history] = run_llmprep(template, folder, list(RECORDS.values()), lambda _: 1)
+            if history == "full":  # the default (dedup off: some conversations differ only in what dedup ignores)
+                cache[template, history] = run_llmprep(template, folder, list(RECORDS.values()), lambda _: 1,
+                                                       dedup="none")
             else:
                 convs = [c for c in RECORDS if per_turn_expected(template, c) is not None]
                 cache[template, history] = run_llmprep(
                     template, folder, [RECORDS[c] for c in convs],
-                    lambda c: len(per_turn_expected(template, c)), history=history)
+                    lambda c: len(per_turn_expected(template, c)), history=history, dedup="none")
         return cache[template, history]
 
     return get

@@ -112,3 +112,6 @@ def test_options_line_names_the_cli_flags():
             "format": None, "padding": "none", "test_size": 0.1, "train_on_prompt": False}
     assert options_line(opts) == "--max-length 512 --strict --allow-control-text --column q=question --test-size 0.1"
     assert options_line({"literal_control_text": True}) == ""
+    assert options_line({"dedup": "near", "dedup_keep_case": True, "decontaminate": ["a.jsonl", "b.txt"]}) == \
+        "--dedup near --dedup-keep-case --decontaminate a.jsonl --decontaminate b.txt"
+    assert options_line({"decontaminate": [], "mix": None}) == ""

@@ -1,29 +1,40 @@
 """Checks of the examples themselves: duplicates, train/test leakage, control-token text in content.
 
-One pass over the examples collects what the three checks need. Exact matches compare normalised text
-(checks.text.normalize); near matches use MinHash LSH (datasketch): Jaccard similarity of word
-5-gram sets at least NEAR_THRESHOLD, estimated with NUM_PERM permutations, over the first NEAR_LIMIT
-examples (exact matches cover every example).
+One pass over the examples (in batches) collects what the three checks need. Text, normalisation and
+keys are llmprep.mix's, the ones prepare's --dedup uses: exact matches compare the example's text
+(mix.text.example_text) with whitespace collapsed and case folded (xxh3-128); near matches are MinHash
+LSH candidates (5-grams of words, of characters in CJK; 128 permutations; 9 bands x 13 rows) whose
+signatures agree on at least NEAR_THRESHOLD of their values (the Jaccard estimate), over the first
+NEAR_LIMIT distinct examples (exact matches cover every example). On a directory prepare already
+deduplicated, report.json says how many rows it removed and the kept rows are not compared again.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterable, Iterator
+
+import numpy as np
 
 from llmprep.checks.finding import Finding
 from llmprep.checks.registry import Skip, check
-from llmprep.checks.text import conversation_text, normalize, prompt_text, shingles
+from llmprep.checks.text import prompt_text
+from llmprep.mix.dedup import DedupConfig, dedup_keys
+from llmprep.mix.text import example_text
 
-NEAR_THRESHOLD = 0.8
-SHINGLE_WORDS = 5
-NUM_PERM = 128
+NEAR = DedupConfig(mode="near")
+EXACT = DedupConfig(mode="exact")
+PROMPT = DedupConfig(mode="near", casefold=False)  # prompts: whitespace-normalised, case kept
+NEAR_THRESHOLD = NEAR.threshold
+SHINGLE_WORDS = NEAR.ngram
+NUM_PERM = NEAR.num_perm
 NEAR_LIMIT = 50_000
 SHOW = 10
 CHAT_SAMPLE = 100  # single-turn and multi-turn conversations kept for the template checks
+BATCH = 512  # examples whose keys are computed together
 
 
 @dataclass
@@ -32,8 +43,8 @@ class Scan:
 
     items: int = 0
     splits: Counter = field(default_factory=Counter)
-    first: dict = field(default_factory=dict)  # text digest -> where of its first example
-    repeats: dict = field(default_factory=dict)  # text digest -> [count, where, ...] of repeated texts (SHOW kept)
+    first: dict = field(default_factory=dict)  # exact key -> where of its first example
+    repeats: dict = field(default_factory=dict)  # exact key -> [count, where, ...] of repeated texts (SHOW kept)
     near: list = field(default_factory=list)  # (where, where of the earlier example, estimated Jaccard)
     near_checked: int = 0
     leak_exact: list = field(default_factory=list)  # (test where, train where)
@@ -42,44 +53,40 @@ class Scan:
     control: list = field(default_factory=list)  # (where, field, token text)
     control_tokens: Counter = field(default_factory=Counter)
     chats: dict = field(default_factory=lambda: {"single": [], "multi": []})  # (where, messages): samples
+    prepared: dict = field(default_factory=dict)  # report.json's "dedup" when prepare removed the duplicates
     error: str | None = None
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+class _NearIndex:
+    """LSH band keys -> indexed examples, with their signatures for the Jaccard estimate."""
+
+    def __init__(self):
+        self.bands: dict[int, list[int]] = {}
+        self.where: list[str] = []
+        self.sigs: list[np.ndarray] = []
+
+    def add(self, where: str, bands: np.ndarray, sig: np.ndarray) -> None:
+        for b in bands.tolist():
+            if b:
+                self.bands.setdefault(b, []).append(len(self.where))
+        self.where.append(where)
+        self.sigs.append(sig)
+
+    def closest(self, bands: np.ndarray, sig: np.ndarray) -> tuple[float, str] | None:
+        """(estimated Jaccard, where) of the most similar indexed example at or above the threshold."""
+        found = sorted({c for b in bands.tolist() if b for c in self.bands.get(b, ())})
+        best = None
+        for c in found:
+            j = float((self.sigs[c] == sig).mean())
+            if best is None or j > best[0]:
+                best = (j, self.where[c])
+        return best if best and best[0] >= NEAR_THRESHOLD else None
 
 
-@functools.lru_cache(maxsize=1)
-def _permutations():
-    """The seeded permutations, made once: building them per MinHash costs ~0.5 ms each."""
-    from datasketch import MinHash
-
-    base = MinHash(num_perm=NUM_PERM, seed=1)
-    return base.permutations, base.scheme
-
-
-def _minhash(text: str):
-    from datasketch import MinHash
-
-    permutations, scheme = _permutations()
-    mh = MinHash(num_perm=NUM_PERM, seed=1, permutations=permutations, scheme=scheme)
-    mh.update_batch([s.encode("utf-8", "surrogatepass") for s in sorted(shingles(text, SHINGLE_WORDS))])
-    return mh
-
-
-@functools.lru_cache(maxsize=1)
-def _bands() -> tuple[int, int]:
-    """LSH bands x rows for NEAR_THRESHOLD, computed once (datasketch integrates numerically for it)."""
-    from datasketch import MinHashLSH
-
-    lsh = MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM)
-    return lsh.b, lsh.r
-
-
-def _lsh():
-    from datasketch import MinHashLSH
-
-    return MinHashLSH(num_perm=NUM_PERM, params=_bands())
+def _batches(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while batch := list(islice(it, n)):
+        yield batch
 
 
 def _texts(item) -> list[tuple[str, str]]:
@@ -94,11 +101,6 @@ def _texts(item) -> list[tuple[str, str]]:
     return []
 
 
-def _whole(item) -> str:
-    return conversation_text(item.data["messages"]) if "messages" in item.data else \
-        "\n".join(t for _, t in _texts(item))
-
-
 def control_pattern(tokenizer) -> re.Pattern | None:
     """Regex of the tokenizer's special (control) token texts, longest first."""
     specials = {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
@@ -111,82 +113,79 @@ def scan_data(subject) -> Scan:
     """One pass over the examples: exact and near duplicates, prompts by split, control-token text, and
     a sample of single- and multi-turn chats for the template checks."""
     data = subject.require_data()
-    scan = Scan()
+    scan = Scan(prepared=data.deduplicated())
     control = control_pattern(subject.tokenizer)
-    near, prompts = _Index(), {"train": {}, "test": [], "index": _Index()}
+    near, prompts = _NearIndex(), {"train": {}, "test": [], "index": _NearIndex()}
     try:
-        for item in data.items():
-            scan.items += 1
-            scan.splits[item.split] += 1
-            _duplicates(scan, item, near)
-            if item.kind == "chat":
-                _collect_prompt(item, prompts, scan)
-                turns = "multi" if sum(m["role"] == "assistant" for m in item.data["messages"]) > 1 else "single"
-                if len(scan.chats[turns]) < CHAT_SAMPLE:
-                    scan.chats[turns].append((item.where, item.data["messages"]))
-            for name, text in _texts(item) if control is not None else ():
-                if m := control.search(text):
-                    scan.control_tokens[m.group(0)] += 1
-                    if len(scan.control) < SHOW:
-                        scan.control.append((item.where, name, m.group(0)))
+        for batch in _batches(data.items(), BATCH):
+            _duplicates(scan, batch, near)
+            _collect_prompts(scan, [item for item in batch if item.kind == "chat"], prompts)
+            for item in batch:
+                scan.items += 1
+                scan.splits[item.split] += 1
+                if item.kind == "chat":
+                    turns = "multi" if sum(m["role"] == "assistant" for m in item.data["messages"]) > 1 else "single"
+                    if len(scan.chats[turns]) < CHAT_SAMPLE:
+                        scan.chats[turns].append((item.where, item.data["messages"]))
+                for name, text in _texts(item) if control is not None else ():
+                    if m := control.search(text):
+                        scan.control_tokens[m.group(0)] += 1
+                        if len(scan.control) < SHOW:
+                            scan.control.append((item.where, name, m.group(0)))
     except Skip as exc:
         scan.error = str(exc)
         return scan
-    for key, where, mh in prompts["test"]:
+    for key, where, keys in prompts["test"]:
         if key in prompts["train"]:
             scan.leak_exact.append((where, prompts["train"][key]))
-        elif mh is not None and (best := prompts["index"].closest(mh)):
+        elif keys is not None and (best := prompts["index"].closest(*keys)):
             scan.leak_near.append((where, best[1], best[0]))
     return scan
 
 
-class _Index:
-    """MinHash LSH over examples: where each came from, and its MinHash for the exact estimate."""
-
-    def __init__(self):
-        self.lsh, self.entries = _lsh(), []
-
-    def add(self, where: str, mh) -> None:
-        self.lsh.insert(len(self.entries), mh)
-        self.entries.append((where, mh))
-
-    def closest(self, mh) -> tuple[float, str] | None:
-        """(estimated Jaccard, where) of the most similar indexed example at or above the threshold."""
-        hits = [(mh.jaccard(self.entries[k][1]), self.entries[k][0]) for k in sorted(self.lsh.query(mh))]
-        best = max(hits, default=None, key=lambda h: h[0])
-        return best if best and best[0] >= NEAR_THRESHOLD else None
-
-
-def _duplicates(scan: Scan, item, near: _Index) -> None:
-    """Count an exact repeat of an earlier example, else look it up among the near ones and index it."""
-    whole = _whole(item)
-    key = _digest(normalize(whole))
-    first = scan.first.setdefault(key, item.where)
-    if first != item.where:
-        group = scan.repeats.setdefault(key, [1, first])
-        group[0] += 1
-        if len(group) <= SHOW:
-            group.append(item.where)
-    elif scan.near_checked < NEAR_LIMIT:
-        mh = _minhash(whole)
-        if best := near.closest(mh):
-            scan.near.append((item.where, best[1], best[0]))
-        near.add(item.where, mh)
-        scan.near_checked += 1
-
-
-def _collect_prompt(item, prompts: dict, scan: Scan) -> None:
-    """Remember the prompt of a chat: train prompts indexed, test prompts looked up at the end."""
-    prompt = prompt_text(item.data["messages"])
-    key = _digest(prompt)
-    mh = _minhash(prompt) if scan.leak_checked < NEAR_LIMIT else None
-    scan.leak_checked += mh is not None
-    if item.split == "test":
-        prompts["test"].append((key, item.where, mh))
+def _duplicates(scan: Scan, batch: list, near: _NearIndex) -> None:
+    """Count exact repeats of earlier examples; look the others up among the near ones and index them.
+    After prepare's --dedup the kept examples hold no exact (after --dedup near: no near) duplicate."""
+    mode = scan.prepared.get("mode")
+    if mode == "near":
         return
-    prompts["train"].setdefault(key, item.where)
-    if mh is not None:
-        prompts["index"].add(item.where, mh)
+    need_near = scan.near_checked < NEAR_LIMIT
+    keys = dedup_keys([example_text(item.kind, item.data) for item in batch], NEAR if need_near else EXACT,
+                      signatures=need_near)
+    for i, item in enumerate(batch):
+        if mode is None:
+            key = keys.exact[i].tobytes()
+            first = scan.first.setdefault(key, item.where)
+            if first != item.where:
+                group = scan.repeats.setdefault(key, [1, first])
+                group[0] += 1
+                if len(group) <= SHOW:
+                    group.append(item.where)
+                continue
+        if scan.near_checked < NEAR_LIMIT and keys.near is not None:
+            if best := near.closest(keys.near[i], keys.signatures[i]):
+                scan.near.append((item.where, best[1], best[0]))
+            near.add(item.where, keys.near[i], keys.signatures[i])
+            scan.near_checked += 1
+
+
+def _collect_prompts(scan: Scan, chats: list, prompts: dict) -> None:
+    """Remember the prompts of chats: train prompts indexed, test prompts looked up at the end."""
+    if not chats:
+        return
+    need_near = scan.leak_checked < NEAR_LIMIT
+    keys = dedup_keys([prompt_text(item.data["messages"]) for item in chats],
+                      PROMPT if need_near else DedupConfig(casefold=False), signatures=need_near)
+    for i, item in enumerate(chats):
+        key = keys.exact[i].tobytes()
+        near = (keys.near[i], keys.signatures[i]) if need_near and scan.leak_checked < NEAR_LIMIT else None
+        scan.leak_checked += near is not None
+        if item.split == "test":
+            prompts["test"].append((key, item.where, near))
+            continue
+        prompts["train"].setdefault(key, item.where)
+        if near is not None:
+            prompts["index"].add(item.where, *near)
 
 
 def _scan(subject) -> Scan:
@@ -204,6 +203,8 @@ def _near_note(checked: int, total: int) -> str:
 @check("duplicates", "exact and near-duplicate conversations (near: MinHash, Jaccard >= 0.8 over word 5-grams)")
 def duplicates(subject) -> list[Finding]:
     scan = _scan(subject)
+    if scan.prepared:
+        return _after_prepare(scan)
     groups = sorted(scan.repeats.values(), key=lambda g: -g[0])
     extra = sum(g[0] - 1 for g in groups)
     if not extra and not scan.near:
@@ -217,6 +218,25 @@ def duplicates(subject) -> list[Finding]:
         f"({_near_note(scan.near_checked, scan.items)}): repeated examples are trained several times per epoch",
         examples[0] if examples else "",
         "remove the repeats (keep the first copy) unless repeating them is intended", tuple(examples))]
+
+
+def _after_prepare(scan: Scan) -> list[Finding]:
+    """prepare's --dedup removed the duplicates (report.json "dedup"): say how many (info), and warn about the
+    near duplicates it did not compare (--dedup exact)."""
+    d = scan.prepared
+    removed = f"llmprep prepare removed {d['removed']:,} duplicate rows (--dedup {d['mode']}: {d['compared']})"
+    examples = [f"{a} ~ {b} (Jaccard {j:.2f})" for a, b, j in scan.near[:SHOW]]
+    if examples:
+        return [Finding(
+            "duplicates", "warning",
+            f"{removed}; {len(scan.near):,} of the {scan.items:,} kept examples are near-duplicates of an earlier "
+            f"one ({_near_note(scan.near_checked, scan.items)}): repeated examples are trained several times per "
+            "epoch", examples[0], "prepare with --dedup near to remove them too, unless repeating them is intended",
+            tuple(examples))]
+    if not d["removed"]:
+        return []
+    return [Finding("duplicates", "info", f"{removed}; the {scan.items:,} kept examples hold none",
+                    "report.json: dedup", "nothing to do (--dedup none keeps repeats, if they are intended)")]
 
 
 @check("leakage", "the same or near-same prompt in train and test")

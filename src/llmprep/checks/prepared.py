@@ -22,6 +22,7 @@ import numpy as np
 from llmprep.checks.registry import Skip
 from llmprep.constants import IGNORE_INDEX
 from llmprep.errors import ConfigError
+from llmprep.mix.select import MIX_REASON
 
 CHUNK_TOKENS = 1 << 20  # rows are read and checked about a million tokens at a time
 
@@ -155,7 +156,10 @@ class Data:
         self.report = report
         self.inputs = inputs
         self.excluded = {(e["source"], e["line"]) for e in excluded}
-        self.dropped = [e for e in excluded if e.get("dropped")]
+        self.dropped = [e for e in excluded if e.get("dropped") and not e["reason"].startswith(MIX_REASON)]
+        # rows the mix left out: drawn into the split like every clean row, but not in the output
+        self.mixed_out = {(e["source"], e["line"]) for e in excluded
+                          if e.get("dropped") and e["reason"].startswith(MIX_REASON)}
         self.inputs_error = inputs_error
         self.rows_error = rows_error
 
@@ -190,6 +194,21 @@ class Data:
             return {"text": self.report.get("documents", 0)}
         return self.report.get("examples") or {}
 
+    def deduplicated(self) -> dict:
+        """report.json's "dedup" when prepare removed what the duplicates check looks for (text compared with
+        whitespace collapsed and case folded), else {}. A --dedup near at another threshold or n-gram length
+        counts as exact: the doctor still compares near duplicates itself.
+
+        Example: {"mode": "exact", "removed": 1129, "compared": "same text (whitespace collapsed, case folded)"}
+        """
+        d = dict(self.report.get("dedup") or {})
+        opts = self.options
+        if d.get("mode") not in ("exact", "near") or opts.get("dedup_keep_case") or opts.get("dedup_keep_whitespace"):
+            return {}
+        if d["mode"] == "near" and (opts.get("dedup_threshold", 0.8) > 0.8 or opts.get("dedup_ngram", 5) != 5):
+            d["mode"] = "exact"
+        return d
+
     @property
     def wrapped(self) -> bool:
         """Rows are --pack wrap blocks: documents cut at block boundaries by design."""
@@ -216,22 +235,35 @@ class Data:
         from llmprep.records import read_records
 
         kept = (self.report.get("records") or {}).get("kept")  # None: raw inputs, every example is "train"
-        n = int(kept) if kept is not None else None
+        # the split was drawn over the clean rows (after dedup and decontamination), before the mix left some out
+        n = int(kept) + len(self.mixed_out) if kept is not None else None
         opts = self.options
         test = np.zeros(n or 0, dtype=bool)
         if n:
             test[split_indices(n, opts.get("test_size") or 0, opts.get("seed", 42))[1]] = True
         k = 0
-        for x in to_examples(read_records([Path(p) for p in self.inputs], lazy=True), format=opts.get("format"),
-                             columns=opts.get("columns") or {}):
-            if not isinstance(x, Example) or (x.source, x.line) in self.excluded:
+        for x in self._examples(read_records, to_examples):
+            key = (x.source, x.line)
+            if not isinstance(x, Example) or (key in self.excluded and key not in self.mixed_out):
                 continue
             if n is not None and k >= n:
                 break
-            yield Item("test" if n and test[k] else "train", f"{x.source}:{x.line}", x.kind, x.data)
             k += 1
+            if key not in self.mixed_out:
+                yield Item("test" if n and test[k - 1] else "train", f"{x.source}:{x.line}", x.kind, x.data)
         if n is not None and k != n:
-            raise Skip(f"the inputs give {k:,} kept examples but the data has {n:,}: they changed since prepare")
+            raise Skip(f"the inputs give {k - len(self.mixed_out):,} kept examples but the data has "
+                       f"{n - len(self.mixed_out):,}: they changed since prepare")
+
+    def _examples(self, read_records, to_examples):
+        """Examples and rejects of every input in order, each file with its format and columns (a --mix
+        source's own, from report.json's inputs)."""
+        opts = self.options
+        entries = {str(e["path"]): e for e in self.report.get("inputs") or [] if isinstance(e, dict)}
+        for p in self.inputs:
+            entry = entries.get(str(p), {})
+            yield from to_examples(read_records([Path(p)], lazy=True), format=entry.get("format", opts.get("format")),
+                                   columns=entry.get("columns", opts.get("columns")) or {})
 
     def first_items(self, n: int, kind: str | None = None) -> list[Item]:
         """Up to n items (of one kind), stopping early; [] when the examples can't be read."""

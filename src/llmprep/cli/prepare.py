@@ -99,14 +99,37 @@ def parse_test_size(value: str) -> float:
               show_default=True, help="Seconds one rendering of a conversation may take; longer is a reject.")
 @click.option("--max-render-chars", type=click.IntRange(min=1), default=DEFAULT_MAX_RENDER_CHARS, show_default=True,
               help="Characters a chat template may produce (or build) for one conversation; more is a reject.")
+@click.option("--mix", "mix", type=click.Path(dir_okay=False), default=None, metavar="RECIPE",
+              help="A YAML/JSON recipe of sources, each with a share of trained tokens (or a token/row count) "
+                   "and a total budget; its sources are the inputs (give no INPUT).")
+@click.option("--dedup", type=click.Choice(["exact", "near", "none"]), default="exact", show_default=True,
+              help="Remove repeated rows, keeping the first in input order: 'exact' (same text after normalising), "
+                   "'near' (also MinHash LSH near-duplicates), or 'none'.")
+@click.option("--dedup-keep-case", is_flag=True, help="--dedup: compare text without case folding.")
+@click.option("--dedup-keep-whitespace", is_flag=True, help="--dedup: compare text without collapsing whitespace.")
+@click.option("--dedup-threshold", type=float, default=0.8, show_default=True,
+              help="--dedup near: Jaccard similarity of n-gram sets that counts as a near duplicate.")
+@click.option("--dedup-ngram", type=int, default=5, show_default=True,
+              help="--dedup near: n-gram length in words (in characters for scripts written without spaces).")
+@click.option("--decontaminate", multiple=True, metavar="FILES",
+              help="Benchmark items (JSONL/JSON/CSV/Parquet records, or text: one item per line; files, dirs, "
+                   "globs; repeatable): rows sharing an n-gram with an item are rejected.")
+@click.option("--decontaminate-ngram-words", type=int, default=13, show_default=True,
+              help="--decontaminate: n-gram length in words.")
+@click.option("--decontaminate-ngram-chars", type=int, default=13, show_default=True,
+              help="--decontaminate: n-gram length in characters for scripts written without spaces (CJK, Thai).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
                 train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack,
                 block_size, remainder, stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc,
-                executor, ray_address, max_record_bytes, render_timeout, max_render_chars, quiet) -> None:
-    """Prepare INPUT files/dirs/globs (default: the bundled sample) into a dataset at --out.
+                executor, ray_address, max_record_bytes, render_timeout, max_render_chars,
+                mix, dedup, dedup_keep_case, dedup_keep_whitespace, dedup_threshold, dedup_ngram, decontaminate,
+                decontaminate_ngram_words, decontaminate_ngram_chars, quiet) -> None:
+    """Prepare INPUT files/dirs/globs (default: the bundled sample), or the sources of a --mix recipe, into a
+    dataset at --out.
 
     Example: llmprep prepare chats.jsonl --out data/sft --test-size 0.1
+    Example: llmprep prepare --mix recipe.yaml --out data/mix --dedup near --decontaminate mmlu.jsonl
     """
     from llmprep.cli.summary import print_summary
     from llmprep.executor.storage import is_uri
@@ -123,6 +146,9 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         raise click.UsageError("--stream needs --pack wrap (it concatenates documents into fixed blocks)")
     if ray_address and executor != "ray":
         raise click.UsageError("--ray-address needs --executor ray")
+    if mix and inputs:
+        raise click.UsageError(f"--mix {mix}: the recipe's sources are the inputs; give no INPUT "
+                               f"(got {', '.join(inputs[:3])})")
     columns = parse_columns(columns)
     if text_field:
         columns.setdefault("text", text_field)
@@ -134,7 +160,11 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
         strict=strict, columns=columns, padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
         cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address,
-        max_record_bytes=max_record_bytes, render_timeout=render_timeout, max_render_chars=max_render_chars)
-    result = run(cfg, list(inputs) or [sample_path()], out=out)  # LlmprepError -> one clean line (cli.Group)
+        max_record_bytes=max_record_bytes, render_timeout=render_timeout, max_render_chars=max_render_chars,
+        mix=mix, dedup=dedup, dedup_keep_case=dedup_keep_case, dedup_keep_whitespace=dedup_keep_whitespace,
+        dedup_threshold=dedup_threshold, dedup_ngram=dedup_ngram, decontaminate=tuple(decontaminate),
+        decontaminate_ngram_words=decontaminate_ngram_words, decontaminate_ngram_chars=decontaminate_ngram_chars)
+    inputs = list(inputs) or ([] if mix else [sample_path()])
+    result = run(cfg, inputs, out=out)  # LlmprepError -> one clean line (cli.Group)
     if not quiet:
         print_summary(result, out)

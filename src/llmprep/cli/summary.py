@@ -18,6 +18,13 @@ def print_summary(result, out) -> None:
         table.add_row(f"kept ({name})", f"{n:,}")
     table.add_row("rejected", f"{rec['rejected']:,}")
     table.add_row("dropped", f"{rec['dropped']:,}")
+    dedup = rep.get("dedup") or {}
+    if dedup.get("mode", "none") != "none":
+        how = f"{dedup['exact']:,} exact" + (f", {dedup['near']:,} near" if dedup["mode"] == "near" else "")
+        table.add_row(f"  of which duplicates (--dedup {dedup['mode']})", f"{dedup['removed']:,} ({how})")
+    decont = rep.get("decontamination")
+    if decont:
+        table.add_row("  of which benchmark matches", f"{decont['removed']:,}")
     table.add_row("truncated", f"{rep['truncated']:,}")
     table.add_row("tokens (total / trained)", f"{rep['tokens']['total']:,} / {rep['tokens']['trained']:,}")
     lengths = rep.get("lengths") or {}
@@ -35,6 +42,11 @@ def print_summary(result, out) -> None:
     table.add_row("time", f"{result.seconds:.2f} s ({rep['tokens']['total'] / secs:,.0f} tokens/s)")
     console = Console(stderr=False)
     console.print(table)
+    if rep.get("mix"):
+        console.print(mix_table(rep["mix"]))
+    for f in (decont or {}).get("files", []):
+        console.print(f"  benchmark {f['file']}: {f['items']:,} items ({f['too_short']:,} too short to match), "
+                      f"{f['rows_removed']:,} rows removed", markup=False, highlight=False, soft_wrap=True)
     for kind, reasons in (("rejected", rep["rejected_reasons"]), ("dropped", rep["dropped_reasons"])):
         for reason, n in list(reasons.items())[:5]:
             console.print(f"  {kind}: {n:,} x {reason}")
@@ -70,6 +82,22 @@ def chat_warnings(chat: dict | None) -> list[str]:
     if other:
         out.append("the template did not print: " + ", ".join(f"{k} ({n:,} messages)" for k, n in other.items()))
     return out
+
+
+def mix_table(mix: dict) -> Table:
+    """Per source: target and achieved share of trained tokens, rows, tokens, epochs (and why off target)."""
+    budget = mix["total_tokens"] if isinstance(mix["total_tokens"], str) else f"{mix['total_tokens']:,}"
+    table = Table(title=f"mix {mix['recipe']}: {mix['trained_tokens']:,} {mix['measure']} (budget {budget}), "
+                        f"{mix['rows']:,} rows ({mix['repeated_rows']:,} repeats, {mix['dropped']:,} left out)")
+    for col in ("source", "target share", "share", "rows", mix["measure"], "epochs"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for s in mix["sources"]:
+        table.add_row(s["name"], f"{s['target_share']:.2%}", f"{s['share']:.2%}", f"{s['rows']:,}",
+                      f"{s['trained_tokens']:,}", f"{s['epochs']:.3g}")
+    reasons = [f"{s['name']}: {s['reason']}" for s in mix["sources"] if s.get("reason")]
+    if reasons:
+        table.caption = "off target: " + "; ".join(reasons)
+    return table
 
 
 def print_findings(console, doctor: dict, out) -> None:

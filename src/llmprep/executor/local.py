@@ -7,6 +7,7 @@ process leaves no orphan that later prints BrokenPipeError).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
 import os
@@ -29,13 +30,36 @@ def _die_with_parent() -> None:
             pass
 
 
+# Blocked in the main process while it forks the workers, unblocked by each worker once its own handlers are set.
+_EARLY_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def _init(env: TaskEnv, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the main process's handler, inherited by fork
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _EARLY_SIGNALS)  # one sent meanwhile is delivered now
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
     task_worker_init(env)
+
+
+@contextlib.contextmanager
+def _signals_blocked():
+    """SIGTERM and SIGINT blocked while the pool forks its workers (and in the pool's threads, which inherit
+    the mask and fork any replacement worker). A worker inherits the mask, so a signal that reaches it before
+    _init has set its handlers (pool.terminate() on a worker the OS had not yet run, Ctrl-C) waits instead of
+    running this process's Python handler in the child: that raises out of multiprocessing's fork code and
+    leaves a copy of the main process running the caller's code."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _EARLY_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class LocalExecutor:
@@ -51,7 +75,8 @@ class LocalExecutor:
                 yield run_task(task, env)
             return
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-        pool = ctx.Pool(min(self.workers, len(tasks)), initializer=_init, initargs=(env, os.getpid()))
+        with _signals_blocked():
+            pool = ctx.Pool(min(self.workers, len(tasks)), initializer=_init, initargs=(env, os.getpid()))
         try:
             yield from pool.imap(run_task, tasks)
         finally:

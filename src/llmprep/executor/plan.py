@@ -39,6 +39,7 @@ class ShardTask:
     span: tuple[int, int, int] | None = None  # (start byte, stop byte, first line number); None: whole file
     format: str | None = None  # the file's detected format (None: --format, or no readable record)
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # --max-record-bytes: a longer record is a reject
+    source: int = 0  # --mix: index of the recipe source the file belongs to (its own format and columns)
 
     def records(self, lazy: bool = True) -> Iterator[Record]:
         if not storage.is_uri(self.path):
@@ -100,16 +101,22 @@ def detect_format(tasks: list[ShardTask], columns: Mapping[str, str]) -> str | N
     return None
 
 
-def plan(files: list[str], *, shard_lines: int, fmt: str | None, columns: Mapping[str, str],
+def plan(files: list[str], *, shard_lines: int, fmt: str | None, columns: Mapping[str, str], source: int = 0,
+         first_task: int = 0, first_file: int = 0,
          max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[list[ShardTask], list[FileScan]]:
-    """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order."""
+    """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order.
+
+    A --mix source is planned on its own (its format and columns) and numbered after the sources before
+    it: `first_task`/`first_file` are the counts so far, `source` its index in the recipe.
+    """
     tasks: list[ShardTask] = []
     scans = []
-    for i, path in enumerate(files):
+    for i, path in enumerate(files, start=first_file):
         s = scan(str(path), shard_lines)
         scans.append(s)
-        mine = [ShardTask(len(tasks) + k, str(path), i, span, max_record_bytes=max_record_bytes)
+        mine = [ShardTask(first_task + len(tasks) + k, str(path), i, span, source=source,
+                           max_record_bytes=max_record_bytes)
                 for k, span in enumerate(s.cuts or [None])]
         detected = None if fmt else detect_format(mine, columns)
-        tasks += [ShardTask(t.index, t.path, i, t.span, detected, max_record_bytes) for t in mine]
+        tasks += [ShardTask(t.index, t.path, i, t.span, detected, max_record_bytes, source) for t in mine]
     return tasks, scans

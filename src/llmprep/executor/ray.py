@@ -30,8 +30,11 @@ MAX_RETRIES = 3
 
 def meta_to_json(meta) -> str:
     """ShardMeta -> JSON text (no pickle crosses back to the driver)."""
+    from llmprep.executor.task import array_to_json
+
     d = dict(vars(meta))
-    d["rows"] = {k: v.tolist() for k, v in meta.rows.items()}
+    d["rows"] = {k: array_to_json(v) for k, v in meta.rows.items()}  # dtypes kept (uint64 dedup keys)
+    d["dropped_keys"] = {k: array_to_json(v) for k, v in meta.dropped_keys.items()}
     d["rejected"] = [r.to_json() for r in meta.rejected]
     d["dropped"] = [r.to_json() for r in meta.dropped]
     return json.dumps(d, ensure_ascii=False)
@@ -39,10 +42,11 @@ def meta_to_json(meta) -> str:
 
 def meta_from_json(text: str):
     from llmprep.examples import Rejected
-    from llmprep.executor.task import ShardMeta
+    from llmprep.executor.task import ShardMeta, array_from_json
 
     d = json.loads(text)
-    d["rows"] = {k: np.asarray(v, np.int32) for k, v in d["rows"].items()}
+    d["rows"] = {k: array_from_json(v) for k, v in d["rows"].items()}
+    d["dropped_keys"] = {k: array_from_json(v) for k, v in d["dropped_keys"].items()}
     d["rejected"] = [Rejected(**r) for r in d["rejected"]]
     d["dropped"] = [Rejected(**r) for r in d["dropped"]]
     return ShardMeta(**d)

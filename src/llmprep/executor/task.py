@@ -8,6 +8,7 @@ this run's file:line, so a cache entry serves a renamed or moved input.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from llmprep.encode import Encoded
 from llmprep.examples import Rejected
+from llmprep.mix.keys import RowKeys
 from llmprep.records import Record
 from llmprep.shard import ShardResult, ShardSettings, process_shard, worker_init
 
@@ -28,6 +30,12 @@ class TaskEnv:
     work_dir: str  # spill files go to WORK_DIR/<task>-<shard>.arrow
     cache_dir: str | None
     shard_size: int
+    keys: RowKeys | None = None  # --dedup / --decontaminate: per-row keys computed here (llmprep.mix.keys)
+    sources: tuple[tuple[ShardSettings, str], ...] = ()  # --mix: per source, its settings and their digest
+
+    def settings_for(self, task) -> tuple[ShardSettings, str]:
+        """The settings (and cache digest) of a task's source: a --mix source has its own format/columns."""
+        return self.sources[task.source] if self.sources else (self.settings, self.settings_digest)
 
 
 @dataclass
@@ -38,7 +46,8 @@ class ShardMeta:
     shard: int  # within the task
     spill: str
     records: int
-    rows: dict  # per-row columns: "length", "trained", "record" (index of the row's record in the shard)
+    rows: dict  # per-row columns: "length", "trained", "record" (index of the row's record in the shard),
+    #             "line" (its line in the file); with --dedup/--decontaminate the llmprep.mix.keys columns
     rejected: list[Rejected]
     dropped: list[Rejected]
     truncated: int = 0
@@ -53,6 +62,8 @@ class ShardMeta:
     miss: str | None = None  # why the cache had no entry: "missing", "corrupt entry (...)"
     cache_error: str | None = None  # the cache dir could not be written
     seconds: float = 0.0
+    file: int = 0  # index of the shard's file among all inputs (a shard never spans two files)
+    dropped_keys: dict = field(default_factory=dict)  # --dedup: the dedup key columns of `dropped`, in its order
 
 
 def row_columns(enc: Encoded, record_index: np.ndarray, pairs: bool) -> dict:
@@ -83,7 +94,8 @@ def _located(items: list[dict], records: list[Record]) -> list[Rejected]:
             for x in items]
 
 
-def _compute(records: list[Record], fmt: str | None, settings: ShardSettings) -> tuple[bytes, ShardResult, dict]:
+def _compute(records: list[Record], fmt: str | None, settings: ShardSettings,
+             keys: RowKeys | None = None) -> tuple[bytes, ShardResult, dict]:
     from llmprep.cache import entry_bytes
 
     formats = {r.source: fmt for r in records} if fmt else {}
@@ -91,7 +103,26 @@ def _compute(records: list[Record], fmt: str | None, settings: ShardSettings) ->
     index = {(r.source, r.line): i for i, r in enumerate(records)}
     kept_records = [index[(s, ln)] for s, ln in res.kept_at] if res.kept_at is not None else []
     meta = _meta_json(res, index, kept_records)
+    if keys is not None and keys.active:  # stored with the rows: a cache hit serves them too
+        from llmprep.mix.text import example_text
+
+        texts = [example_text(ex.kind, ex.data) for ex in res.kept_examples or []]
+        meta["keys"] = {name: array_to_json(a) for name, a in keys.columns(texts).items()}
+        # examples truncation dropped are deduplicated too: a copy of one is a duplicate, whatever --max-length
+        texts = [example_text(ex.kind, ex.data) for ex in res.dropped_examples or []]
+        meta["dropped_keys"] = {name: array_to_json(a) for name, a in keys.columns(texts, bench=False).items()}
     return entry_bytes(res.encoded, meta), res, meta
+
+
+def array_to_json(a: np.ndarray) -> dict:
+    """A numpy array as JSON (dtype, shape, base64 bytes): per-row keys in a cache entry's meta and in
+    ShardMeta's JSON from Ray. Example: np.array([1, 2], np.int32) -> {"dtype": "int32", "shape": [2], "b64": ...}"""
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(np.ascontiguousarray(a)).decode()}
+
+
+def array_from_json(d: dict) -> np.ndarray:
+    """The inverse of array_to_json (a writable copy)."""
+    return np.frombuffer(base64.b64decode(d["b64"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
 
 
 def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
@@ -104,33 +135,38 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
     from llmprep.executor import storage
 
     env = env or _WORKER_ENV[0]
+    settings, digest = env.settings_for(task)
     cache = _cache_for(env)
     out = []
     for n, records in enumerate(task.shards(env.shard_size)):
         started = time.perf_counter()
         content = content_key(records, task.format)
-        key = shard_key(content, env.settings_digest)
+        key = shard_key(content, digest)
         lookup = cache.get(key) if cache is not None else None
         spill = f"{env.work_dir}/{task.index:07d}-{n:05d}.arrow"
         if lookup is not None and lookup.blob is not None:
             blob, hit = lookup.blob, True
             enc, meta = parse_entry(blob, verify=False)  # verified by cache.get
         else:
-            blob, res, meta = _compute(records, task.format, env.settings)
+            blob, res, meta = _compute(records, task.format, settings, env.keys)
             enc, hit = res.encoded, False
             if cache is not None:
                 cache.put(key, blob)
         storage.write_bytes(spill, blob)  # atomic: a retried task (Ray) never leaves a half-written spill
+        rows = row_columns(enc, meta["record"], meta["pairs"])
+        rows["line"] = np.asarray([records[i].line for i in meta["record"]], np.int64)
+        rows |= {name: array_from_json(a) for name, a in meta.get("keys", {}).items()}
         out.append(ShardMeta(
-            task=task.index, shard=n, spill=spill, records=len(records),
-            rows=row_columns(enc, meta["record"], meta["pairs"]),
+            task=task.index, shard=n, spill=spill, records=len(records), rows=rows,
             rejected=_located(meta["rejected"], records), dropped=_located(meta["dropped"], records),
             truncated=meta["truncated"], control_text_rows=meta["control_text_rows"],
             fast_rows=meta["fast_rows"], engine_mismatches=meta["engine_mismatches"],
             template_rows=meta.get("template_rows", {}), chat=meta.get("chat", {}), kinds=meta["kinds"],
             content=content, hit=hit,
             miss=None if hit or lookup is None else lookup.miss,
-            cache_error=cache.write_error if cache is not None else None, seconds=time.perf_counter() - started))
+            cache_error=cache.write_error if cache is not None else None, seconds=time.perf_counter() - started,
+            file=task.file_index,
+            dropped_keys={name: array_from_json(a) for name, a in meta.get("dropped_keys", {}).items()}))
     return out
 
 
@@ -150,6 +186,10 @@ def _cache_for(env: TaskEnv):
 
 
 def task_worker_init(env: TaskEnv) -> None:
-    """Pool initializer for run_task: settings, tokenizer and cache travel once per worker."""
+    """Pool initializer for run_task: settings, tokenizer, cache and the dedup/benchmark settings travel
+    once per worker."""
+    import os
+
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")  # rensa (near dedup): the worker processes fill the cores
     worker_init(env.settings)
     _WORKER_ENV[:] = [env]

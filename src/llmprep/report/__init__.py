@@ -52,6 +52,9 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
         "truncation": [f for f in findings if f["id"] in ("truncation-loss", "eot-untrained")],
         "truncated": {"rows": report.get("truncated", 0), "max_length": opts.get("max_length"),
                       "side": opts.get("truncation"), "dropped": (report.get("records") or {}).get("dropped", 0)},
+        "mix": report.get("mix"),
+        "dedup": report.get("dedup") or {"mode": "none"},
+        "decont": report.get("decontamination"),
         "samples": [(name, *sample) for name, s in stats.items() for sample in s["samples"]],
         "report": report,
     }
@@ -70,6 +73,8 @@ def options_line(opts: dict) -> str:
             flags += [] if value else ["--allow-control-text"]
         elif key == "columns":
             flags += [f"--column {new}={old}" for new, old in (value or {}).items()]
+        elif isinstance(value, (list, tuple)):  # a repeatable flag: --decontaminate a.jsonl --decontaminate b.jsonl
+            flags += [f"--{key.replace('_', '-')} {v}" for v in value]
         elif value is True:
             flags.append(f"--{key.replace('_', '-')}")
         elif value not in (None, False, "none"):

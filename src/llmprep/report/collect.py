@@ -100,9 +100,19 @@ def counts(report: dict) -> list[tuple[str, str]]:
     tok = report.get("tokens") or {}
     out = [("records read", f"{rec.get('read', 0):,}")]
     out += [(f"kept ({name})", f"{n:,}") for name, n in (report.get("kept") or {}).items()]
-    out += [("rejected (bad input)", f"{rec.get('rejected', 0):,}"),
-            ("dropped (truncation)", f"{rec.get('dropped', 0):,}"),
-            ("rows truncated", f"{report.get('truncated', 0):,}")]
+    dedup = report.get("dedup") or {}
+    decont = report.get("decontamination") or {}
+    mix = report.get("mix") or {}
+    out += [("rejected (bad input, duplicates, benchmark matches)", f"{rec.get('rejected', 0):,}")]
+    if dedup.get("mode", "none") != "none":
+        out.append((f"of which duplicates (--dedup {dedup['mode']})", f"{dedup['removed']:,}"))
+    if decont:
+        out.append(("of which benchmark matches (--decontaminate)", f"{decont['removed']:,}"))
+    out += [("dropped (truncation, left out by the mix)", f"{rec.get('dropped', 0):,}")]
+    if mix:
+        out += [("of which left out by the mix", f"{mix['dropped']:,}"),
+                ("rows the mix repeats (extra epochs)", f"{mix['repeated_rows']:,}")]
+    out += [("rows truncated", f"{report.get('truncated', 0):,}")]
     if tok:
         share = tok.get("trained", 0) / max(tok.get("total", 0), 1)
         out.append(("tokens: total / trained", f"{tok.get('total', 0):,} / {tok.get('trained', 0):,} ({share:.1%})"))

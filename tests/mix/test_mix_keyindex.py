@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from llmprep.mix.keyindex import KeyIndex
+
+
+@pytest.mark.parametrize("words", [1, 2])
+def test_keyindex_matches_a_dict_across_many_merged_batches(words):
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 2**63, (3000, words), dtype=np.uint64)
+    ix, ref, next_id = KeyIndex(words), {}, 0
+    for size in [1, 7, 300, 64, 1000, 5, 500, 900]:
+        batch = pool[rng.integers(0, len(pool), size)]
+        expect = [ref.get(tuple(k), -1) for k in batch.tolist()]
+        assert ix.find(batch).tolist() == expect
+        new = {}
+        for k in batch.tolist():
+            if tuple(k) not in ref and tuple(k) not in new:
+                new[tuple(k)] = next_id
+                next_id += 1
+        if new:
+            ix.add(np.array(list(new), dtype=np.uint64), np.array(list(new.values())))
+            ref.update(new)
+    assert ix.size == len(ref) and len(ix._runs) < 8  # merged, not one run per batch
+
+
+def test_128_bit_keys_with_equal_high_words_are_told_apart():
+    ix = KeyIndex(2)
+    ix.add(np.array([[5, 1], [5, 3], [5, 9]], dtype=np.uint64), np.array([10, 11, 12]))
+    assert ix.find(np.array([[5, 3], [5, 9], [5, 2], [4, 1]], dtype=np.uint64)).tolist() == [11, 12, -1, -1]
+
+
+def test_keyindex_rejects_other_widths():
+    with pytest.raises(ValueError, match="expected 1"):
+        KeyIndex(3)
