@@ -158,6 +158,9 @@ def test_chat_flags_history_train_roles_add_eos(tmp_path):
     assert report["options"]["train_roles"] == ["user", "assistant"] and report["options"]["add_eos"] is True
     for row in rows:
         assert row["input_ids"][-1] == row["labels"][-1] == tok.eos_token_id
+    # the doctor (run on the written rows) sees the eos --add-eos appended: a note, not an error
+    stop = [f for f in report["doctor"]["findings"] if f["id"] == "no-stop-token"]
+    assert [f["severity"] for f in stop] == ["info"] and "--add-eos appended the eos" in stop[0]["message"]
     trained = tok.decode([t for t, lab in zip(rows[1]["input_ids"], rows[1]["labels"]) if lab != IGNORE_INDEX])
     assert trained == "Bye\n<think></think>\nCiao<|endoftext|>"  # the user turn is trained too, once
     plain = CliRunner().invoke(main, args[:-1] + ["--out", str(tmp_path / "p"), "--no-cache"])
