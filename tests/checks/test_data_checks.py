@@ -172,3 +172,29 @@ def test_changed_inputs_skip_the_data_checks(smollm2, tmp_path, change):
         src.unlink()
     _, report = findings(smollm2, Data.from_dir(d), "duplicates")
     assert ("changed since prepare" if change == "edit" else "is gone") in report.skipped["duplicates"]
+
+
+def test_prepare_checks_a_bounded_prefix_and_says_so(smollm2, tmp_path):
+    """prepare's own example checks read the first PREPARE_SCAN examples (not the whole data again): the
+    findings count repeats in exactly that prefix, and report.json / the message say how much was read."""
+    from llmprep.checks import PREPARE_SCAN, prepared_checks
+    from llmprep.report import build_report_html
+
+    rows = sample_lines(400)
+    kept = prepared(tmp_path, rows, "kept", dedup="none")
+    n_kept = json.loads((kept / "report.json").read_text())["records"]["kept"]
+    assert "scope" not in json.loads((kept / "report.json").read_text())["doctor"]  # 400 < PREPARE_SCAN: all read
+    assert PREPARE_SCAN >= 1000
+
+    report = prepared_checks(kept, smollm2, scan_limit=150)
+    assert report.scope == {"examples": 150, "of": n_kept}
+    (f,) = [f for f in report.findings if f.id == "duplicates"]
+    texts = [normalize_text("\n".join(m["content"] for m in r["messages"]).casefold())
+             for r in rows if any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"])][:150]
+    assert f.message.startswith(f"{len(texts) - len(set(texts)):,} of 150 examples repeat an earlier one")
+    assert "prepare checked the first 150 of" in f.message and "`llmprep doctor DIR` checks them all" in f.message
+    assert prepared_checks(kept, smollm2, scan_limit=None).scope is None
+
+    rep = json.loads((kept / "report.json").read_text())
+    (kept / "report.json").write_text(json.dumps({**rep, "doctor": report.to_json(examples=True)}))
+    assert f"read the first 150 of {n_kept:,} examples" in build_report_html(kept, smollm2)

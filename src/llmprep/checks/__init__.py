@@ -24,6 +24,7 @@ from llmprep.checks.subject import Subject
 class Report:
     findings: list[Finding] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # check id -> why it did not apply
+    scope: dict | None = None  # {"examples": 2000, "of": 20000} when the example checks read only the first ones
 
     @property
     def exit_code(self) -> int:
@@ -31,16 +32,18 @@ class Report:
 
     def to_json(self, *, examples: bool = False) -> dict:
         """{"findings": [{id, severity, message, where, fix}, ...], "skipped": [{id, reason}, ...]}"""
-        return {"findings": [f.to_json(examples=examples) for f in self.findings],
-                "skipped": [{"id": k, "reason": v} for k, v in self.skipped.items()]}
+        out = {"findings": [f.to_json(examples=examples) for f in self.findings],
+               "skipped": [{"id": k, "reason": v} for k, v in self.skipped.items()]}
+        return out | ({"scope": self.scope} if self.scope else {})
 
     @classmethod
     def from_json(cls, data: dict) -> "Report":
         return cls([Finding.from_json(f) for f in data.get("findings", [])],
-                   {s["id"]: s["reason"] for s in data.get("skipped", [])})
+                   {s["id"]: s["reason"] for s in data.get("skipped", [])}, data.get("scope"))
 
     def __add__(self, other: "Report") -> "Report":
-        return Report(ordered(self.findings + other.findings), {**self.skipped, **other.skipped})
+        return Report(ordered(self.findings + other.findings), {**self.skipped, **other.skipped},
+                      self.scope or other.scope)
 
 
 def run_checks(subject: Subject, *, model: bool = True, cheap: bool = True) -> Report:
@@ -57,13 +60,25 @@ def run_checks(subject: Subject, *, model: bool = True, cheap: bool = True) -> R
     return report
 
 
-def prepared_checks(out_dir: Path, tokenizer) -> Report:
-    """The cheap checks on a directory prepare just wrote (its report.json names the rest of the setup)."""
+# Examples prepare's own checks read back (duplicates, leakage, control text). Reading every example again
+# and comparing near duplicates (MinHash) took longer than preparing the data (20k chats: ~60% of the run);
+# prepare's --dedup already covers the whole data, and `llmprep doctor DIR` runs these checks on everything.
+PREPARE_SCAN = 2_000
+
+
+def prepared_checks(out_dir: Path, tokenizer, *, scan_limit: int | None = PREPARE_SCAN) -> Report:
+    """The cheap checks on a directory prepare just wrote (its report.json names the rest of the setup);
+    the example checks look at the first `scan_limit` examples and say so when there are more."""
     data = Data.from_dir(out_dir, verify_inputs=False)  # prepare has just read and hashed the inputs
+    data.scan_limit = scan_limit
     spec = tokenizer_entry(data.report).get("name")
     subject = Subject.build(tokenizer, template=data.options.get("template", "auto"), tokenizer_dir=local_dir(spec),
                             data=data)
-    return run_checks(subject, model=False)
+    report = run_checks(subject, model=False)
+    scan = subject.__dict__.get("scan")  # the example pass, if a check ran it (a cached_property)
+    if scan is not None and scan.total is not None:
+        report.scope = {"examples": scan.items, "of": scan.total}
+    return report
 
 
 def local_dir(tokenizer_spec) -> Path | None:

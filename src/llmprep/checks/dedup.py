@@ -55,6 +55,18 @@ class Scan:
     chats: dict = field(default_factory=lambda: {"single": [], "multi": []})  # (where, messages): samples
     prepared: dict = field(default_factory=dict)  # report.json's "dedup" when prepare removed the duplicates
     error: str | None = None
+    total: int | None = None  # examples in the data when the scan stopped at Data.scan_limit, else None
+
+    def scope(self) -> str:
+        """How much of the data the findings cover, when not all of it.
+
+        Example: Scan(items=2000, total=20000).scope()
+        -> " (prepare checked the first 2,000 of 20,000 examples; `llmprep doctor DIR` checks them all)"
+        """
+        if self.total is None:
+            return ""
+        return (f" (prepare checked the first {self.items:,} of {self.total:,} examples; `llmprep doctor DIR` "
+                "checks them all)")
 
 
 class _NearIndex:
@@ -116,8 +128,9 @@ def scan_data(subject) -> Scan:
     scan = Scan(prepared=data.deduplicated())
     control = control_pattern(subject.tokenizer)
     near, prompts = _NearIndex(), {"train": {}, "test": [], "index": _NearIndex()}
+    items = data.items() if data.scan_limit is None else islice(data.items(), data.scan_limit)
     try:
-        for batch in _batches(data.items(), BATCH):
+        for batch in _batches(items, BATCH):
             _duplicates(scan, batch, near)
             _collect_prompts(scan, [item for item in batch if item.kind == "chat"], prompts)
             for item in batch:
@@ -135,6 +148,9 @@ def scan_data(subject) -> Scan:
     except Skip as exc:
         scan.error = str(exc)
         return scan
+    kept = (data.report.get("records") or {}).get("kept")
+    if data.scan_limit is not None and scan.items >= data.scan_limit and kept is not None and kept > scan.items:
+        scan.total = int(kept)
     for key, where, keys in prompts["test"]:
         if key in prompts["train"]:
             scan.leak_exact.append((where, prompts["train"][key]))
@@ -215,7 +231,8 @@ def duplicates(subject) -> list[Finding]:
         "duplicates", "warning",
         f"{extra:,} of {scan.items:,} examples repeat an earlier one exactly ({len(groups):,} groups; text compared "
         f"with whitespace collapsed and case folded), {len(scan.near):,} more are near-duplicates "
-        f"({_near_note(scan.near_checked, scan.items)}): repeated examples are trained several times per epoch",
+        f"({_near_note(scan.near_checked, scan.items)}){scan.scope()}: repeated examples are trained several times "
+        "per epoch",
         examples[0] if examples else "",
         "remove the repeats (keep the first copy) unless repeating them is intended", tuple(examples))]
 
@@ -230,12 +247,12 @@ def _after_prepare(scan: Scan) -> list[Finding]:
         return [Finding(
             "duplicates", "warning",
             f"{removed}; {len(scan.near):,} of the {scan.items:,} kept examples are near-duplicates of an earlier "
-            f"one ({_near_note(scan.near_checked, scan.items)}): repeated examples are trained several times per "
-            "epoch", examples[0], "prepare with --dedup near to remove them too, unless repeating them is intended",
-            tuple(examples))]
+            f"one ({_near_note(scan.near_checked, scan.items)}){scan.scope()}: repeated examples are trained several "
+            "times per epoch", examples[0],
+            "prepare with --dedup near to remove them too, unless repeating them is intended", tuple(examples))]
     if not d["removed"]:
         return []
-    return [Finding("duplicates", "info", f"{removed}; the {scan.items:,} kept examples hold none",
+    return [Finding("duplicates", "info", f"{removed}; the {scan.items:,} kept examples hold none{scan.scope()}",
                     "report.json: dedup", "nothing to do (--dedup none keeps repeats, if they are intended)")]
 
 
@@ -252,7 +269,8 @@ def leakage(subject) -> list[Finding]:
         "leakage", "warning",
         f"{len(scan.leak_exact):,} of {scan.splits['test']:,} test examples have a prompt that also appears in train "
         f"(every message before the last reply, whitespace-normalised), {len(scan.leak_near):,} more a near-same "
-        f"one ({_near_note(scan.leak_checked, scan.items)}): test metrics overstate how well the model generalises",
+        f"one ({_near_note(scan.leak_checked, scan.items)}){scan.scope()}: test metrics overstate how well the model "
+        "generalises",
         examples[0],
         "split by prompt (group examples that share a prompt into the same split), or drop the leaked test rows",
         tuple(examples))]
@@ -267,8 +285,8 @@ def control_text(subject) -> list[Finding]:
     examples = [f"{w} {name}: {tok!r}" for w, name, tok in scan.control]
     return [Finding(
         "control-text", "warning",
-        f"example content contains the text of control tokens ({counts}); tokenized as-is it would become "
-        "control tokens (a user typing '<|im_end|>' ends the turn)",
+        f"example content contains the text of control tokens ({counts}){scan.scope()}; tokenized as-is it would "
+        "become control tokens (a user typing '<|im_end|>' ends the turn)",
         examples[0],
         "llmprep prepare keeps such text as plain text by default (control_text_rows in report.json); remove it "
         "from the data if it is an artefact, or pass --allow-control-text if it is meant as markup",

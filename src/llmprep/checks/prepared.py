@@ -162,6 +162,9 @@ class Data:
                           if e.get("dropped") and e["reason"].startswith(MIX_REASON)}
         self.inputs_error = inputs_error
         self.rows_error = rows_error
+        # The example checks (duplicates, leakage, control text) read at most this many examples; None: all.
+        # prepare sets it (its checks must stay cheap); `llmprep doctor DIR` reads them all.
+        self.scan_limit: int | None = None
 
     # --- rows -------------------------------------------------------------------------------
     def chunks(self, split: str) -> Iterator[tuple[int, Rows]]:

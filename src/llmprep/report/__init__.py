@@ -46,6 +46,7 @@ def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
         "findings": findings,
         "checked": "doctor" in report,
         "skipped": doctor.get("skipped") or [],
+        "scope": doctor.get("scope"),
         "duplicates": next((f for f in findings if f["id"] == "duplicates"), None),
         "duplicates_skipped": next((s["reason"] for s in doctor.get("skipped") or [] if s["id"] == "duplicates"),
                                    None),
