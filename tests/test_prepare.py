@@ -98,7 +98,8 @@ def test_truncation_right_left_drop(tmp_path, smollm2):
     drop = run(PrepareConfig(**opts(max_length=n, truncation="drop")), [str(p)])
     assert drop.splits["train"]["input_ids"] == [refs[2]]
     assert [(d.line, d.reason) for d in drop.dropped] == [
-        (1, TOO_LONG.format(max_length=n, length=len(refs[0]))), (2, TOO_LONG.format(max_length=n, length=len(refs[1])))]
+        (1, TOO_LONG.format(max_length=n, length=len(refs[0]))),
+        (2, TOO_LONG.format(max_length=n, length=len(refs[1])))]
     assert drop.report["truncated"] == 0
     assert drop.report["records"]["dropped"] == 2
 
