@@ -351,7 +351,7 @@ def check(convs: list, llm_ds, trl_ds, seeds_ds=None) -> dict[str, int]:
 STAGES = [  # (stage, top-level?, [(file suffix, function name; "*x" = name contains x)])
     ("parse_record: json.loads", False, [("records.py", "parse_record")]),
     ("to_examples: records -> validated chats (incl. parsing)", True, [("examples.py", "to_examples")]),
-    ("ChatRenderer.locate: render + spans", True, [("renderer.py", "locate")]),
+    ("ChatRenderer.layout: render + spans", True, [("renderer.py", "layout")]),
     ("  of which template renders (MiniJinja, or the jinja2 sandbox)", False, [("engine.py", "render")]),
     ("ChatEncoder.encode: ids + labels", True, [("encode.py", "encode")]),
     ("  of which Rust encode calls (fastokens/tokenizers)", False, [("~", "*encode_batch")]),

@@ -54,6 +54,8 @@ def test_changes_that_shape_tokens_miss_and_say_why(tmp_path, mistral_dir, monke
     for change, why in [(dict(max_length=64), "option --max-length changed"),
                         (dict(template="zephyr"), "template changed"),
                         (dict(train_on_prompt=True), "option --train-on-prompt changed"),
+                        (dict(history="last"), "option --history changed"),
+                        (dict(train_roles="assistant,user"), "option --train-roles changed"),
                         (dict(tokenizer=str(mistral_dir), template="mistral"), "tokenizer changed")]:
         again = run(PrepareConfig(**base, **change), [src])
         assert again.cache["hits"] == 0, change

@@ -15,7 +15,6 @@ from llmprep.formats import FORMATS, detect_format, get_format, rename_fields
 from llmprep.prepare import PrepareConfig, run
 from llmprep.records import Record
 
-
 # (record, detected format, converted data) -- written out by hand
 SHAPES = [
     ({"messages": [u("Hi"), a("Hello")]}, "messages", {"messages": [u("Hi"), a("Hello")]}),
@@ -215,3 +214,38 @@ def test_sharegpt_aliases():
     assert [m["role"] for m in got["messages"]] == ["user", "assistant", "user", "assistant"]
     with pytest.raises(RecordError):
         conv({"conversations": []})
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+
+
+def test_tools_and_sharegpt_function_calls():
+    """A record's tools (a list, or a JSON string as in TRL/LLaMA-Factory) ride along; ShareGPT function_call
+    turns become assistant tool calls (joining the assistant text just before them), observations tool results."""
+    got = FORMATS["messages"].convert({"messages": [u("Hi"), a("Yo")], "tools": json.dumps(WEATHER)})
+    assert got == {"messages": [u("Hi"), a("Yo")], "tools": WEATHER}
+    assert "tools" not in FORMATS["messages"].convert({"messages": [u("Hi"), a("Yo")], "tools": []})
+    call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    record = {"tools": json.dumps(WEATHER), "conversations": [
+        {"from": "human", "value": "Weather?"}, {"from": "gpt", "value": "Let me check."},
+        {"from": "function_call", "value": json.dumps(call)}, {"from": "observation", "value": "sunny"},
+        {"from": "function_call", "value": json.dumps([call, call])}, {"from": "observation", "value": "sunny"},
+        {"from": "gpt", "value": "Sunny."}]}
+    fn = {"type": "function", "function": call}
+    assert FORMATS["sharegpt"].convert(record) == {"tools": WEATHER, "messages": [
+        u("Weather?"), {"role": "assistant", "content": "Let me check.", "tool_calls": [fn]},
+        {"role": "tool", "content": "sunny"}, {"role": "assistant", "tool_calls": [fn, fn]},
+        {"role": "tool", "content": "sunny"}, a("Sunny.")]}
+
+
+@pytest.mark.parametrize("record,field,reason", [
+    ({"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "w(1)"}]},
+     "conversations[1].value", "expected the call as JSON"),
+    ({"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "[]"}]},
+     "conversations[1].value", "expected the call as JSON"),
+    ({"messages": [u("q"), a("r")], "tools": "not json"}, "tools", "expected a JSON list of tool schemas"),
+    ({"messages": [u("q"), a("r")], "tools": {"name": "f"}}, "tools", "expected a list of tool schemas"),
+])
+def test_tool_shape_errors(record, field, reason):
+    (r,) = list(to_examples([Record("in.jsonl", 4, record)]))
+    assert (r.field, r.reason[:len(reason)]) == (field, reason)

@@ -9,7 +9,7 @@ import pytest
 from helpers import a, s, u
 
 from llmprep.errors import RecordError
-from llmprep.messages import history_to_messages, validate_messages
+from llmprep.messages import history_to_messages, per_turn_units, trained_messages, validate_messages
 from llmprep.prepare import PrepareConfig, StrictStop, run
 
 
@@ -20,10 +20,72 @@ def test_valid_conversations_pass_unchanged():
         assert validate_messages(msgs) == msgs
 
 
-def test_extra_keys_are_dropped():
-    got = validate_messages([{"role": "user", "content": "Hi", "name": "bob"}, {"role": "assistant",
-                                                                              "content": "Yo", "weight": 1}])
-    assert got == [u("Hi"), a("Yo")]
+def test_extra_keys_are_kept_and_null_values_dropped():
+    """Keys a template may read pass through untouched; null-valued keys are dropped, as transformers does."""
+    got = validate_messages([{"role": "user", "content": "Hi", "name": "bob"},
+                             {"role": "assistant", "content": "Yo", "tool_plan": "none", "tool_calls": None}])
+    assert got == [{"role": "user", "content": "Hi", "name": "bob"},
+                   {"role": "assistant", "content": "Yo", "tool_plan": "none"}]
+
+
+CALL = {"type": "function", "id": "c1", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+
+
+def test_tool_calls_reasoning_parts_and_train_flags_pass():
+    msgs = [s("S"), {"role": "user", "content": [{"type": "text", "text": "Weather"}, {"type": "text", "text": "?"}]},
+            {"role": "assistant", "content": None, "tool_calls": [CALL, {"name": "f", "arguments": {"x": 1}}],
+             "reasoning_content": "look it up"},
+            {"role": "tool", "content": "sunny", "tool_call_id": "c1", "name": "get_weather"},
+            {"role": "assistant", "content": "", "thinking": "done", "train": False},
+            {"role": "user", "content": "thanks"}, {"role": "assistant", "content": "ok", "weight": 1}]
+    got = validate_messages(msgs)
+    assert "content" not in got[2] and got[2]["tool_calls"] == msgs[2]["tool_calls"]
+    assert got[3:] == msgs[3:]
+
+
+@pytest.mark.parametrize("msg,field,reason", [
+    ({"role": "assistant", "content": None}, "messages[1].content",
+     "expected a string, got NoneType (content may be null only on an assistant turn with tool_calls)"),
+    ({"role": "assistant", "content": "", "tool_calls": []}, "messages[1].content", "empty assistant reply"),
+    ({"role": "assistant", "content": "", "tool_calls": "f()"}, "messages[1].tool_calls",
+     "expected a list of tool calls, got str"),
+    ({"role": "assistant", "content": "", "tool_calls": [{"function": {"arguments": "{}"}}]},
+     "messages[1].tool_calls[0].function.name", "expected the function name as a string, got None"),
+    ({"role": "assistant", "content": "", "tool_calls": [{"name": "f", "arguments": 3}]},
+     "messages[1].tool_calls[0].arguments", "expected arguments as a JSON string or an object, got int"),
+    ({"role": "assistant", "content": "x", "reasoning_content": 5}, "messages[1].reasoning_content",
+     "expected a string, got int"),
+    ({"role": "assistant", "content": "x", "train": "no"}, "messages[1].train", "expected true or false, got 'no'"),
+    ({"role": "assistant", "content": "x", "weight": 0.5}, "messages[1].weight", "expected 0 or 1"),
+    ({"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+     "messages[1].content[0].type", "content part type 'image_url' is not supported: llmprep prepares text-only"),
+    ({"role": "assistant", "content": [{"type": "text", "text": 1}]}, "messages[1].content[0].text",
+     "expected a string, got int"),
+    ({"role": "assistant", "content": []}, "messages[1].content", "expected at least one content part"),
+    ({"role": "tool", "content": {"temp": 20}}, "messages[1].content", "expected a string, got dict"),
+    ({"role": "tool", "content": "20", "tool_calls": [CALL]}, "messages[1].tool_calls",
+     "only assistant messages carry tool_calls, got a tool message"),
+])
+def test_invalid_modern_fields(msg, field, reason):
+    with pytest.raises(RecordError) as info:
+        validate_messages([u("Hi"), msg, a("end")] if msg["role"] == "tool" else [u("Hi"), msg])
+    assert (info.value.field, info.value.reason[:len(reason)]) == (field, reason)
+
+
+def test_train_true_on_a_user_message_is_something_to_train():
+    assert validate_messages([u("a"), {"role": "user", "content": "b", "train": True}][1:]) == \
+        [{"role": "user", "content": "b", "train": True}]
+    with pytest.raises(RecordError, match="no assistant reply"):
+        validate_messages([u("a")])
+
+
+def test_trained_messages_and_per_turn_units():
+    msgs = [s("S"), u("a"), a("b"), u("c"), {**a("d"), "train": False}, {**u("e"), "train": True}, a("f")]
+    assert trained_messages(msgs) == [2, 5, 6]  # 4 says "train": false, 5 "train": true
+    assert trained_messages(msgs, roles=("user", "assistant")) == [1, 2, 3, 5, 6]
+    assert trained_messages(msgs, last_only=True) == [6]
+    assert per_turn_units(msgs, [2, 5, 6]) == [(3, [2]), (7, [5, 6])]
+    assert per_turn_units(msgs, [2, 5]) == [(3, [2]), (7, [5])]  # a trained user turn after the last reply
 
 
 @pytest.mark.parametrize("msgs,field,reason", [
@@ -86,7 +148,7 @@ def test_invalid_messages_in_a_file_name_file_line_field(tmp_path):
         (2, "messages[1].role", "unknown role 'robot'"),
         (3, "messages[1].role", "two consecutive user messages at index 0 and 1"),
         (4, "messages[1].content", "empty assistant reply"),
-        (5, "messages[0].content", "expected a string, got list"),
+        (5, "messages[0].content[0]", 'expected a content part {"type": "text", "text": ...}, got str'),
         (6, "messages", "expected a list of messages, got str"),
     ]
     assert all(r.source == str(p) and r.record == rows[r.line - 1] for r in res.rejected)

@@ -98,7 +98,8 @@ def test_truncation_right_left_drop(tmp_path, smollm2):
     drop = run(PrepareConfig(**opts(max_length=n, truncation="drop")), [str(p)])
     assert drop.splits["train"]["input_ids"] == [refs[2]]
     assert [(d.line, d.reason) for d in drop.dropped] == [
-        (1, TOO_LONG.format(max_length=n, length=len(refs[0]))), (2, TOO_LONG.format(max_length=n, length=len(refs[1])))]
+        (1, TOO_LONG.format(max_length=n, length=len(refs[0]))),
+        (2, TOO_LONG.format(max_length=n, length=len(refs[1])))]
     assert drop.report["truncated"] == 0
     assert drop.report["records"]["dropped"] == 2
 
@@ -230,3 +231,13 @@ def test_bad_options_reported_together(corpus_file):
         run(PrepareConfig(**opts(truncation="middle", padding="all", max_length=0)), [str(corpus_file)])
     msg = str(info.value)
     assert "--truncation 'middle'" in msg and "--padding 'all'" in msg and "--max-length 0" in msg
+
+
+def test_prepare_never_deep_copies_the_tokenizer(tmp_path, smollm2, monkeypatch):
+    """A tokenizer object in the config is used, not copied (dataclasses.asdict deep-copied it: ~0.75 s a call)."""
+    p = write_jsonl(tmp_path / "c.jsonl", [{"messages": [u("Hi"), a("Hello!")]}])
+    copies = []
+    monkeypatch.setattr(type(smollm2), "__deepcopy__", lambda self, memo: copies.append(self) or self, raising=False)
+    res = run(PrepareConfig(**opts(tokenizer=smollm2, max_length=64)), [str(p)])
+    assert copies == []
+    assert res.report["options"]["max_length"] == 64 and "tokenizer" not in res.report["options"]

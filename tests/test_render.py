@@ -100,41 +100,61 @@ def test_chatml_golden_span_by_hand():
     assert text[52:64] == "Yo<|im_end|>"
 
 
-def test_sentinel_path_and_prefix_fallback(llama3, smollm2):
-    """ChatML prints content verbatim (content spans found); llama3 trims it (prefix rendering)."""
+def test_fields_found_through_trim(llama3, smollm2):
+    """ChatML prints content verbatim (fields found as printed); llama3 trims it: the sentinel rendering
+    differs from the real one by whitespace and the fields are mapped through the alignment."""
     ws = chat("  Hi ", " Hello ")
     chatml = ChatRenderer.for_tokenizer(smollm2.chat_template, smollm2)
-    text, trained, contents = chatml.locate(ws)
-    assert contents is not None and [text[a:b] for a, b in contents][-2:] == ["  Hi ", " Hello "]
+    lay = chatml.layout(ws)
+    assert [lay.text[a:b] for _, a, b in lay.fields][-2:] == ["  Hi ", " Hello "]
     l3 = ChatRenderer.for_tokenizer(template_source("llama3"), llama3)
-    text, trained, contents = l3.locate(ws)
-    assert contents is None
-    assert [text[a:b] for a, b in trained] == ["Hello<|eot_id|>"]
-    # Without whitespace llama3 prints content verbatim: the sentinel path gives the same spans.
-    text2, trained2, contents2 = l3.locate(chat("Hi", "Hello"))
-    assert contents2 is not None and text2 == text and trained2 == trained
+    lay = l3.layout(ws)
+    assert lay.text == reference_text(llama3, template_source("llama3"), ws)
+    assert [lay.text[a:b] for _, a, b in lay.fields] == ["Hi", "Hello"]
+    assert [lay.text[a:b] for a, b in lay.spans] == ["Hello<|eot_id|>"]
+    assert lay.stop is True and not lay.missing
 
 
 def test_system_prompt_not_printed_is_not_an_error(smollm2):
-    """A template that drops the system message: spans still found, system gets an empty span."""
-    src = "{% for m in messages %}{% if m['role'] != 'system' %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+    """A template that drops the system message: spans still found, the system prompt is just not there.
+    This template writes no generation prompt, so at inference the model writes "[assistant]" itself:
+    it is trained."""
+    src = ("{% for m in messages %}{% if m['role'] != 'system' %}[{{ m['role'] }}]{{ m['content'] }}{{ eos_token }}"
+           "{% endif %}{% endfor %}")
     r = ChatRenderer.for_tokenizer(src, smollm2)
-    text, trained, contents = r.locate(chat("q", "a", system="hidden"))
-    assert text == "[user]q<|im_end|>[assistant]a<|im_end|>"
-    assert contents[0] == (0, 0)
-    assert [text[a:b] for a, b in trained] == ["a<|im_end|>"]
+    lay = r.layout(chat("q", "a", system="hidden"))
+    assert lay.text == "[user]q<|im_end|>[assistant]a<|im_end|>"
+    assert [f.message for f, _, _ in lay.fields] == [1, 2]
+    assert [lay.text[a:b] for a, b in lay.spans] == ["[assistant]a<|im_end|>"]
 
 
-def test_template_depending_on_later_turns_is_rejected(smollm2):
-    """A template that prints an earlier turn differently once more turns follow can't be located."""
+def test_template_depending_on_later_turns_is_located(smollm2):
+    """A template that prints a turn differently once more turns follow (here: the last one in capitals,
+    earlier ones trimmed) is located in the full rendering instead of rejected."""
     src = ("{% for m in messages %}{% if loop.last %}{{ m['content'] | trim | upper }}{% else %}"
            "{{ m['content'] | trim }}{% endif %}|{% endfor %}")
     r = ChatRenderer.for_tokenizer(src, smollm2)
     assert r.render(chat(" q", "a ")) == "q|A|"
-    # trim rewrites content (sentinels fail) and the prefix rendering "Q|" is not a prefix of "q|A|"
-    with pytest.raises(RecordError, match="cannot locate assistant turn 1") as info:
-        r.locate(chat(" q", "a ", "q2", "a2"))
-    assert info.value.field == "messages[1]"
+    lay = r.layout(chat(" q", "a ", "q2", "a2"))
+    assert lay.text == "q|a|q2|A2|"
+    # No end-of-turn token in this template: a turn ends with its last field, or, where the rendering of the
+    # conversation up to it is a prefix of the whole (the last turn), with what the template writes for it.
+    assert [lay.text[a:b] for a, b in lay.spans] == ["a", "A2|"]
+    assert lay.stop is False
+
+
+def test_template_refusing_sentinels_is_located_by_prefixes(smollm2):
+    """A template that reacts to the sentinel characters themselves (here: refuses content longer than 6
+    characters) is located by prefix renderings; a history rewrite on top of that is a reject."""
+    src = ("{% for m in messages %}{% if m['content'] | length > 6 %}{{ raise_exception('too long') }}{% endif %}"
+           "<{{ m['role'] }}>{{ m['content'] }}{{ eos_token }}{% endfor %}"
+           "{% if add_generation_prompt %}<assistant>{% endif %}")
+    r = ChatRenderer.for_tokenizer(src, smollm2)
+    lay = r.layout(chat("Hi", "Yo", "More", "Sure"))
+    assert lay.text == "<user>Hi<|im_end|><assistant>Yo<|im_end|><user>More<|im_end|><assistant>Sure<|im_end|>"
+    assert [lay.text[a:b] for a, b in lay.spans] == ["Yo<|im_end|>", "Sure<|im_end|>"] and lay.fields == []
+    with pytest.raises(RecordError, match="refused this conversation: too long"):
+        r.layout(chat("Hi", "too long"))
 
 
 @pytest.mark.parametrize("source", [

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from llmprep.errors import FormatError, RecordError
-from llmprep.messages import Message, history_to_messages, validate_messages
+from llmprep.messages import Message, history_to_messages, validate_messages, validate_tools
 
-# ShareGPT speaker names -> roles. Unknown speakers are rejected, listing these.
+# ShareGPT speaker names -> roles. Unknown speakers are rejected, listing these. "function_call" turns
+# (LLaMA-Factory's ShareGPT: the value is the JSON call) become assistant tool calls.
 SHAREGPT_ROLES = {
     "human": "user", "user": "user",
     "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "bard": "assistant",
+    "function_call": "assistant",
     "system": "system",
     "tool": "tool", "observation": "tool", "function_response": "tool",
 }
@@ -51,16 +53,32 @@ def _pair_chat(prompt_field: str, reply_field: str) -> Callable[[Mapping[str, An
     return convert
 
 
+def _chat(messages: list, record: Mapping[str, Any], field: str) -> dict:
+    """A validated conversation plus the record's tool schemas (passed to the template as tools=)."""
+    out = {"messages": validate_messages(messages, field=field)}
+    tools = validate_tools(record.get("tools"))
+    if tools is not None:
+        out["tools"] = tools
+    return out
+
+
 def _messages(record: Mapping[str, Any]) -> dict:
-    return {"messages": validate_messages(record.get("messages"), field="messages")}
+    return _chat(record.get("messages"), record, "messages")
 
 
 def _sharegpt(record: Mapping[str, Any]) -> dict:
-    """ShareGPT: {"conversations": [{"from": "human", "value": "..."}, ...]}."""
+    """ShareGPT: {"conversations": [{"from": "human", "value": "..."}, ...], "tools": "[...]" (optional)}.
+
+    A "function_call" turn's value is the call as JSON ({"name", "arguments"} or a list of them): it
+    becomes the tool_calls of an assistant message (joining the assistant text just before it, if any);
+    "observation" turns become tool results.
+    Example: [human "weather?", function_call '{"name": "w", "arguments": {}}', observation "sunny", gpt "Sunny."]
+    -> [user, assistant(tool_calls [w]; null content, left out), tool "sunny", assistant "Sunny."]
+    """
     turns = record.get("conversations")
     if not isinstance(turns, list):
         raise RecordError(f"expected a list of turns, got {type(turns).__name__}", field="conversations")
-    msgs = []
+    msgs: list[dict] = []
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise RecordError(f"expected an object with 'from' and 'value', got {type(turn).__name__}",
@@ -69,11 +87,39 @@ def _sharegpt(record: Mapping[str, Any]) -> dict:
         if speaker not in SHAREGPT_ROLES:
             raise RecordError(f"unknown speaker {speaker!r}; expected one of {', '.join(SHAREGPT_ROLES)}",
                               field=f"conversations[{i}].from")
+        if speaker == "function_call":
+            calls = _sharegpt_calls(turn.get("value"), f"conversations[{i}].value")
+            if msgs and msgs[-1]["role"] == "assistant" and "tool_calls" not in msgs[-1]:
+                msgs[-1]["tool_calls"] = calls
+            else:
+                msgs.append({"role": "assistant", "content": None, "tool_calls": calls})  # OpenAI's shape
+            continue
         msgs.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
     system = record.get("system")
     if isinstance(system, str) and system and (not msgs or msgs[0]["role"] != "system"):
         msgs.insert(0, {"role": "system", "content": system})
-    return {"messages": validate_messages(msgs, field="conversations")}
+    return _chat(msgs, record, "conversations")
+
+
+def _sharegpt_calls(value: Any, field: str) -> list[dict]:
+    """A function_call turn's JSON -> OpenAI tool calls (arguments kept as they came: object or string).
+
+    Example: '{"name": "w", "arguments": {"city": "Oslo"}}'
+    -> [{"type": "function", "function": {"name": "w", "arguments": {"city": "Oslo"}}}]
+    """
+    import json
+
+    try:
+        calls = json.loads(value) if isinstance(value, str) else None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"expected the call as JSON {{\"name\": ..., \"arguments\": ...}}, got invalid JSON "
+                          f"({exc.msg})", field=field)
+    calls = [calls] if isinstance(calls, dict) else calls
+    if not isinstance(calls, list) or not calls or not all(isinstance(c, dict) for c in calls):
+        raise RecordError(f"expected the call as JSON {{\"name\": ..., \"arguments\": ...}} (or a list of them), "
+                          f"got {value!r:.60}", field=field)
+    return [{"type": "function", "function": {"name": c.get("name"), "arguments": c.get("arguments", {})}}
+            for c in calls]
 
 
 def _alpaca(record: Mapping[str, Any]) -> dict:

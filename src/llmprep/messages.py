@@ -1,58 +1,148 @@
-"""The one middle format: a conversation is a list of {"role", "content"} messages.
+"""The one middle format: a conversation is a list of messages in OpenAI's chat shape, validated once here.
 
-Every input shape (ShareGPT, Alpaca, history pairs, ...) becomes this, and is validated once here.
+Every input shape (ShareGPT, Alpaca, history pairs, ...) becomes this. A message is a dict:
+
+    role               "system" | "user" | "assistant" | "tool"
+    content            a string, OpenAI text parts [{"type": "text", "text": ...}], or null/absent on an
+                       assistant turn that has tool calls or reasoning
+    tool_calls         assistant only: [{"type": "function", "id": ..., "function": {"name": ..., "arguments": ...}}]
+                       (arguments a JSON string or an object, passed to the template as given, as transformers does)
+    tool_call_id, name on tool results
+    reasoning_content  the turn's reasoning (also accepted as "reasoning" or "thinking"; transformers fills the
+                       other names from it, so every template finds it under the name it reads)
+    train / weight     llmprep's per-message loss switch (true/false, or OpenAI fine-tuning's weight 0/1); never
+                       passed to the template
+    anything else      passed to the template untouched (e.g. Command R7B's "tool_plan")
+
+Keys whose value is null are dropped, as transformers does before rendering.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from llmprep.errors import RecordError
 
 ROLES = ("system", "user", "assistant", "tool")
+REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
+CONTROL_KEYS = ("train", "weight")  # read by llmprep, never shown to the template
 
-
-class Message(TypedDict):
-    role: str
-    content: str
+Message = dict[str, Any]
+_PLAIN_ROLES = frozenset(ROLES)
 
 
 def validate_messages(messages: Any, *, field: str = "messages") -> list[Message]:
-    """Check a conversation and return it as plain messages, or raise RecordError saying what's wrong.
+    """Check a conversation and return it normalised (null-valued keys dropped), or raise RecordError.
 
-    Rules: a list of dicts with a known role and string content; a system message only first; no two
-    consecutive user (or assistant) turns; the first turn after the system prompt is the user's; no
-    empty assistant reply; at least one assistant reply (otherwise nothing would be trained).
+    Rules: a list of dicts with a known role; content a string or text parts (null only on an assistant
+    turn with tool calls or reasoning); a system message only first; no two consecutive user (or
+    assistant) turns; the first turn after the system prompt is the user's; no empty assistant turn; at
+    least one assistant reply (or a message with "train": true), otherwise nothing would be trained.
 
     Example: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}] -> same list
     Example: [{"role": "user", ...}, {"role": "user", ...}]
              -> RecordError("two consecutive user messages at index 0 and 1", field="messages[1].role")
     """
-    if not isinstance(messages, list):
-        raise RecordError(f"expected a list of messages, got {type(messages).__name__}", field=field)
-    if not messages:
-        raise RecordError("expected at least one message, got an empty list", field=field)
-    out: list[Message] = []
-    for i, msg in enumerate(messages):
-        out.append(_check_message(msg, i, field))
+    out = check_messages(messages, field=field)
     _check_order(out, field)
     return out
 
 
+def check_messages(messages: Any, *, field: str = "messages") -> list[Message]:
+    """validate_messages without the turn-order rules: each message well-formed (for inference prompts,
+    which end with a user turn). Example: [{"role": "user", "content": "Hi"}] -> same list"""
+    if not isinstance(messages, list):
+        raise RecordError(f"expected a list of messages, got {type(messages).__name__}", field=field)
+    if not messages:
+        raise RecordError("expected at least one message, got an empty list", field=field)
+    return [_check_message(msg, i, field) for i, msg in enumerate(messages)]
+
+
 def _check_message(msg: Any, i: int, field: str) -> Message:
-    """One message: a dict with a known role and a string content."""
+    """One message: a dict with a known role and well-typed fields; null-valued keys dropped."""
+    if type(msg) is dict and len(msg) == 2 and type(msg.get("content")) is str and msg.get("role") in _PLAIN_ROLES \
+            and (msg["role"] != "assistant" or msg["content"].strip()):
+        return msg  # the common case, {"role", "content"} with a string: nothing more to check
     where = f"{field}[{i}]"
     if not isinstance(msg, dict):
         raise RecordError(f"expected an object with 'role' and 'content', got {type(msg).__name__}", field=where)
     role = msg.get("role")
     if role not in ROLES:
         raise RecordError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}", field=f"{where}.role")
-    content = msg.get("content")
-    if not isinstance(content, str):
-        raise RecordError(f"expected a string, got {type(content).__name__}", field=f"{where}.content")
-    if role == "assistant" and not content.strip():
+    out = {k: v for k, v in msg.items() if v is not None}
+    has_calls = bool(_check_tool_calls(out.get("tool_calls"), role, where))
+    for name in REASONING_FIELDS:
+        if name in out and not isinstance(out[name], str):
+            raise RecordError(f"expected a string, got {type(out[name]).__name__}", field=f"{where}.{name}")
+    has_reasoning = any(out.get(name, "").strip() for name in REASONING_FIELDS)
+    content = out.get("content")
+    if content is None and not (role == "assistant" and (has_calls or has_reasoning)):
+        raise RecordError("expected a string, got NoneType" + (
+            " (content may be null only on an assistant turn with tool_calls)" if role == "assistant" else ""),
+            field=f"{where}.content")
+    if isinstance(content, list):
+        _check_parts(content, f"{where}.content")
+    elif content is not None and not isinstance(content, str):
+        raise RecordError(f"expected a string, got {type(content).__name__} (content may also be a list of "
+                          "text parts)", field=f"{where}.content")
+    if role == "assistant" and not (has_calls or has_reasoning or content_text(content).strip()):
         raise RecordError("empty assistant reply", field=f"{where}.content")
-    return {"role": role, "content": content}
+    for name in ("tool_call_id", "name"):
+        if name in out and not isinstance(out[name], str):
+            raise RecordError(f"expected a string, got {type(out[name]).__name__}", field=f"{where}.{name}")
+    _check_train_flag(out, where)
+    return out
+
+
+def _check_parts(parts: list, where: str) -> None:
+    """OpenAI content parts: text only (llmprep prepares text models)."""
+    if not parts:
+        raise RecordError("expected at least one content part, got an empty list", field=where)
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise RecordError(f"expected a content part {{\"type\": \"text\", \"text\": ...}}, got "
+                              f"{type(part).__name__}", field=f"{where}[{j}]")
+        kind = part.get("type")
+        if kind != "text":
+            raise RecordError(f"content part type {kind!r} is not supported: llmprep prepares text-only chats "
+                              "(expected 'text')", field=f"{where}[{j}].type")
+        if not isinstance(part.get("text"), str):
+            raise RecordError(f"expected a string, got {type(part.get('text')).__name__}", field=f"{where}[{j}].text")
+
+
+def _check_tool_calls(calls: Any, role: str, where: str) -> list:
+    """OpenAI tool calls: each with a function name and arguments (a JSON string or an object)."""
+    if calls is None:
+        return []
+    if role != "assistant":
+        raise RecordError(f"only assistant messages carry tool_calls, got a {role} message",
+                          field=f"{where}.tool_calls")
+    if not isinstance(calls, list):
+        raise RecordError(f"expected a list of tool calls, got {type(calls).__name__}", field=f"{where}.tool_calls")
+    for j, call in enumerate(calls):
+        at = f"{where}.tool_calls[{j}]"
+        if not isinstance(call, dict):
+            raise RecordError(f"expected a tool call object, got {type(call).__name__}", field=at)
+        fn = call.get("function", call)  # templates accept both {"function": {...}} and the flat form
+        if not isinstance(fn, dict):
+            raise RecordError(f"expected an object with 'name' and 'arguments', got {type(fn).__name__}",
+                              field=f"{at}.function")
+        fn_at = f"{at}.function" if "function" in call else at
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise RecordError(f"expected the function name as a string, got {fn.get('name')!r:.40}",
+                              field=f"{fn_at}.name")
+        if not isinstance(fn.get("arguments"), (str, dict)):
+            raise RecordError(f"expected arguments as a JSON string or an object, got "
+                              f"{type(fn.get('arguments')).__name__}", field=f"{fn_at}.arguments")
+    return calls
+
+
+def _check_train_flag(msg: Message, where: str) -> None:
+    if "train" in msg and not isinstance(msg["train"], bool):
+        raise RecordError(f"expected true or false, got {msg['train']!r:.40}", field=f"{where}.train")
+    if "weight" in msg and (isinstance(msg["weight"], bool) or msg["weight"] not in (0, 1)):
+        raise RecordError(f"expected 0 or 1 (OpenAI fine-tuning weight), got {msg['weight']!r:.40}",
+                          field=f"{where}.weight")
 
 
 def _check_order(msgs: list[Message], field: str) -> None:
@@ -69,8 +159,99 @@ def _check_order(msgs: list[Message], field: str) -> None:
         got = "nothing" if first is None else f"a {msgs[first]['role']} message"
         raise RecordError(f"the conversation must open with a user message (after an optional system "
                           f"prompt), got {got}", field=f"{field}[{first or 0}].role")
-    if not any(m["role"] == "assistant" for m in msgs):
+    if not any(m["role"] == "assistant" or train_flag(m) for m in msgs):
         raise RecordError("no assistant reply: nothing to train on", field=field)
+
+
+def train_flag(msg: Message) -> bool | None:
+    """The message's own loss switch: True, False, or None (follow --train-roles).
+
+    Example: {"role": "assistant", "train": False} -> False; {"role": "assistant", "weight": 1} -> True
+    """
+    if "train" in msg:
+        return msg["train"]
+    if "weight" in msg:
+        return bool(msg["weight"])
+    return None
+
+
+def trained_messages(messages: list[Message], *, roles: tuple[str, ...] = ("assistant",),
+                     last_only: bool = False) -> list[int]:
+    """Indices of the messages to train: a message's own "train"/"weight" decides, else its role being in
+    `roles` (--train-roles); `last_only` keeps the last of them (--train-turns last / --history last).
+
+    Example: [user, assistant, user, assistant {"train": false}] -> [1]; roles=("user", "assistant") -> [0, 1, 2]
+    """
+    out = [i for i, m in enumerate(messages)
+           if (flag := train_flag(m)) or (flag is None and m["role"] in roles)]
+    return out[-1:] if last_only else out
+
+
+def per_turn_units(messages: list[Message], trained: list[int]) -> list[tuple[int, list[int]]]:
+    """--history per-turn: one row per trained assistant turn k, holding messages[:k+1] and training turn k
+    (plus any other trained message since the previous row). -> [(number of messages, trained indices)].
+
+    Example: [user, assistant, user, assistant], trained [1, 3] -> [(2, [1]), (4, [3])]
+    """
+    units, pending = [], []
+    for i in trained:
+        pending.append(i)
+        if messages[i]["role"] == "assistant":
+            units.append((i + 1, pending))
+            pending = []
+    if pending:  # trained messages after the last trained reply (e.g. "train": true on a final user turn)
+        units.append((len(messages), pending))
+    return units
+
+
+def content_text(content: Any) -> str:
+    """The text of a content value. Example: [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}] -> "ab"
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def message_text(msg: Message) -> str:
+    """All the text a message carries, for checks that compare conversations: its reasoning, its content
+    (text parts joined) and its tool calls as name(arguments).
+
+    Example: {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}
+    -> "f({})"
+    """
+    import json
+
+    parts = [reasoning_of(msg) or "", content_text(msg.get("content"))]
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function", call)
+        args = fn.get("arguments")
+        parts.append(f"{fn.get('name')}({args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)})")
+    return "\n".join(p for p in parts if p)
+
+
+def reasoning_of(msg: Message) -> str | None:
+    """The turn's reasoning under whichever name it came (transformers' order: reasoning_content, thinking,
+    reasoning). Example: {"thinking": "hmm"} -> "hmm" """
+    return next((msg[k] for k in ("reasoning_content", "thinking", "reasoning") if msg.get(k) is not None), None)
+
+
+def message_kinds(messages: list[Message]) -> dict[str, int]:
+    """Counts for the report. Example: [user, assistant with 2 tool calls, tool, assistant]
+    -> {"tool_call_turns": 1, "tool_calls": 2, "tool_results": 1, "reasoning_turns": 0, "content_parts": 0}"""
+    out = dict.fromkeys(("tool_call_turns", "tool_calls", "tool_results", "reasoning_turns", "content_parts"), 0)
+    for m in messages:
+        if m["role"] == "tool":
+            out["tool_results"] += 1
+        if len(m) == 2 and type(m.get("content")) is str:
+            continue  # {"role", "content"}: nothing else to count
+        calls = len(m.get("tool_calls") or [])
+        out["tool_call_turns"] += calls > 0
+        out["tool_calls"] += calls
+        out["reasoning_turns"] += bool((reasoning_of(m) or "").strip())
+        out["content_parts"] += isinstance(m.get("content"), list)
+    return out
 
 
 def history_to_messages(history: Any, *, system: str | None = None, field: str = "history") -> list[Message]:
@@ -98,3 +279,26 @@ def history_to_messages(history: Any, *, system: str | None = None, field: str =
             raise RecordError(f"expected a string or null, got {type(reply).__name__}", field=f"{field}[{i}][1]")
         msgs.append({"role": "assistant", "content": reply})
     return msgs
+
+
+def validate_tools(tools: Any, *, field: str = "tools") -> list[dict] | None:
+    """A record's tool list (JSON schemas), passed to the template as `tools=`; a JSON string is parsed
+    (TRL's `tools` column and LLaMA-Factory's ShareGPT store it as one). Empty -> None (templates print
+    tool boilerplate for `tools=[]`).
+
+    Example: '[{"type": "function", "function": {"name": "f"}}]' -> [{"type": "function", "function": {...}}]
+    """
+    import json
+
+    if tools is None:
+        return None
+    if isinstance(tools, str):
+        if not tools.strip():
+            return None
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"expected a JSON list of tool schemas, got invalid JSON ({exc.msg})", field=field)
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise RecordError(f"expected a list of tool schemas (objects), got {type(tools).__name__}", field=field)
+    return tools or None

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -46,6 +46,7 @@ from llmprep.executor import EXECUTORS, get_executor, storage
 from llmprep.executor.plan import plan
 from llmprep.executor.task import ShardMeta, TaskEnv
 from llmprep.formats import CHAT, PAIR, get_format
+from llmprep.messages import ROLES
 from llmprep.mix.decontaminate import BenchmarkIndex, DecontConfig
 from llmprep.mix.dedup import DedupConfig
 from llmprep.mix.keys import RowKeys
@@ -64,11 +65,13 @@ SHARD_SIZE = int(os.environ.get("LLMPREP_SHARD_SIZE", 2048))  # lines (records) 
 PADDING = ("none", "longest", "max-length")
 PACK = ("none", "wrap", "bfd")
 TRAIN_TURNS = ("all", "last")
+HISTORY = ("full", "per-turn", "last")
 REPORT, RUN = "report.json", "run.json"
 __all__ = ["prepare", "run", "PrepareConfig", "PrepareResult", "StrictStop", "split_indices"]
 # Options that shape a shard's tokens (its cache key); split, packing and padding happen after the cache.
 SHARD_OPTIONS = ("format", "template", "max_length", "truncation", "train_on_prompt", "train_turns",
-                 "literal_control_text", "engine", "columns", "pack", "render_timeout", "max_render_chars")
+                 "train_roles", "history", "add_eos", "literal_control_text", "engine", "columns", "pack",
+                 "render_timeout", "max_render_chars")
 
 
 @dataclass
@@ -84,6 +87,9 @@ class PrepareConfig:
     seed: int = 42
     train_on_prompt: bool = False
     train_turns: str = "all"
+    train_roles: tuple[str, ...] = ("assistant",)
+    history: str = "full"
+    add_eos: bool = False
     strict: bool = False
     columns: Mapping[str, str] = field(default_factory=dict)
     padding: str = "none"
@@ -122,13 +128,20 @@ class PrepareConfig:
     def check(self) -> None:
         """Collect every bad option and report them together."""
         problems = []
+        if isinstance(self.train_roles, str):  # the CLI's and the API's "assistant,user"
+            self.train_roles = tuple(r.strip() for r in self.train_roles.split(",") if r.strip())
         for name, value, valid in [("--truncation", self.truncation, TRUNCATION), ("--padding", self.padding, PADDING),
                                    ("--padding-side", self.padding_side, ("left", "right")),
                                    ("--pack", self.pack, PACK), ("--train-turns", self.train_turns, TRAIN_TURNS),
                                    ("--remainder", self.remainder, ("drop", "pad", "keep")),
-                                   ("--engine", self.engine, ENGINES), ("--executor", self.executor, EXECUTORS)]:
+                                   ("--engine", self.engine, ENGINES), ("--executor", self.executor, EXECUTORS),
+                                   ("--history", self.history, HISTORY)]:
             if value not in valid:
                 problems.append(f"{name} {value!r} is not valid; choose one of {', '.join(valid)}")
+        bad_roles = [r for r in self.train_roles if r not in ROLES]
+        if bad_roles or not self.train_roles:
+            problems.append(f"--train-roles {','.join(self.train_roles)!r}: expected a comma-separated list of "
+                            f"{', '.join(ROLES)}")
         if not isinstance(self.max_length, int) or self.max_length < 1:
             problems.append(f"--max-length {self.max_length!r}: expected a positive integer")
         if self.test_size < 0 or (self.test_size >= 1 and float(self.test_size) != int(self.test_size)):
@@ -138,6 +151,8 @@ class PrepareConfig:
         if not isinstance(self.max_record_bytes, int) or self.max_record_bytes < 1:
             problems.append(f"--max-record-bytes {self.max_record_bytes!r}: expected a positive number of bytes")
         problems += RenderLimits(self.render_timeout, self.max_render_chars).check()
+        if self.history == "per-turn":
+            problems += per_turn_conflicts(self)
         for sub in (self.dedup_config(), self.decont_config()):
             try:
                 sub.check()
@@ -239,13 +254,12 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         # wrap cuts documents across blocks itself: rows are not truncated to the block size first
         template_source=source, max_length=cfg.max_length if cfg.pack != "wrap" else 2**62,
         truncation=cfg.truncation,
-        train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns,
+        train_on_prompt=cfg.train_on_prompt, train_turns=cfg.train_turns, train_roles=tuple(cfg.train_roles),
+        history=cfg.history, add_eos=cfg.add_eos,
         literal_control_text=cfg.literal_control_text, engine=cfg.engine, format=cfg.format,
         columns=tuple(sorted(cfg.columns.items())), template_error=template_error, template_name=template_name,
         render_timeout=cfg.render_timeout, max_render_chars=cfg.max_render_chars)
-    options = {k: v for k, v in asdict(cfg).items()
-               if k not in ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir", "executor",
-                            "ray_address")}
+    options = report_options(cfg)
     tok_fingerprint = _tokenizer_fingerprint(tok)
     shaping = {"version": version(), "tokenizer": tok_fingerprint,
                "template": template_fingerprint(source) if source else None,
@@ -302,8 +316,10 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
             raise LlmprepError(f"no usable rows: {acc.read} records read, {acc.n_rejected} rejected, "
                                f"{acc.n_dropped} dropped. First reasons: " + "; ".join(acc.first_reasons()
                                                                                        or _top(acc)))
-        # the test split comes from unique, clean rows before any repeat: no train row is ever copied into it
-        train_at, test_at = split_indices(len(clean), cfg.test_size, cfg.seed)
+        # the test split comes from unique, clean rows before any repeat: no train row is ever copied into it;
+        # --history per-turn: all rows of one conversation land in the same split
+        record_groups = _record_ids(index)[clean] if cfg.history == "per-turn" else None
+        train_at, test_at = split_rows(len(clean), cfg.test_size, cfg.seed, record_groups)
         train_idx, test_idx = clean[train_at], clean[test_at]
         kept = {"train": len(train_idx)} | ({"test": len(test_idx)} if len(test_idx) else {})
         mixed = None
@@ -318,6 +334,10 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         rows, pack_stats = assemble(index, splits, cfg, pad_id, tmp, fingerprint)
         write_dataset_dict(tmp, list(splits))
         report = make_report(cfg, acc, index, splits, rows, options, kept) | rows_filter.report()
+        if record_groups is not None:  # several rows per record: records kept, not rows
+            report["records"]["kept"] = int(len(np.unique(record_groups)))
+        if CHAT in kinds:
+            report["chat"] = chat_report([m.chat for m in acc.metas if m.chat], cfg)
         if mixed is not None:
             report["mix"] = mixed
         report["inputs"] = [{"path": s.path, "sha256": s.sha256} | _input_entry(g, recipe)
@@ -327,6 +347,7 @@ def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = N
         report["template"] = {"name": template_name, "sha256": template_fingerprint(source) if source else None}
         if source:
             report["engine"]["template_engine"] = describe_engine(source)
+            report["template"].update(template_facts(source, tok))
         if pack_stats:
             report["packing"] = pack_stats
         acc.finish(rows_filter.records(tasks, acc.metas, SHARD_SIZE))
@@ -488,8 +509,101 @@ def _output_errors(out: Path):
                            f"{exc.strerror}; nothing was written there") from None
 
 
+NOT_OPTIONS = ("tokenizer", "progress", "num_proc", "engine", "cache", "cache_dir", "executor", "ray_address")
+
+
+def report_options(cfg: PrepareConfig) -> dict:
+    """The options that shape the dataset (report and fingerprint), read field by field: dataclasses.asdict
+    would deep-copy every value, the tokenizer object included (~0.75 s per call for a real one).
+
+    Example: PrepareConfig(max_length=64) -> {"format": None, "template": "auto", "max_length": 64, ...}
+    """
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_OPTIONS}
+
+
 def _jsonable(value):
+    """As the manifest stores it (JSON): a tuple compares equal to the list read back next run."""
+    if isinstance(value, tuple):
+        return list(value)
     return dict(sorted(value.items())) if isinstance(value, dict) else value
+
+
+def chat_report(parts: list[dict], cfg: PrepareConfig) -> dict:
+    """The report's chat section, summed over shards: message kinds, rows per conversation (--history),
+    what the template did not print of trained turns, replies left without a trained stop token, and
+    whether the template renders every prefix of a conversation as the start of the whole.
+
+    Example: {"messages": {"tool_calls": 12, ...}, "history": {"mode": "full", "conversations": 10, "rows": 10},
+              "no_stop_token": {"count": 0, "eos_added": 0, "conversations": []}, ...}
+    """
+    def total(key):
+        return sum(p[key] for p in parts)
+
+    kinds: dict[str, int] = {}
+    not_rendered: dict[str, int] = {}
+    for p in parts:
+        for k, v in p["kinds"].items():
+            kinds[k] = kinds.get(k, 0) + v
+        for k, v in p["not_rendered"].items():
+            not_rendered[k] = not_rendered.get(k, 0) + v
+    first = next((p["prefix_first"] for p in parts if p["prefix_first"]), None)
+    return {
+        "messages": kinds,
+        "history": {"mode": cfg.history, "conversations": total("conversations"), "rows": total("rows"),
+                    "rows_dropped": total("rows_dropped")},
+        "not_rendered": dict(sorted(not_rendered.items())),
+        "no_stop_token": {"count": total("no_stop"), "eos_added": total("eos_added"),
+                          "conversations": [x for p in parts for x in p["no_stop_examples"]][:20]},
+        "prefix_consistent": {"checked": total("prefix_checked"), "inconsistent": total("prefix_inconsistent"),
+                              "first": first},
+    }
+
+
+def template_facts(source: str, tok) -> dict:
+    """What the label rule uses about the template: the end-of-turn tokens trained after a turn, and the
+    generation prompt (the header the model is prompted with, never trained).
+
+    Example (SmolLM2): {"end_of_turn": ["<|endoftext|>", "<|im_end|>"], "generation_prompt": "<|im_start|>assistant\\n"}
+    """
+    from llmprep.render import ChatRenderer
+
+    renderer = ChatRenderer.for_tokenizer(source, tok)
+    return {"end_of_turn": list(renderer.end_of_turn), "generation_prompt": renderer.locator.generation_prompt}
+
+
+def per_turn_conflicts(cfg: PrepareConfig) -> list[str]:
+    """--history per-turn makes several rows per record, each keyed by its whole record: --dedup would remove
+    a conversation's later rows as copies of its first, and --decontaminate and --mix count rows as records.
+    Until they work per record, the combination is refused rather than losing rows.
+
+    Example: history="per-turn", dedup="exact" -> ["--history per-turn cannot be combined with --dedup exact ..."]
+    """
+    used = [f"--dedup {cfg.dedup}"] * (cfg.dedup != "none") + ["--decontaminate"] * bool(cfg.decontaminate) + \
+        ["--mix"] * (cfg.mix is not None)
+    if not used:
+        return []
+    return [f"--history per-turn cannot be combined with {', '.join(used)} yet (they work on rows, and per-turn makes "
+            "several rows of one conversation): give --dedup none, no --decontaminate/--mix, or --history full"]
+
+
+def _record_ids(index: RowIndex) -> np.ndarray:
+    """One id per input record behind the rows (--history per-turn gives a record several rows).
+    Example: shard [0, 0, 1], record [0, 0, 0] -> [0, 0, 2**32]"""
+    return index.columns["shard"].astype(np.int64) * (1 << 32) + index.columns["record"].astype(np.int64)
+
+
+def split_rows(n: int, test_size: float, seed: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """split_indices over rows, or over records when rows come in groups (--history per-turn): all rows of
+    one conversation land in the same split, so the test split never holds a prefix of a training row.
+
+    Example: n=4, groups=[0, 0, 1, 2], one test conversation -> e.g. (train [0, 1, 2], test [3])
+    """
+    if groups is None:
+        return split_indices(n, test_size, seed)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    _, test_groups = split_indices(len(ids), test_size, seed)
+    test = np.isin(inverse, test_groups)
+    return np.flatnonzero(~test), np.flatnonzero(test)
 
 
 def split_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

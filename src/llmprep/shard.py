@@ -17,6 +17,7 @@ from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, encod
 from llmprep.errors import ConfigError, RecordError
 from llmprep.examples import Example, Rejected, reject, to_examples
 from llmprep.formats import CHAT, PAIR, TEXT
+from llmprep.messages import message_kinds, per_turn_units, trained_messages
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
 from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
@@ -34,6 +35,9 @@ class ShardSettings:
     truncation: str
     train_on_prompt: bool = False
     train_turns: str = "all"
+    train_roles: tuple[str, ...] = ("assistant",)
+    history: str = "full"
+    add_eos: bool = False
     literal_control_text: bool = True
     engine: str = "auto"
     format: str | None = None
@@ -56,6 +60,7 @@ class ShardResult:
     kinds: dict = field(default_factory=dict)  # examples per kind (chat/text/pair)
     kept_at: list[tuple[str, int]] | None = None  # (source, line) of the record behind each kept row
     template_rows: dict = field(default_factory=dict)  # chat rows per template engine (render/engine.py)
+    chat: dict = field(default_factory=dict)  # chat statistics for the report (ChatStats.to_json)
     kept_examples: list[Example] | None = None  # the example behind each kept row (its text: llmprep.mix keys)
     dropped_examples: list[Example] | None = None  # the example behind each entry of `dropped`
 
@@ -111,7 +116,8 @@ def process_shard(records: list[Record], formats: dict[str, str],
     parts: list[Encoded] = []
     order: list[int] = []  # example index of each encoded row, to restore input order
     chats = [i for i, ex in enumerate(examples) if ex.kind == CHAT]
-    encoded, ok, control_rows = _encode_chats(examples, chats, renderer, encoder, settings, rejected)
+    stats = ChatStats()
+    encoded, ok, control_rows = _encode_chats(examples, chats, renderer, encoder, settings, rejected, stats)
     if ok:
         parts.append(encoded)
         order += ok
@@ -128,9 +134,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
     enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
     order = sorted(order)
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
-    dropped = [Rejected(examples[order[r]].source, examples[order[r]].line, None, why, examples[order[r]].data)
-               for r, why in fitted.dropped]
-    dropped_examples = [examples[order[r]] for r, _ in fitted.dropped]
+    dropped, dropped_examples = _dropped_records(examples, order, fitted, stats)
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
     kept = [examples[order[r]] for r in fitted.kept.tolist()]
@@ -138,14 +142,33 @@ def process_shard(records: list[Record], formats: dict[str, str],
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
                        encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
                        {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()},
-                       kept, dropped_examples)
+                       stats.to_json() if chats else {}, kept, dropped_examples)
+
+
+def _dropped_records(examples: list[Example], order: list[int], fitted,
+                     stats: "ChatStats") -> tuple[list[Rejected], list[Example]]:
+    """(dropped records, the example behind each). A record is dropped when all its rows are (one row per
+    record, except with --history per-turn, where the rows dropped from a record that keeps others are
+    counted in the report's chat section)."""
+    kept = {order[r] for r in fitted.kept}
+    out, behind, seen = [], [], set()
+    for r, why in fitted.dropped:
+        i = order[r]
+        if i in kept:
+            stats.rows_dropped += 1
+        elif i not in seen:
+            seen.add(i)
+            ex = examples[i]
+            out.append(Rejected(ex.source, ex.line, None, why, ex.data))
+            behind.append(ex)
+    return out, behind
 
 
 TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")
 
 
 def _template_rows(renderer: ChatRenderer | None) -> dict:
-    """Rows located with every render by MiniJinja / not, and spot-check mismatches (render/engine.py)."""
+    """Rows laid out with every render by MiniJinja / not, and spot-check mismatches (render/engine.py)."""
     if renderer is None:
         return {}
     return dict(zip(TEMPLATE_ROWS, (renderer.rows_by_engine["minijinja"], renderer.rows_by_engine["jinja2"],
@@ -153,41 +176,120 @@ def _template_rows(renderer: ChatRenderer | None) -> dict:
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,
-                  settings: ShardSettings, rejected: list[Rejected]) -> tuple[Encoded | None, list[int], int]:
-    """Render and encode the chat examples at `chats`; a conversation the template refuses is appended
-    to `rejected`. Returns (encoded rows, their example indices, rows holding control-token text)."""
+                  settings: ShardSettings, rejected: list[Rejected],
+                  stats: "ChatStats") -> tuple[Encoded | None, list[int], int]:
+    """Render and encode the chat examples at `chats` (one row each, or one per trained turn with
+    --history per-turn); a conversation the template refuses, or whose fields it would drop, is
+    appended to `rejected`. Returns (encoded rows, the example index of each row, rows holding
+    control-token text)."""
     texts, spans, literal, ok = [], [], [], []
     for i in chats:
         ex = examples[i]
+        messages, tools = ex.data["messages"], ex.data.get("tools")
         try:
-            text, sp, contents = renderer.locate(ex.data["messages"])
+            layouts = chat_layouts(renderer, messages, tools, settings)
         except RecordError as err:
-            rejected.append(reject(ex, err, ex.data))
+            rejected.append(reject(ex, _with_hint(err, messages), ex.data))
             continue
-        if settings.train_turns == "last":
-            sp = sp[-1:]
-        texts.append(text), spans.append(sp), ok.append(i)
-        literal.append(_literal_spans(encoder, ex.data["messages"], text, contents)
-                       if settings.literal_control_text else [])
+        stats.add(ex, messages, layouts)
+        if stats.prefix_checked < PREFIX_CHECKS and len(messages) > 2:
+            stats.prefix(ex, renderer.locator.prefix_gap(messages, layouts[-1].text if settings.history != "per-turn"
+                                                         else renderer.render(messages, tools=tools), tools=tools))
+        for lay in layouts:
+            texts.append(lay.text), spans.append(lay.spans), ok.append(i)
+            literal.append(_literal_spans(encoder, lay) if settings.literal_control_text else [])
     if not ok:
         return None, [], 0
     encoded = encoder.encode(texts, spans, literal, train_all=settings.train_on_prompt)
     return encoded, ok, sum(1 for x in literal if x)
 
 
-def _literal_spans(encoder: ChatEncoder, messages, text: str, contents) -> list[tuple[int, int]]:
-    """Content spans holding control-token text that must stay literal ([] when there are none)."""
-    flagged = [i for i, m in enumerate(messages) if encoder.has_control_text(m["content"])]
-    if not flagged:
-        return []
-    if contents is not None:
-        return [contents[i] for i in flagged]
-    # The template rewrote content (e.g. trimmed it): find the visible text of each flagged message.
+def _with_hint(err: RecordError, messages: list) -> RecordError:
+    """A template refusal on a tool-call turn with null content (the OpenAI shape; transformers drops the key)
+    gets a hint: many templates read message.content and need a string there.
+
+    Example: "...refused this conversation: 'dict object' has no attribute 'content'" -> same + " (hint: ...)"
+    """
+    nulls = [i for i, m in enumerate(messages) if m["role"] == "assistant" and "content" not in m]
+    if not nulls or err.field != "messages" or "content" not in err.reason:  # e.g. GLM: arguments must be objects
+        return err
+    return RecordError(f"{err.reason} (hint: messages[{nulls[0]}].content is null, which transformers passes as "
+                       "absent; this template reads it: give \"\" instead)", field=err.field)
+
+
+PREFIX_CHECKS = 8  # conversations per shard whose every prefix rendering is compared with the full one
+
+
+def chat_layouts(renderer: ChatRenderer, messages: list, tools, settings: ShardSettings) -> list:
+    """The rows of one conversation: its full rendering (--history full|last) or one rendering per trained
+    reply, each ending with that reply (--history per-turn)."""
+    trained = trained_messages(messages, roles=settings.train_roles,
+                               last_only=settings.train_turns == "last" or settings.history == "last")
+    if not trained and not settings.train_on_prompt:
+        raise RecordError(f"nothing to train: no message is in --train-roles {','.join(settings.train_roles)} "
+                          "without \"train\": false", field="messages")
+    if settings.history != "per-turn":
+        return [renderer.layout(messages, trained, tools=tools, add_eos=settings.add_eos)]
+    return [renderer.layout(messages[:n], turn, tools=tools, add_eos=settings.add_eos)
+            for n, turn in per_turn_units(messages, trained)]
+
+
+def _literal_spans(encoder: ChatEncoder, lay) -> list[tuple[int, int]]:
+    """Spans of the fields holding control-token text, which must stay literal ([] when there are none)."""
     spans = []
-    for i in flagged:
-        body = messages[i]["content"].strip()
-        start = text.find(body)
+    for f, a, b in lay.fields:
+        if not encoder.has_control_text(f.text):
+            continue
+        if a is not None and b is not None:
+            spans.append((a, b))
+            continue
+        # Only one sentinel survived (the template cut the field): find what is visible of it.
+        body = f.text.strip()
+        start = lay.text.find(body)
         while start != -1:
             spans.append((start, start + len(body)))
-            start = text.find(body, start + 1)
+            start = lay.text.find(body, start + 1)
     return spans
+
+
+@dataclass
+class ChatStats:
+    """What the report says about chats: message kinds, rows, reasoning the template did not print,
+    replies left without a trained stop token, prefix-consistency of the template."""
+
+    kinds: dict = field(default_factory=lambda: dict.fromkeys(
+        ("tool_call_turns", "tool_calls", "tool_results", "reasoning_turns", "content_parts"), 0))
+    conversations: int = 0
+    rows: int = 0
+    not_rendered: dict = field(default_factory=dict)
+    no_stop: int = 0
+    no_stop_examples: list = field(default_factory=list)
+    eos_added: int = 0
+    rows_dropped: int = 0
+    prefix_checked: int = 0
+    prefix_inconsistent: int = 0
+    prefix_first: dict | None = None
+
+    def add(self, ex: Example, messages: list, layouts: list) -> None:
+        for k, v in message_kinds(messages).items():
+            self.kinds[k] += v
+        self.conversations += 1
+        self.rows += len(layouts)
+        for lay in layouts:  # one per row (several per conversation with --history per-turn)
+            for what in lay.missing:
+                self.not_rendered[what] = self.not_rendered.get(what, 0) + 1
+            self.eos_added += lay.eos_added
+            if lay.stop is False:
+                self.no_stop += 1
+                if len(self.no_stop_examples) < 20:
+                    self.no_stop_examples.append(f"{ex.source}:{ex.line}")
+
+    def prefix(self, ex: Example, gap) -> None:
+        self.prefix_checked += 1
+        if gap is not None:
+            self.prefix_inconsistent += 1
+            if self.prefix_first is None:
+                self.prefix_first = {"source": ex.source, "line": ex.line, "message": gap[0], "position": gap[1]}
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in vars(self).items()}

@@ -10,7 +10,6 @@ from helpers import write_jsonl
 from llmprep.cli import main
 from llmprep.constants import IGNORE_INDEX
 
-
 CHATS = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
                        {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(40)]
 
@@ -132,3 +131,39 @@ def test_stream_text_field(tmp_path):
     bad = CliRunner().invoke(main, ["prepare", str(src), "--out", str(tmp_path / "t"), "--stream", "--pack", "wrap",
                                     "--block-size", "16"])
     assert bad.exit_code != 0 or json.loads((tmp_path / "t" / "report.json").read_text())["rejected"] == 2
+
+
+def test_chat_flags_history_train_roles_add_eos(tmp_path):
+    """--history per-turn, --train-roles and --add-eos reach the pipeline; a bad --train-roles is named."""
+    from templates_support import template_path, template_tokenizer
+
+    tok = template_tokenizer("glm-4.5")
+    tok_dir = tmp_path / "glm_tok"
+    tok.save_pretrained(tok_dir)
+    conv = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Ciao"}]
+    src = write_jsonl(tmp_path / "c.jsonl", [{"messages": conv}])
+    out = tmp_path / "o"
+    args = ["prepare", str(src), "--out", str(out), "--tokenizer", str(tok_dir), "--template",
+            str(template_path("glm-4.5")), "--no-cache"]
+    refused = CliRunner().invoke(main, args + ["--history", "per-turn"])
+    assert refused.exit_code != 0 and "--history per-turn cannot be combined with --dedup exact" in refused.output
+    result = CliRunner().invoke(main, args + ["--history", "per-turn", "--dedup", "none", "--train-roles",
+                                              "user,assistant", "--add-eos"])
+    assert result.exit_code == 0, result.output
+    rows = datasets.load_from_disk(str(out))["train"]
+    assert len(rows) == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["chat"]["history"]["rows"] == 2 and report["chat"]["no_stop_token"]["eos_added"] == 2
+    assert report["options"]["train_roles"] == ["user", "assistant"] and report["options"]["add_eos"] is True
+    for row in rows:
+        assert row["input_ids"][-1] == row["labels"][-1] == tok.eos_token_id
+    # the doctor (run on the written rows) sees the eos --add-eos appended: a note, not an error
+    stop = [f for f in report["doctor"]["findings"] if f["id"] == "no-stop-token"]
+    assert [f["severity"] for f in stop] == ["info"] and "--add-eos appended the eos" in stop[0]["message"]
+    trained = tok.decode([t for t, lab in zip(rows[1]["input_ids"], rows[1]["labels"]) if lab != IGNORE_INDEX])
+    assert trained == "Bye\n<think></think>\nCiao<|endoftext|>"  # the user turn is trained too, once
+    plain = CliRunner().invoke(main, args[:-1] + ["--out", str(tmp_path / "p"), "--no-cache"])
+    assert plain.exit_code == 0 and "won't learn to stop" in plain.output and "--add-eos" in plain.output
+    bad = CliRunner().invoke(main, args + ["--out", str(tmp_path / "x"), "--train-roles", "assistant,robot"])
+    assert bad.exit_code == 1 and "--train-roles 'assistant,robot'" in bad.output and "Traceback" not in bad.output

@@ -40,3 +40,17 @@ def test_bad_conversation_is_named():
     assert result.exit_code == 2 and "CONVERSATION" in result.output and "messages list" in result.output
     result = CliRunner().invoke(main, ["render", '[{"role": "user"}]'])
     assert result.exit_code == 2 and "role" in result.output
+
+
+def test_render_with_tools_object():
+    from templates_support import template_path, template_tokenizer
+
+    tok = template_tokenizer("qwen2.5")
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    msgs = [{"role": "user", "content": "Weather?"}]
+    assert render_prompt(msgs, tok, tools=tools) == tok.apply_chat_template(msgs, tools=tools, tokenize=False,
+                                                                              add_generation_prompt=True)
+    result = CliRunner().invoke(main, ["render", json.dumps({"messages": msgs, "tools": tools}), "--template",
+                                       str(template_path("qwen2.5"))])
+    assert result.exit_code == 0, result.output
+    assert '"name": "get_weather"' in result.output and result.output.endswith("<|im_start|>assistant\n")

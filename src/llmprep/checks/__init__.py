@@ -88,7 +88,10 @@ def local_dir(tokenizer_spec) -> Path | None:
     if not isinstance(tokenizer_spec, (str, Path)):
         return None
     path = Path(resolve_tokenizer_path(str(tokenizer_spec)))
-    return path if path.exists() else None
+    try:
+        return path if path.exists() else None
+    except OSError:  # not a path: e.g. the repr of a tokenizer object passed to prepare() (too long a name)
+        return None
 
 
 __all__ = ["CHECKS", "IDS", "Check", "Data", "Finding", "Report", "SEVERITIES", "Skip", "Subject", "exit_code",

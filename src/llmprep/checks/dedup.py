@@ -104,7 +104,9 @@ def _batches(items: Iterable, n: int) -> Iterator[list]:
 def _texts(item) -> list[tuple[str, str]]:
     """(field, text) of an example's contents. Example: chat -> [("messages[0].content", "Hi"), ...]"""
     if "messages" in item.data:
-        return [(f"messages[{i}].content", m["content"]) for i, m in enumerate(item.data["messages"])]
+        from llmprep.messages import message_text  # content may be parts or null, with tool calls and reasoning
+
+        return [(f"messages[{i}].content", message_text(m)) for i, m in enumerate(item.data["messages"])]
     if "text" in item.data:
         return [("text", item.data["text"])] + ([("text_pair", item.data["text_pair"])] if "text_pair" in item.data
                                                 else [])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from llmprep.checks.finding import Finding
 from llmprep.checks.registry import Skip, check
+from llmprep.messages import message_text
 
 # Texts where conversions are known to drift: runs of spaces, leading spaces, newlines, CJK, digits.
 SAMPLES = ["Hello world", "world  test", "  leading spaces", "a\n\nb", "tabs\tand   spaces", "你好，世界",
@@ -38,7 +39,7 @@ def slow_fast_mismatch(subject) -> list[Finding]:
     texts = list(SAMPLES)
     if subject.data is not None:
         for item in subject.data.first_items(DATA_SAMPLE):
-            texts += [m["content"] for m in item.data.get("messages", [])] or [item.data.get("text", "")]
+            texts += [message_text(m) for m in item.data.get("messages", [])] or [item.data.get("text", "")]
     tok = subject.tokenizer
     differ = []
     for text in dict.fromkeys(t for t in texts if t):

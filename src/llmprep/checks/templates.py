@@ -54,6 +54,14 @@ def no_stop_token(subject) -> list[Finding]:
     probe = subject.probe.require()
     if probe.eot is not None:
         return []
+    stop = ((subject.data.report.get("chat") or {}).get("no_stop_token") or {}) if subject.data is not None else {}
+    if subject.data is not None and subject.data.options.get("add_eos") and stop.get("count") == 0:
+        # prepare --add-eos (issue 8) closed every such reply with a trained eos: the rows are fine
+        return [Finding("no-stop-token", "info",
+                        f"the template writes no end-of-turn token after the last assistant reply; --add-eos "
+                        f"appended the eos (trained) after {stop.get('eos_added', 0):,} replies",
+                        f"template {subject.template_name!r}: {probe.text[-80:]!r}",
+                        "keep --add-eos, and end the prompt of generation the same way (the model stops on eos)")]
     return [Finding("no-stop-token", "error",
                     "the template writes no end-of-turn token after the last assistant reply: the model is "
                     "never trained to stop and will run on at inference",

@@ -13,7 +13,9 @@ from llmprep.mix.text import normalize_text
 
 def conversation_text(messages: Sequence[dict]) -> str:
     """One text per conversation, roles included. Example: [user Hi, assistant Yo] -> "user: Hi\\nassistant: Yo" """
-    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    from llmprep.messages import message_text  # content may be parts or null, with tool calls and reasoning
+
+    return "\n".join(f"{m['role']}: {message_text(m)}" for m in messages)
 
 
 def prompt_text(messages: Sequence[dict]) -> str:

@@ -58,6 +58,16 @@ def parse_test_size(value: str) -> float:
 @click.option("--train-on-prompt", is_flag=True, help="Train on every token, not only the assistant replies.")
 @click.option("--train-turns", type=click.Choice(["all", "last"]), default="all", show_default=True,
               help="Which assistant turns are trained.")
+@click.option("--train-roles", default="assistant", show_default=True, metavar="ROLE[,ROLE]",
+              help="Roles whose turns are trained (system, user, assistant, tool); a message's own "
+                   "\"train\": true/false overrides.")
+@click.option("--history", type=click.Choice(["full", "per-turn", "last"]), default="full", show_default=True,
+              help="full: one row per conversation, every reply trained as the template renders it; per-turn: "
+                   "one row per reply, rendered as at inference (each reasoning trace trained once); "
+                   "last: only the last reply trained.")
+@click.option("--add-eos", is_flag=True,
+              help="Append the eos token (trained) after a last reply the template leaves without an "
+                   "end-of-turn token.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad record instead of rejecting it.")
 @click.option("--padding", type=click.Choice(["none", "longest", "max-length"]), default="none", show_default=True,
               help="Fixed padding on disk; 'none' leaves it to the collator (dynamic padding).")
@@ -110,9 +120,9 @@ def parse_test_size(value: str) -> float:
               help="--decontaminate: n-gram length in characters for scripts written without spaces (CJK, Thai).")
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, truncation, test_size, seed,
-                train_on_prompt, train_turns, strict, padding, padding_side, pack, block_size, remainder,
-                stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc, executor, ray_address,
-                max_record_bytes, render_timeout, max_render_chars,
+                train_on_prompt, train_turns, train_roles, history, add_eos, strict, padding, padding_side, pack,
+                block_size, remainder, stream, text_field, allow_control_text, engine, cache_dir, no_cache, num_proc,
+                executor, ray_address, max_record_bytes, render_timeout, max_render_chars,
                 mix, dedup, dedup_keep_case, dedup_keep_whitespace, dedup_threshold, dedup_ngram, decontaminate,
                 decontaminate_ngram_words, decontaminate_ngram_chars, quiet) -> None:
     """Prepare INPUT files/dirs/globs (default: the bundled sample), or the sources of a --mix recipe, into a
@@ -146,6 +156,7 @@ def prepare_cmd(inputs, out, tokenizer, fmt, columns, template, max_length, trun
     cfg = PrepareConfig(
         tokenizer=tokenizer, format=fmt, template=template, max_length=max_length, truncation=truncation,
         test_size=parse_test_size(test_size), seed=seed, train_on_prompt=train_on_prompt, train_turns=train_turns,
+        train_roles=train_roles, history=history, add_eos=add_eos,
         strict=strict, columns=columns, padding=padding, padding_side=padding_side, pack=pack,
         remainder=remainder, literal_control_text=not allow_control_text, engine=engine, cache=not no_cache,
         cache_dir=cache_dir, num_proc=num_proc, progress=not quiet, executor=executor, ray_address=ray_address,

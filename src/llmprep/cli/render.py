@@ -31,24 +31,29 @@ def _load_conversation(value: str) -> object:
               help="End with the assistant header the model continues from (inference).")
 @click.option("--ids", is_flag=True, help="Also print the token ids.")
 def render_cmd(conversation, tokenizer, template, history, generation_prompt, ids) -> None:
-    """Render CONVERSATION (JSON messages, or a .json file) with the chat template.
+    """Render CONVERSATION (JSON messages, {"messages", "tools"}, or a .json file) with the chat template.
 
     \b
     llmprep render '[{"role": "user", "content": "What is the capital of France?"}]'
     llmprep render --history '[["Hi", "Hello!"], ["How are you?", null]]' --ids
     """
-    from llmprep.messages import history_to_messages
+    from llmprep.errors import RecordError
+    from llmprep.messages import check_messages, history_to_messages, validate_tools
     from llmprep.render import render_prompt
     from llmprep.tokenizer import load_lite_tokenizer
 
     data = _load_conversation(conversation)
-    messages = history_to_messages(data) if history else data
-    if not isinstance(messages, list) or not all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                                 and m.get("role") for m in messages):
-        raise click.BadParameter("expected a list of {\"role\", \"content\"} messages (or --history pairs)",
-                                 param_hint="CONVERSATION")
+    tools = None
+    try:
+        if isinstance(data, dict) and "messages" in data:  # {"messages": [...], "tools": [...]}
+            data, tools = data["messages"], validate_tools(data.get("tools"))
+        messages = check_messages(history_to_messages(data) if history else data)
+    except RecordError as exc:
+        raise click.BadParameter(f"{exc}; expected a list of {{\"role\", \"content\"}} messages, an object "
+                                 "{\"messages\": [...], \"tools\": [...]}, or --history pairs",
+                                 param_hint="CONVERSATION") from None
     tok = load_lite_tokenizer(tokenizer)
-    text = render_prompt(messages, tok, template=template, add_generation_prompt=generation_prompt)
+    text = render_prompt(messages, tok, template=template, add_generation_prompt=generation_prompt, tools=tools)
     click.echo(text, nl=False)
     if ids:
         click.echo("\n" + json.dumps(tok(text, add_special_tokens=False)["input_ids"]))

@@ -55,7 +55,33 @@ def print_summary(result, out) -> None:
         console.print(f"  cache: computed because: {why}")
     if rec["rejected"] or rec["dropped"]:
         console.print(f"  every rejected/dropped record, with file:line and reason: {out}/rejected.jsonl")
+    for line in chat_warnings(rep.get("chat")):
+        console.print(f"  warning: {line}", markup=False, highlight=False, soft_wrap=True)
     print_findings(console, rep.get("doctor") or {}, out)
+
+
+def chat_warnings(chat: dict | None) -> list[str]:
+    """The chat findings a user must act on, one line each.
+
+    Example: {"no_stop_token": {"count": 3, ...}, ...} -> ["3 rows end with a reply the template
+    leaves without an end-of-turn token: the model won't learn to stop (--add-eos appends the eos)"]
+    """
+    if not chat:
+        return []
+    out = []
+    stop = chat["no_stop_token"]
+    if stop["count"]:
+        out.append(f"{stop['count']:,} rows end with a reply the template leaves without an end-of-turn "
+                   f"token: the model won't learn to stop (--add-eos appends the eos; first: "
+                   f"{', '.join(stop['conversations'][:3])})")
+    reasoning = sum(n for k, n in chat["not_rendered"].items() if k.endswith(".reasoning"))
+    if reasoning:
+        out.append(f"the template did not print the reasoning of {reasoning:,} trained turns (it drops reasoning "
+                   "from history, or has no place for it): --history per-turn trains every reasoning trace once")
+    other = {k: n for k, n in chat["not_rendered"].items() if not k.endswith(".reasoning")}
+    if other:
+        out.append("the template did not print: " + ", ".join(f"{k} ({n:,} messages)" for k, n in other.items()))
+    return out
 
 
 def mix_table(mix: dict) -> Table:

@@ -56,6 +56,7 @@ class ShardMeta:
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)
     template_rows: dict = field(default_factory=dict)  # rows per template engine (shard.TEMPLATE_ROWS)
+    chat: dict = field(default_factory=dict)  # chat statistics for the report (shard.ChatStats)
     content: str = ""  # content key (records only), for the manifest's miss reasons
     hit: bool = False
     miss: str | None = None  # why the cache had no entry: "missing", "corrupt entry (...)"
@@ -83,7 +84,7 @@ def _meta_json(res: ShardResult, index: dict[tuple[str, int], int], record_rows:
 
     return {"rejected": [pos(r) for r in res.rejected], "dropped": [pos(r) for r in res.dropped],
             "truncated": res.truncated, "control_text_rows": res.control_text_rows, "fast_rows": res.fast_rows,
-            "engine_mismatches": res.engine_mismatches, "template_rows": res.template_rows,
+            "engine_mismatches": res.engine_mismatches, "template_rows": res.template_rows, "chat": res.chat,
             "kinds": res.kinds, "record": record_rows, "pairs": res.encoded.token_type_ids is not None}
 
 
@@ -160,7 +161,8 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
             rejected=_located(meta["rejected"], records), dropped=_located(meta["dropped"], records),
             truncated=meta["truncated"], control_text_rows=meta["control_text_rows"],
             fast_rows=meta["fast_rows"], engine_mismatches=meta["engine_mismatches"],
-            template_rows=meta.get("template_rows", {}), kinds=meta["kinds"], content=content, hit=hit,
+            template_rows=meta.get("template_rows", {}), chat=meta.get("chat", {}), kinds=meta["kinds"],
+            content=content, hit=hit,
             miss=None if hit or lookup is None else lookup.miss,
             cache_error=cache.write_error if cache is not None else None, seconds=time.perf_counter() - started,
             file=task.file_index,

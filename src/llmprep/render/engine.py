@@ -31,7 +31,7 @@ from typing import Any, Callable
 import jinja2
 from jinja2 import nodes
 
-from llmprep.render.engine_check import STRIPPING, unsupported
+from llmprep.render.engine_check import STRIPPING, nullable_names, unsupported
 
 # MiniJinja instructions a render may run: the real templates need ~100 per message (Qwen3.6 with 20
 # tools: 21k for 200 messages), so 20x that; a render out of fuel goes to jinja2 (and its own limits).
@@ -54,6 +54,7 @@ class FastTemplate:
     compiled: Any = None  # a minijinja.Environment holding the template
     strips: bool = False  # the template strips or splits on whitespace: guard U+001C..U+001F
     why_not: str | None = None
+    nullable: frozenset = frozenset()  # top-level names a render may pass as None (engine_check.nullable_names)
     calls: int = 0
     stats: dict = field(default_factory=lambda: {"minijinja": 0, "jinja2": 0, "mismatches": 0})
 
@@ -62,7 +63,7 @@ class FastTemplate:
         return "minijinja" if self.compiled is not None else "jinja2"
 
     def render(self, **context) -> str:
-        if self.compiled is None or not _safe_data(context, self.strips):
+        if self.compiled is None or not _safe_data(context, self.strips, self.nullable):
             return self._reference(context)
         self.calls += 1
         self.compiled.fuel = FUEL_BASE + FUEL_PER_ITEM * sum(len(v) for v in context.values() if type(v) is list)
@@ -94,13 +95,17 @@ class FastTemplate:
         self.stats["mismatches"] += 1
 
 
-def _safe_data(context: dict, strips: bool) -> bool:
-    """No null, no float (Rust prints some differently), and — for templates that strip — none of the
-    four characters Python calls whitespace and Rust does not. Example: {"content": "Hi"} -> True
+def _safe_data(context: dict, strips: bool, nullable: frozenset = frozenset()) -> bool:
+    """No null (but top-level `nullable` names, e.g. tools=None where the template only tests it), no float
+    (Rust prints some differently), and — for templates that strip — none of the four characters Python
+    calls whitespace and Rust does not. Example: {"content": "Hi"} -> True; {"tools": None}, nullable
+    {"tools"} -> True
 
     Runs on every render: the messages list of string-valued dicts is checked without recursion."""
-    for value in context.values():
+    for key, value in context.items():
         kind = type(value)
+        if value is None and key in nullable:
+            continue
         if kind is str:
             if strips and _GUARD.search(value):
                 return False
@@ -154,7 +159,7 @@ def for_source(source: str, name: str | None = None, limits=None) -> FastTemplat
     tree = reference.environment.parse(source)
     strips = any(f.name in STRIPPING for f in tree.find_all(nodes.Filter)) or any(
         isinstance(c.node, nodes.Getattr) and c.node.attr in STRIPPING for c in tree.find_all(nodes.Call))
-    fast = FastTemplate(reference, compiled, strips, why)
+    fast = FastTemplate(reference, compiled, strips, why, nullable_names(tree))
     if compiled is not None and not _probes_agree(fast):
         fast.compiled, fast.why_not = None, "the probe conversations render differently"
     return fast
@@ -222,7 +227,8 @@ def _probes_agree(fast: FastTemplate) -> bool:
     """Both engines on a few conversations, with and without a generation prompt; errors must match too."""
     for chat in PROBE_CHATS:
         for prompt in (False, True):
-            context = {"messages": chat, "add_generation_prompt": prompt, "bos_token": "<s>", "eos_token": "</s>"}
+            context = {"messages": chat, "add_generation_prompt": prompt, "bos_token": "<s>", "eos_token": "</s>",
+                       **{k: None for k in fast.nullable}}
             try:
                 expected = fast.reference.render(**context)
             except Exception:  # noqa: BLE001 - any jinja2 failure; MiniJinja must not succeed instead

@@ -396,3 +396,66 @@ def _called_names(macro: nodes.Macro, defined: dict[str, nodes.Macro], seen: set
             seen.add(name)
             _called_names(defined[name], defined, seen)
     return seen
+
+
+# --- top-level names transformers passes as None ---------------------------------------------------
+NULLABLE = ("tools", "documents")
+_SAME_ON_NONE = frozenset({"eq", "ne"})
+
+
+def nullable_names(tree: nodes.Template, candidates: tuple[str, ...] = NULLABLE) -> frozenset[str]:
+    """The candidates a render may pass to MiniJinja as None: the template only tests them (`if tools`,
+    `tools is not none`, `tools is defined`, `tools == none`) or uses their value inside a branch taken only
+    when they are truthy / not none. Elsewhere the engines differ on None (jinja2 raises on `for t in None`
+    and `None|join`, MiniJinja loops zero times), so such a row goes to jinja2.
+
+    Example: "{% if tools %}{% for t in tools %}{{ t|tojson }}{% endfor %}{% endif %}" -> {"tools"};
+             "{% for t in tools %}{{ t }}{% endfor %}" -> set()
+    """
+    unsafe: set[str] = set()
+    _walk_nullable(tree, frozenset(), False, set(candidates), unsafe)
+    return frozenset(candidates) - unsafe
+
+
+def _walk_nullable(node, guarded: frozenset, boolean: bool, names: set[str], unsafe: set[str]) -> None:
+    """Record in `unsafe` each name of `names` whose value is used outside a test, a boolean condition or
+    a branch guarded by its truthiness."""
+    if isinstance(node, nodes.Name):
+        if node.ctx == "load" and node.name in names and node.name not in guarded and not boolean:
+            unsafe.add(node.name)
+        return
+    if isinstance(node, (nodes.If, nodes.CondExpr)):
+        _walk_nullable(node.test, guarded, True, names, unsafe)
+        truthy = guarded | _truthy_names(node.test)
+        for child in (node.body if isinstance(node, nodes.If) else [node.expr1]):
+            _walk_nullable(child, truthy, False, names, unsafe)
+        rest = [*node.elif_, *node.else_] if isinstance(node, nodes.If) else [node.expr2]
+        for child in rest:
+            if child is not None:
+                _walk_nullable(child, guarded, False, names, unsafe)
+        return
+    if isinstance(node, nodes.Test):  # `tools is none`, `tools is defined`: the same answer in both engines
+        if isinstance(node.node, nodes.Name):
+            for child in [*node.args, *node.kwargs]:
+                _walk_nullable(child, guarded, False, names, unsafe)
+            return
+    if isinstance(node, nodes.Compare) and all(op.op in _SAME_ON_NONE for op in node.ops):
+        for child in node.iter_child_nodes():
+            _walk_nullable(child, guarded, True, names, unsafe)
+        return
+    keep = boolean and isinstance(node, (nodes.Not, nodes.And, nodes.Or))
+    for child in node.iter_child_nodes():
+        _walk_nullable(child, guarded, keep, names, unsafe)
+
+
+def _truthy_names(test) -> frozenset[str]:
+    """Names a condition proves truthy or not none. Example: "tools and x" -> {"tools"};
+    "tools is not none" -> {"tools"}; "tools or x" -> set()"""
+    if isinstance(test, nodes.Name):
+        return frozenset({test.name})
+    if isinstance(test, nodes.And):
+        return _truthy_names(test.left) | _truthy_names(test.right)
+    if isinstance(test, nodes.Not) and isinstance(test.node, nodes.Test) and test.node.name == "none" and \
+            isinstance(test.node.node, nodes.Name):
+        return frozenset({test.node.node.name})
+    return frozenset()

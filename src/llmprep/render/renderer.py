@@ -1,17 +1,16 @@
-"""Render conversations with a chat template, and find the characters each assistant turn owns.
+"""Render conversations with a chat template, and lay out the characters each trained turn owns.
 
 Templates are untrusted code (they come from model repos): they run in jinja2's
-ImmutableSandboxedEnvironment with the same globals transformers gives them, so the text is exactly
-what `tokenizer.apply_chat_template(..., tokenize=False)` produces.
+ImmutableSandboxedEnvironment with the same globals transformers gives them, and get the same
+inputs — messages with null-valued keys dropped and the reasoning aliased under every name templates
+read, `tools` (None when there are none), `documents=None`, the tokenizer's special tokens — so the
+text is exactly what `tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)` produces.
+Renders go through render/engine.py (MiniJinja where verified identical, else the jinja2 sandbox).
 
-Where the assistant replies are in the text: each message's content is wrapped in private-use
-sentinels and the template rendered once more. Removing the sentinels must give back the real
-rendering (so the template only printed the content); the sentinel positions are then the content
-spans. Templates that rewrite content (Llama 3 trims it) fail that check for some rows; those rows
-use prefix rendering instead: render messages[:i] with a generation prompt and messages[:i+1], and
-the difference is turn i.
+`ChatRenderer.render` is the one place a compiled template is called. Where the turns are in the
+text, and what is trained: layout.py.
 
-    rendered:  <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n
+    rendered:  <|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n
     trained:                                                         ^^^^^^^^^^^^^^^^
     (the reply and the end-of-turn token after it, so the model learns to stop)
 """
@@ -25,30 +24,32 @@ from typing import Sequence
 import jinja2
 
 from llmprep.errors import RecordError
-from llmprep.messages import Message
+from llmprep.messages import CONTROL_KEYS, Message
 from llmprep.render.engine import for_source
+from llmprep.render.layout import Layout, Locator, Span
 from llmprep.render.limits import DEFAULT_LIMITS, RenderLimits
 from llmprep.render.lookup import resolve_template
 from llmprep.render.opaque import content_is_opaque
 from llmprep.render.sandbox import compile_template
+from llmprep.render.stops import end_of_turn_tokens
 
-OPEN, CLOSE, END = "\ue000", "\ue001", "\ue002"  # private-use: never produced by templates
-_MARK = re.compile(f"([{OPEN}{CLOSE}])(\\d+){END}")
-Span = tuple[int, int]
+_PLAIN_KEYS = frozenset({"role", "content"})
+_PLAIN_OR_CONTROL_KEYS = _PLAIN_KEYS | frozenset(CONTROL_KEYS)
 
 
 @dataclass
 class ChatRenderer:
-    """Render conversations and locate trained spans.
+    """Render conversations and lay out trained spans.
 
     `special_tokens`: the tokenizer's special-token texts (bos/eos/pad/unk...), passed to the template
-    as transformers does. `end_of_turn`: texts of control tokens; the first one the template writes
-    after an assistant reply is trained with the reply.
+    as transformers does. `end_of_turn`: texts of the tokens that end a turn (stops.py). `eos`: the text
+    --add-eos appends after a last reply the template leaves without an end-of-turn token.
     """
 
     source: str
     special_tokens: dict[str, str]
     end_of_turn: tuple[str, ...]
+    eos: str | None = None
     name: str | None = None  # the --template value, for error messages
     limits: RenderLimits = DEFAULT_LIMITS  # --render-timeout, --max-render-chars (render/sandbox.py)
 
@@ -56,131 +57,96 @@ class ChatRenderer:
         self.template = compile_template(self.source, self.name, self.limits)
         # MiniJinja where verified identical, else this jinja2 template (its limits apply either way)
         self.engine = for_source(self.source, self.name, self.limits)
-        self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # located rows: all renders by MiniJinja, or not
-        # One rendering per conversation when the template provably only prints content; the first
+        self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # laid-out rows: all renders by MiniJinja, or not
+        # transformers passes tools=None and documents=None; only a template that reads them gets them (MiniJinja
+        # gets the None only where the template provably just tests it: engine_check.nullable_names)
+        self._extra = {k: None for k in ("tools", "documents") if k in self.source}
+        ordered = sorted(set(self.end_of_turn), key=len, reverse=True)
+        self.end_of_turn_re = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # One rendering per plain conversation when the template provably only prints content; the first
         # rows are still checked against a real rendering, and any mismatch turns the shortcut off.
         self.single_render = content_is_opaque(self.source)
         self._checks_left = 32
-        ordered = sorted(set(self.end_of_turn), key=len, reverse=True)
-        self._eot = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self.locator = Locator(self, eos=self.eos)
 
     @classmethod
     def for_tokenizer(cls, source: str, tokenizer, *, name: str | None = None,
                       limits: RenderLimits = DEFAULT_LIMITS) -> "ChatRenderer":
         special = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
-        eot = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
-        eot += [t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special]
-        return cls(source, special, tuple(dict.fromkeys(eot)), name, limits)
+        eos = tokenizer.eos_token if isinstance(tokenizer.eos_token, str) and tokenizer.eos_token else None
+        return cls(source, special, end_of_turn_tokens(tokenizer), eos, name=name, limits=limits)
 
-    def render(self, messages: Sequence[Message], *, add_generation_prompt: bool = False, **kwargs) -> str:
-        """Messages -> text, exactly as apply_chat_template(tokenize=False) would give."""
+    def render(self, messages: Sequence[Message], *, tools: list | None = None, add_generation_prompt: bool = False,
+               **kwargs) -> str:
+        """Messages -> text, exactly as apply_chat_template(messages, tools=tools, tokenize=False) would give."""
         try:
-            return self.engine.render(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                      **self.special_tokens, **kwargs)
+            extra = {**self._extra, "tools": tools} if tools is not None else self._extra
+            return self.engine.render(messages=template_messages(messages), add_generation_prompt=add_generation_prompt,
+                                      **extra, **({**self.special_tokens, **kwargs} if kwargs else self.special_tokens))
         except jinja2.exceptions.TemplateError as exc:
             raise RecordError(f"the chat template refused this conversation: {exc}", field="messages") from exc
+        except Exception as exc:  # template code failing on this data (e.g. `str + dict`): transformers raises too
+            raise RecordError(f"the chat template failed on this conversation ({type(exc).__name__}: {exc})",
+                              field="messages") from exc
+
+    def layout(self, messages: Sequence[Message], trained: Sequence[int] | None = None, *, tools: list | None = None,
+               add_eos: bool = False) -> Layout:
+        """Render and locate the trained turns (default: every assistant turn). See layout.py for the rule.
+
+        Example (chatml): [user "Hi", assistant "Yo"] -> Layout(text="<|im_start|>user\\nHi<|im_end|>\\n
+        <|im_start|>assistant\\nYo<|im_end|>\\n", spans=[(52, 64)])   # "Yo<|im_end|>"
+        """
+        jinja2_before = self.engine.stats["jinja2"]
+        lay = self._layout(list(messages), trained, tools, add_eos)
+        self.rows_by_engine["jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"] += 1
+        return lay
+
+    def _layout(self, messages: list[Message], trained, tools, add_eos: bool) -> Layout:
+        if trained is None:
+            trained = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        plain = self.single_render and not tools and all(_is_plain(m) for m in messages)
+        if plain and self._checks_left <= 0:
+            return self.locator.layout(messages, list(trained), add_eos=add_eos, sentinel_text_is_real=True)
+        lay = self.locator.layout(messages, list(trained), tools=tools, add_eos=add_eos)
+        if plain:
+            self._checks_left -= 1
+            quick = self.locator.layout(messages, list(trained), add_eos=add_eos, sentinel_text_is_real=True)
+            if (quick.text, quick.spans) != (lay.text, lay.spans):
+                self.single_render = False
+        return lay
 
     def render_with_spans(self, messages: Sequence[Message], *, train_turns: str = "all") -> tuple[str, list[Span]]:
-        """Render and return the character spans to train: each assistant reply + its end-of-turn token.
+        """(text, trained spans of the assistant turns); train_turns "all" or "last"."""
+        lay = self.layout(messages)
+        return lay.text, lay.spans[-1:] if train_turns == "last" else lay.spans
 
-        train_turns: "all" assistant turns, or "last" only.
-        Example (chatml): [user "Hi", assistant "Yo"] -> ("<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>
-        assistant\\nYo<|im_end|>\\n", [(52, 64)])   # "Yo<|im_end|>"
-        """
-        text, spans, _ = self.locate(messages)
-        return text, spans[-1:] if train_turns == "last" else spans
 
-    def locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
-        """-> (text, trained spans of the assistant turns, content span of every message or None)."""
-        jinja2_before = self.engine.stats["jinja2"]
-        located = self._locate(messages)
-        self.rows_by_engine["jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"] += 1
-        return located
+def _is_plain(m: Message) -> bool:
+    return type(m.get("content")) is str and m.keys() <= _PLAIN_OR_CONTROL_KEYS
 
-    def _locate(self, messages: Sequence[Message]) -> tuple[str, list[Span], list[Span] | None]:
-        text = None
-        if not self.single_render or self._checks_left > 0:
-            text = self.render(messages)
-        contents = self._content_spans(messages, text)
-        if text is None:
-            if contents is None:  # sentinel rendering failed: fall back to the real text
-                text = self.render(messages)
-            else:
-                text = self._last_plain
-        elif self.single_render:
-            self._checks_left -= 1
-            if contents is None and not any(OPEN in m["content"] or CLOSE in m["content"] for m in messages):
-                self.single_render = False
-        if contents is None:
-            return text, self._prefix_spans(messages, text), None
-        starts = sorted(a for a, _ in contents)
-        trained = []
-        for m, (a, b) in zip(messages, contents):
-            if m["role"] == "assistant":
-                limit = next((s for s in starts if s >= b), len(text))
-                trained.append((a, self._extend_eot(text, b, limit)))
-        return text, trained, contents
 
-    def _content_spans(self, messages: Sequence[Message], text: str | None) -> list[Span] | None:
-        """Each message's content span, from one sentinel rendering; None when the template rewrote
-        content, printed a message twice, or left an assistant message out."""
-        if any(OPEN in m["content"] or CLOSE in m["content"] for m in messages):
-            return None
-        wrapped = [{**m, "content": f"{OPEN}{i}{END}{m['content']}{CLOSE}{i}{END}"} for i, m in enumerate(messages)]
-        # One regex split finds every marker (in C): [text, kind, index, text, kind, index, ..., text]
-        parts = _MARK.split(self.render(wrapped))
-        n = len(messages)
-        opens: list[int | None] = [None] * n
-        closes: list[int | None] = [None] * n
-        pos = len(parts[0])  # position in the text once markers are removed
-        for k in range(1, len(parts), 3):
-            i, table = int(parts[k + 1]), (opens if parts[k] == OPEN else closes)
-            if i >= n or table[i] is not None:
-                return None  # the template printed a message twice: ambiguous
-            table[i] = pos
-            pos += len(parts[k + 2])
-        joined = "".join(parts[0::3])
-        if OPEN in joined or CLOSE in joined or (text is not None and joined != text):
-            return None  # a marker was cut (content sliced) or the template rewrote content
-        self._last_plain = joined
-        spans = []
-        for m, a, b in zip(messages, opens, closes):
-            if a is None or b is None:
-                if m["role"] == "assistant":
-                    return None
-                spans.append((0, 0))  # a message the template does not print (e.g. a dropped system prompt)
-                continue
-            spans.append((a, b))
-        return spans
+def template_messages(messages: Sequence[Message]) -> list[Message]:
+    """What transformers passes to the template: null-valued keys and llmprep's control keys dropped, and the
+    reasoning under every name templates read (reasoning_content, thinking; transformers 5's aliasing).
 
-    def _extend_eot(self, text: str, end: int, limit: int) -> int:
-        """Extend a reply's end over the first end-of-turn token the template writes before `limit`."""
-        if self._eot is None:
-            return end
-        match = self._eot.search(text, end, limit)
-        return match.end() if match else end
-
-    def _prefix_spans(self, messages: Sequence[Message], text: str) -> list[Span]:
-        """Spans by rendering prefixes; for templates that rewrite content (e.g. trim it)."""
-        spans = []
-        for i, m in enumerate(messages):
-            if m["role"] != "assistant":
-                continue
-            head = self.render(messages[:i], add_generation_prompt=True)
-            upto = self.render(messages[: i + 1])
-            if not (upto.startswith(head) and text.startswith(upto)):
-                raise RecordError(
-                    "cannot locate assistant turn %d: the chat template renders earlier turns differently "
-                    "depending on later ones" % i, field=f"messages[{i}]")
-            end = len(upto)
-            # The turn's text ends with its end-of-turn token and maybe separators; keep up to that token.
-            tail = list(self._eot.finditer(text, len(head), end)) if self._eot else []
-            spans.append((len(head), tail[-1].end() if tail else end))
-        return spans
+    Example: [{"role": "assistant", "content": "4", "reasoning": "2+2", "train": True}]
+    -> [{"thinking": "2+2", "role": "assistant", "content": "4", "reasoning": "2+2", "reasoning_content": "2+2"}]
+    """
+    out = []
+    for m in messages:
+        if m.keys() == _PLAIN_KEYS and m["content"] is not None:
+            out.append(m)
+            continue
+        m = {k: v for k, v in m.items() if v is not None and k not in CONTROL_KEYS}
+        reasoning = next((m[k] for k in ("reasoning_content", "thinking", "reasoning") if k in m), None)
+        if reasoning is not None:
+            m = {"thinking": reasoning, **m, "reasoning_content": reasoning}
+        out.append(m)
+    return out
 
 
 def render_prompt(messages: Sequence[Message], tokenizer, *, template: str | None = "auto",
-                  add_generation_prompt: bool = True) -> str:
+                  add_generation_prompt: bool = True, tools: list | None = None) -> str:
     """The inference prompt for a conversation, rendered exactly as training data is.
 
     Use it (not a hand-written f-string) at generation time, so training and inference can't drift.
@@ -188,4 +154,5 @@ def render_prompt(messages: Sequence[Message], tokenizer, *, template: str | Non
     <|im_start|>assistant\\n"
     """
     _, source = resolve_template(template, tokenizer)
-    return ChatRenderer.for_tokenizer(source, tokenizer).render(messages, add_generation_prompt=add_generation_prompt)
+    return ChatRenderer.for_tokenizer(source, tokenizer).render(messages, tools=tools,
+                                                                add_generation_prompt=add_generation_prompt)
