@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from llmprep.arrowcols import from_numpy, list_flat, to_numpy
 from llmprep.cache import parse_entry
 from llmprep.encode import Encoded, offsets_of, take
 from llmprep.executor import storage
@@ -244,7 +245,7 @@ def _bfd(index: RowIndex, splits: dict[str, np.ndarray], max_length: int, writer
                         sinks.append(sink)
                         buckets[key] = pa.ipc.new_stream(sink, schema)
                     buckets[key].write_table(pa.table({
-                        "p": pa.array(slots[mine]), "ids": list_column(part.ids, part.offsets),
+                        "p": from_numpy(slots[mine]), "ids": list_column(part.ids, part.offsets),
                         "labels": list_column(part.labels, part.offsets)}, schema=schema))
     finally:
         for w in buckets.values():
@@ -265,9 +266,9 @@ def _chunk(path: Path, plan: _BfdPlan, c: int) -> Iterator[pa.Table]:
     with pa.OSFile(str(path), "rb") as fh:
         table = pa.ipc.open_stream(fh).read_all()
     os.unlink(path)
-    table = table.take(pa.array(np.argsort(table["p"].to_numpy(), kind="stable")))
-    flat_ids = pa.concat_arrays(table["ids"].chunks).flatten().to_numpy().astype(np.int64)
-    flat_labels = pa.concat_arrays(table["labels"].chunks).flatten().to_numpy().astype(np.int64)
+    table = table.take(from_numpy(np.argsort(to_numpy(table["p"]), kind="stable")))
+    flat_ids = list_flat(table["ids"])[0].astype(np.int64)
+    flat_labels = list_flat(table["labels"])[0].astype(np.int64)
     m0, m1 = plan.chunk_members[c], plan.chunk_members[c + 1]
     r0, r1 = plan.chunk_rows[c], plan.chunk_rows[c + 1]
     yield packed_table(bfd_columns(flat_ids, flat_labels, plan.seg_len[m0:m1], plan.row_sizes[r0:r1]))

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from llmprep.arrowcols import list_flat
 from llmprep.encode import Encoded
 from llmprep.errors import ConfigError
 from llmprep.records import Record
@@ -145,12 +146,8 @@ def parse_entry(blob: bytes, *, verify: bool = True) -> tuple[Encoded, dict]:
 
 
 def _flat(col: pa.ChunkedArray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if len(arr) == 0:
-        return np.zeros(0, dtype), np.zeros(1, np.int64)
-    offsets = arr.offsets.to_numpy().astype(np.int64)
-    values = arr.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-    return values[offsets[0]:offsets[-1]], offsets - offsets[0]
+    values, offsets = list_flat(col)
+    return values.astype(dtype, copy=False), offsets
 
 
 def _encoded(table: pa.Table) -> Encoded:

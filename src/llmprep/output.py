@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from llmprep.arrowcols import from_numpy
 from llmprep.constants import IGNORE_INDEX
 from llmprep.encode import Encoded
 
@@ -27,10 +28,10 @@ MAX_FILE_BYTES = 500 * 10**6  # save_to_disk's default max_shard_size
 
 def list_column(values: np.ndarray, offsets: np.ndarray, dtype=pa.int32()) -> pa.Array:
     """Flat values + row offsets -> an Arrow list column. Example: [1,2,3], [0,2,3] -> [[1,2],[3]]"""
-    vals = pa.array(np.asarray(values), type=dtype)
+    vals = from_numpy(values, dtype)
     if offsets[-1] < 2**31 - 1:
-        return pa.ListArray.from_arrays(pa.array(np.asarray(offsets).astype(np.int32)), vals)
-    return pa.LargeListArray.from_arrays(pa.array(np.asarray(offsets).astype(np.int64)), vals)
+        return pa.ListArray.from_arrays(from_numpy(offsets, pa.int32()), vals)
+    return pa.LargeListArray.from_arrays(from_numpy(offsets, pa.int64()), vals)
 
 
 def pad_rows(enc: Encoded, width: int, pad_id: int, side: str) -> dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
 """Start-up: `llmprep inspect "text"` and `llmprep prepare` of a small file never import torch, transformers,
-datasets (seconds of imports) or matplotlib (report.html draws its own SVG) once the tokenizer has a
-snapshot; the CLI itself imports none of them."""
+datasets (seconds of imports), matplotlib (report.html draws its own SVG) or pandas (pyarrow imports it
+on its first numpy conversion; llmprep.arrowcols converts without it) once the tokenizer has a snapshot;
+the CLI itself imports none of them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from helpers import chat, write_jsonl
 
 from llmprep.tokenizer import load_lite_tokenizer
 
-HEAVY = ("torch", "transformers", "datasets", "matplotlib")
+HEAVY = ("torch", "transformers", "datasets", "matplotlib", "pandas")
 PROBE = """
 import json, sys
 from llmprep.cli import main
@@ -50,3 +51,6 @@ def test_inspect_text_without_torch_or_transformers(snapshot_ready):
 def test_prepare_small_file_without_torch_transformers_or_datasets(snapshot_ready, tmp_path):
     data = write_jsonl(tmp_path / "c.jsonl", [{"messages": chat("Hi", "Hello!")}] * 20)
     assert heavy_imports("prepare", str(data), "--out", str(tmp_path / "out"), "--no-cache", "--quiet") == []
+    cache_args = ["--cache-dir", str(tmp_path / "cache")]
+    for out in ("first", "served-from-cache"):  # writing cache entries, then reading them back
+        assert heavy_imports("prepare", str(data), "--out", str(tmp_path / out), "--quiet", *cache_args) == []

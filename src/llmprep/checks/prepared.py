@@ -87,13 +87,9 @@ def _is_list(column) -> bool:
 
 def _flat(column) -> tuple[np.ndarray, np.ndarray]:
     """An Arrow list column (chunked or not) -> (flat values, row offsets from 0)."""
-    if hasattr(column, "combine_chunks"):
-        column = column.combine_chunks()
-    if hasattr(column, "chunks"):
-        column = column.chunk(0)
-    offsets = np.asarray(column.offsets, dtype=np.int64)
-    values = np.asarray(column.flatten().to_numpy(zero_copy_only=False))
-    return values, offsets - offsets[0]
+    from llmprep.arrowcols import list_flat
+
+    return list_flat(column)
 
 
 def split_files(root: Path) -> dict[str, list[Path]]:
