@@ -264,8 +264,10 @@ def whole_processes(path: Path, workdir: Path, runs: int = 3, log=print, *,
                     warm_up: bool = True) -> dict[str, list[float]]:
     """llmprep's CLI and a TRL script as whole processes, alternating; -> {"llmprep": [s...], "TRL": [...]}."""
     out = workdir / "process-out"
+    # The same work as TRL's script and as the in-process runs (llmprep_options): every row kept (no
+    # --dedup; TRL keeps repeats), no test split. The defaults (--dedup exact, --test-size 0.1) cost more.
     argv = {"llmprep": llmprep_argv("prepare", str(path), "--out", str(out), "--no-cache", "--quiet",
-                                    "--max-length", str(NO_TRUNCATION)),
+                                    "--max-length", str(NO_TRUNCATION), "--dedup", "none", "--test-size", "0"),
             "TRL": [sys.executable, str(Path(__file__).resolve()), "--trl-process", str(path), str(out)]}
     return _alternate(argv, out, runs, warm_up, log)
 
