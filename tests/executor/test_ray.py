@@ -95,3 +95,30 @@ def test_ray_mix_dedup_and_decontamination_match_local(local_ray, english_chats,
     assert where == [("en", 4, f"{bench}:1")] + [("en", n, f"{en_file}:{n - 30}") for n in (31, 32, 33)] + \
         [("en", 34, f"{bench}:1"), ("en", 35, f"{en_file}:5"), ("zh", 3, f"{bench}:2")]
     assert ray_run.report["mix"]["sources"][1]["epochs"] > 1
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, says", [
+    (f"127.0.0.1:{_closed_port()}", "nothing answers at 127.0.0.1:"),
+    (f"ray://127.0.0.1:{_closed_port()}", "nothing answers at 127.0.0.1:"),
+    ("http://head:8265", "expected HOST:PORT"),
+    ("head-node", "expected HOST:PORT"),
+])
+def test_bad_ray_address_is_one_clear_error_before_ray_is_asked(inputs, tmp_path, address, says):
+    """Ray itself would retry an unreachable address for minutes, printing warnings (no local Ray is
+    started here: the check comes first)."""
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["prepare", str(inputs), "--out", str(out), "--quiet", "--no-cache",
+                                    "--executor", "ray", "--ray-address", address])
+    assert res.exit_code != 0 and res.exception is not None and isinstance(res.exception, SystemExit)
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and f"--ray-address {address!r}" in lines[0], res.output
+    assert not out.exists()

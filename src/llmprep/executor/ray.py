@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import warnings
 from typing import Iterator
 
@@ -26,6 +27,8 @@ import numpy as np
 from llmprep.errors import ConfigError, LlmprepError
 
 MAX_RETRIES = 3
+CONNECT_TIMEOUT = 5.0  # seconds to reach --ray-address before Ray is asked to (it retries for minutes)
+CLIENT_PORT = 10001  # Ray Client's default port, for a ray://HOST without one
 
 
 def meta_to_json(meta) -> str:
@@ -113,6 +116,7 @@ class RayExecutor:
 
         for name in ("ray", "ray.data"):  # a failed task is our one-line error, not Ray's logged traceback
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        check_address(self.address)
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # C++ notices on stderr are noise for a CLI run
@@ -147,6 +151,31 @@ class RayExecutor:
         finally:
             if started:
                 ray.shutdown()
+
+
+def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail in seconds, with one line, on a --ray-address where nothing answers: given one, ray.init keeps
+    retrying for minutes while its C++ client prints warnings. "auto" (and no address) is Ray's to resolve.
+
+    Example: check_address("10.0.0.9:6379") with nothing listening there
+    -> LlmprepError("--ray-address '10.0.0.9:6379': nothing answers at 10.0.0.9:6379 (Connection refused); ...")
+    """
+    if not address or address in ("auto", "local"):
+        return
+    scheme, _, rest = address.rpartition("://")
+    host, sep, port = rest.rstrip("/").rpartition(":")
+    if not sep and scheme == "ray":
+        host, port = rest.rstrip("/"), str(CLIENT_PORT)
+    if scheme not in ("", "ray") or not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r}: expected HOST:PORT (a cluster's GCS, e.g. 10.0.0.9:6379), "
+                          "ray://HOST[:PORT] (Ray Client) or auto; leave it out to start a local Ray")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__.replace("Error", " error").strip()
+        raise LlmprepError(f"--ray-address {address!r}: nothing answers at {host}:{port} ({why}); start the "
+                           "cluster there (`ray start --head`), fix the address, or leave --ray-address out to "
+                           "start a local Ray") from None
 
 
 def _rows(ds) -> Iterator[tuple[int, list]]:
