@@ -80,7 +80,8 @@ class _Panel:
                 y = self.y(t)
                 out += [f'<path d="M{self.left:.1f} {y:.1f}h-3.5" style="stroke:#222;stroke-width:0.8"/>',
                         _text(self.left - 6, y + 3, tick_label(t), anchor="end")]
-        out.append(_text(self.left + self.width / 2, self.top - 8, title, extra=' font-size="10"'))
+        if title:  # bars have none: no empty <text> element
+            out.append(_text(self.left + self.width / 2, self.top - 8, title, extra=' font-size="10"'))
         out.append(_text(self.left + self.width / 2, bottom + 28, xlabel))
         if ylabel:
             cx, cy = self.left - 32, self.top + self.height / 2
