@@ -12,7 +12,7 @@ from helpers import mount_tmpfs
 
 import llmprep
 import llmprep.prepare as prep
-from llmprep.cache import ShardCache, parse_size
+from llmprep.cache import VERSION, ShardCache, parse_size
 from llmprep.prepare import PrepareConfig, run
 
 
@@ -32,7 +32,7 @@ def _files(d):
 
 
 def _entries(cache_dir):
-    return sorted(p for p in (cache_dir / "shards-v2").glob("*/*.arrow"))
+    return sorted(p for p in (cache_dir / f"shards-v{VERSION}").glob("*/*.arrow"))
 
 
 def test_second_run_hits_and_matches(tmp_path):

@@ -8,6 +8,7 @@ mode (chats, documents, sentence pairs, --pack bfd/wrap, padding) must match it 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -26,6 +27,7 @@ from llmprep.records import expand_inputs, read_records
 from llmprep.render import resolve_template
 from llmprep.shard import ShardSettings, process_shard
 from llmprep.tokenizer import load_tokenizer
+from llmprep.truncate import NO_TRAINED
 
 
 def reference(cfg: PrepareConfig, inputs: list[str]) -> tuple[dict[str, list[dict]], dict, list[dict], dict]:
@@ -76,13 +78,25 @@ def reference(cfg: PrepareConfig, inputs: list[str]) -> tuple[dict[str, list[dic
         "kept": {name: len(p) for name, p in parts.items()},
         "rows": {name: len(r) for name, r in rows.items()},
         "truncated": res.truncated,
-        "tokens": {"total": int(len(enc.ids)), "trained": 0 if pairs else int((enc.labels != -100).sum())},
+        "tokens": {"total": int(len(enc.ids)), "trained": 0 if pairs else int((enc.labels != -100).sum()),
+                   "trained_cut": 0 if pairs else _trained_cut(records, formats, settings, res)},
         "lengths": length_stats(enc.lengths),
     }
     if packing:
         counts["packing"] = packing
     rejected = [r.to_json() for r in res.rejected] + [{**r.to_json(), "dropped": True} for r in res.dropped]
     return rows, counts, json.loads(json.dumps(rejected)), features
+
+
+def _trained_cut(records, formats, settings, res) -> int:
+    """Trained tokens truncation cut away, from an untruncated run: the trained tokens of the records kept
+    or dropped with nothing left to train, minus those kept."""
+    full = process_shard(records, formats, replace(settings, max_length=2**62))
+    keep = set(res.kept_at) | {(r.source, r.line) for r in res.dropped if r.reason.startswith(NO_TRAINED[:20])}
+    trained = full.encoded.labels != -100
+    offsets = full.encoded.offsets
+    before = sum(int(trained[offsets[i]:offsets[i + 1]].sum()) for i, at in enumerate(full.kept_at) if at in keep)
+    return before - int((res.encoded.labels != -100).sum())
 
 
 def _rows(cols: dict[str, list]) -> list[dict]:

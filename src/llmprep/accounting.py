@@ -45,7 +45,7 @@ class Accounts:
         self.first: list[Rejected] = []
         self.first_dropped: list[Rejected] = []
         self.kinds: dict[str, int] = {}
-        self.counts = {"truncated": 0, "control_text_rows": 0, "fast_rows": 0, "engine_mismatches": 0}
+        self.counts = {"truncated": 0, "trained_lost": 0, "control_text_rows": 0, "fast_rows": 0, "engine_mismatches": 0}
         self.template_rows: dict[str, int] = {}
         self.hits = self.computed = 0
         self.misses: dict[str, int] = {}
@@ -79,6 +79,7 @@ class Accounts:
             self.kinds[k] = self.kinds.get(k, 0) + v
         for k in self.counts:
             self.counts[k] += getattr(meta, k)
+        self.counts["trained_lost"] += sum(meta.dropped_trained)  # after dedup moved its copies to rejected
         for k, v in meta.template_rows.items():
             self.template_rows[k] = self.template_rows.get(k, 0) + v
         if meta.hit:
@@ -91,7 +92,7 @@ class Accounts:
         if meta.miss and (meta.miss.startswith("corrupt") or meta.miss.startswith("unreadable")):
             warn(f"cache: {meta.miss} for a shard of {meta.rejected[0].source if meta.rejected else 'the input'}; "
                   "recomputed and overwritten")
-        meta.rejected, meta.dropped = [], []  # written to the side files: the driver keeps no records
+        meta.rejected, meta.dropped, meta.dropped_trained = [], [], []  # written to the side files: no records kept
 
     def first_reasons(self) -> list[str]:
         return [r.message() for r in (self.first + self.first_dropped)[:3]]
@@ -166,7 +167,11 @@ def report(cfg, acc: Accounts, index: RowIndex, splits: dict[str, np.ndarray],
         "truncated": acc.counts["truncated"],
         "control_text_rows": acc.counts["control_text_rows"],
         "tokens": {"total": int(lengths.sum(dtype=np.int64)),
-                   "trained": 0 if pairs else int(index.columns["trained"][used].sum(dtype=np.int64))},
+                   "trained": 0 if pairs else int(index.columns["trained"][used].sum(dtype=np.int64)),
+                   # trained tokens truncation cut away: from the rows written (as often as they are written)
+                   # and from the records dropped with none left
+                   "trained_cut": 0 if pairs else int(index.columns["cut"][used].sum(dtype=np.int64))
+                   + acc.counts["trained_lost"]},
         "lengths": length_stats(lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": acc.counts["fast_rows"],
                    "fastokens_mismatches": acc.counts["engine_mismatches"],

@@ -46,10 +46,15 @@ class RowIndex:
 
     @classmethod
     def build(cls, metas: list) -> "RowIndex":
+        """Concatenate the shards' per-row columns, taking them from the metas (each meta's rows dict is
+        emptied): the index holds them once, not twice, and a column's parts are freed as it is built."""
         names = list(metas[0].rows) if metas else ["length", "trained", "record"]
-        cols = {k: np.concatenate([m.rows[k] for m in metas]) if metas else np.zeros(0, np.int32) for k in names}
-        cols["shard"] = np.repeat(np.arange(len(metas), dtype=np.int32), [len(m.rows["length"]) for m in metas])
-        return cls(cols, offsets_of([len(m.rows["length"]) for m in metas]), [m.spill for m in metas])
+        sizes = [len(m.rows["length"]) for m in metas]
+        cols = {}
+        for k in names:
+            cols[k] = np.concatenate([m.rows.pop(k) for m in metas]) if metas else np.zeros(0, np.int32)
+        cols["shard"] = np.repeat(np.arange(len(metas), dtype=np.int32), sizes)
+        return cls(cols, offsets_of(sizes), [m.spill for m in metas])
 
     def __len__(self) -> int:
         return len(self.columns["length"])

@@ -63,6 +63,9 @@ class ShardResult:
     chat: dict = field(default_factory=dict)  # chat statistics for the report (ChatStats.to_json)
     kept_examples: list[Example] | None = None  # the example behind each kept row (its text: llmprep.mix keys)
     dropped_examples: list[Example] | None = None  # the example behind each entry of `dropped`
+    cut: np.ndarray | None = None  # trained tokens truncation cut from each kept row (None: pairs)
+    trained_lost: int = 0  # trained tokens of rows truncation dropped from records that keep other rows
+    dropped_trained: list[int] = field(default_factory=list)  # per entry of `dropped`: its trained tokens
 
 
 _STATE: dict = {}
@@ -134,7 +137,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
     enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
     order = sorted(order)
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
-    dropped, dropped_examples = _dropped_records(examples, order, fitted, stats)
+    dropped, dropped_examples, dropped_trained, lost = _dropped_records(examples, order, fitted, stats)
     file_order = {src: i for i, src in enumerate(dict.fromkeys(r.source for r in records))}
     rejected.sort(key=lambda r: (file_order.get(r.source, 0), r.line))  # input order
     kept = [examples[order[r]] for r in fitted.kept.tolist()]
@@ -142,26 +145,32 @@ def process_shard(records: list[Record], formats: dict[str, str],
     return ShardResult(fitted.encoded, rejected, dropped, fitted.truncated, control_rows,
                        encoder.fast_rows - fast_before, encoder.engine_mismatches - mismatch_before, kinds, kept_at,
                        {k: v - rows_before.get(k, 0) for k, v in _template_rows(renderer).items()},
-                       stats.to_json() if chats else {}, kept, dropped_examples)
+                       stats.to_json() if chats else {}, kept, dropped_examples, fitted.cut, lost, dropped_trained)
 
 
 def _dropped_records(examples: list[Example], order: list[int], fitted,
-                     stats: "ChatStats") -> tuple[list[Rejected], list[Example]]:
-    """(dropped records, the example behind each). A record is dropped when all its rows are (one row per
-    record, except with --history per-turn, where the rows dropped from a record that keeps others are
-    counted in the report's chat section)."""
+                     stats: "ChatStats") -> tuple[list[Rejected], list[Example], list[int], int]:
+    """(dropped records, the example behind each, the trained tokens truncation cut from each, the trained
+    tokens cut from rows dropped from records that keep others). A record is dropped when all its rows are
+    (one row per record, except with --history per-turn, where the rows dropped from a record that keeps
+    others are counted in the report's chat section)."""
     kept = {order[r] for r in fitted.kept}
-    out, behind, seen = [], [], set()
-    for r, why in fitted.dropped:
+    out, behind, trained, at = [], [], [], {}
+    lost_elsewhere = 0
+    for (r, why), lost in zip(fitted.dropped, fitted.lost or [0] * len(fitted.dropped)):
         i = order[r]
         if i in kept:
             stats.rows_dropped += 1
-        elif i not in seen:
-            seen.add(i)
+            lost_elsewhere += lost
+        elif i not in at:
+            at[i] = len(out)
             ex = examples[i]
             out.append(Rejected(ex.source, ex.line, None, why, ex.data))
             behind.append(ex)
-    return out, behind
+            trained.append(lost)
+        else:
+            trained[at[i]] += lost
+    return out, behind, trained, lost_elsewhere
 
 
 TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")

@@ -24,13 +24,17 @@ class Fitted:
     kept: np.ndarray  # indices (into the input rows) of the rows kept, in order
     dropped: list[tuple[int, str]]  # (row index, reason)
     truncated: int
+    # trained tokens truncation cut away: per kept row, and per entry of `dropped` (the doctor's
+    # truncation-loss check reads their sums from report.json instead of encoding everything again)
+    cut: np.ndarray | None = None
+    lost: list[int] | None = None
 
 
 def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = True) -> Fitted:
     """Truncate or drop rows longer than max_length; drop rows without a trained token.
 
     Example: rows [1,2,3,4] (labels [-100,-100,3,4]), max_length=2, side="right"
-    -> labels [-100,-100]: nothing trained is left -> dropped;  side="left" -> [3,4] kept
+    -> labels [-100,-100]: nothing trained is left -> dropped (lost=[2]);  side="left" -> [3,4] kept (cut=[0])
     """
     lengths = enc.lengths
     starts = enc.offsets[:-1].copy()
@@ -46,17 +50,23 @@ def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = Tru
         ends[over] = starts[over] + max_length
     else:
         starts[over] = ends[over] - max_length
+    cut, full = None, None
     if require_trained:
         nz = enc.labels != IGNORE_INDEX
-        csum = np.concatenate([[0], np.cumsum(nz)])
-        trained = (csum[ends] - csum[starts]) > 0
-        for r in np.flatnonzero(keep & ~trained):
+        csum = np.concatenate([[0], np.cumsum(nz, dtype=np.int64)])
+        left = csum[ends] - csum[starts]
+        full = csum[enc.offsets[1:]] - csum[enc.offsets[:-1]]
+        empty = keep & (left == 0)
+        for r in np.flatnonzero(empty):
             dropped.append((int(r), NO_TRAINED.format(side=side, max_length=max_length)))
-        keep &= trained
+        keep &= ~empty
+        cut = (full - left)[keep].astype(np.int32)
     dropped.sort()
     rows = np.flatnonzero(keep)
     out = take(enc, rows, starts[rows], ends[rows])
-    return Fitted(out, rows, dropped, int((over & keep).sum()) if side != "drop" else 0)
+    # a row dropped for its length (--truncation drop) had nothing cut: it is reported as too long instead
+    lost = [int(full[r]) if full is not None and why.startswith(NO_TRAINED[:20]) else 0 for r, why in dropped]
+    return Fitted(out, rows, dropped, int((over & keep).sum()) if side != "drop" else 0, cut, lost)
 
 
 __all__ = ["fit", "Fitted", "TRUNCATION", "take"]

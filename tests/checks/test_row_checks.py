@@ -3,6 +3,8 @@ on data prepared by llmprep from the bundled sample, and on rows made the way ot
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from doctor_assets import prepared, sample_lines
@@ -119,6 +121,19 @@ def test_truncation_loss_share_matches_an_untruncated_prepare(smollm2, tmp_path)
     assert f.severity == "warning"
     assert f"cut away {total - kept:,} of {total:,} trained tokens ({(total - kept) / total:.1%})" in f.message
     assert (total - kept) / total > TRUNCATION_LOSS
+    assert Data.from_dir(short).report["tokens"]["trained_cut"] == total - kept  # what the check read
+
+
+def test_truncation_loss_of_a_report_without_the_cut_count_encodes_again(smollm2, tmp_path):
+    """report.json from before prepare counted the cut tokens: the check encodes the chats again, same answer."""
+    short = prepared(tmp_path, sample_lines(300), "short", max_length=40)
+    (new,), _ = findings(smollm2, short, "truncation-loss")
+    path = short / "report.json"
+    report = json.loads(path.read_text())
+    del report["tokens"]["trained_cut"]
+    path.write_text(json.dumps(report))
+    (old,), _ = findings(smollm2, short, "truncation-loss")
+    assert old.message == new.message
 
 
 def test_truncation_loss_twin_below_the_threshold(smollm2, tmp_path):

@@ -33,3 +33,20 @@ def test_128_bit_keys_with_equal_high_words_are_told_apart():
 def test_keyindex_rejects_other_widths():
     with pytest.raises(ValueError, match="expected 1"):
         KeyIndex(3)
+
+
+def test_runs_with_equal_high_words_merge_in_order():
+    """Many keys share a high word (only 4 values): merging runs must order them by the low word too."""
+    rng = np.random.default_rng(1)
+    ix, ref = KeyIndex(2), {}
+    for size in [50, 50, 100, 200, 30, 400]:
+        keys = np.column_stack([rng.integers(0, 4, size), rng.integers(0, 2**40, size)]).astype(np.uint64)
+        keys = np.unique(keys, axis=0)
+        new = [k for k in map(tuple, keys.tolist()) if k not in ref]
+        ix.add(np.array(new, dtype=np.uint64).reshape(-1, 2), np.arange(len(ref), len(ref) + len(new)))
+        ref.update({k: len(ref) + j for j, k in enumerate(new)})
+        hi, lo, _ = ix._runs[0]
+        assert (np.diff(hi.astype(np.float64)) >= 0).all()
+        assert all(lo[i] < lo[i + 1] for i in np.flatnonzero(hi[1:] == hi[:-1]))
+    probe = np.array(list(ref) + [(1, 2**41), (9, 0)], dtype=np.uint64)
+    assert ix.find(probe).tolist() == list(ref.values()) + [-1, -1]

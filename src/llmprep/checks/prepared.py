@@ -114,7 +114,9 @@ def read_chunks(files: list[Path], tokens: int = CHUNK_TOKENS) -> Iterator[tuple
 
     start, pending, size = 0, [], 0
     for path in files:
-        with pa.memory_map(str(path)) as source:
+        # read, not memory-mapped: every page of a mapped file stays resident (and counted) until it is
+        # closed, so one 500 MB output file added 500 MB to prepare's peak; a read batch is freed with its chunk
+        with pa.OSFile(str(path)) as source:
             for batch in pa.ipc.open_stream(source):
                 pending.append(batch)
                 size += len(batch.column("input_ids").flatten())
@@ -129,7 +131,7 @@ def read_chunks(files: list[Path], tokens: int = CHUNK_TOKENS) -> Iterator[tuple
 def schema_of(files: list[Path]):
     import pyarrow as pa
 
-    with pa.memory_map(str(files[0])) as source:
+    with pa.OSFile(str(files[0])) as source:
         return pa.ipc.open_stream(source).schema
 
 

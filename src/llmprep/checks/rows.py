@@ -127,8 +127,10 @@ def truncation_loss(subject) -> list[Finding]:
         return []
     if "tokens" not in rep or "options" not in rep:
         raise Skip("the report holds no token counts")
-    full = full_trained_tokens(subject, lost_rows)
     kept = int(rep["tokens"]["trained"])
+    cut = rep["tokens"].get("trained_cut")
+    # prepare counts what it cut; a report from before it did: encode the chats again without a limit
+    full = kept + int(cut) if cut is not None else full_trained_tokens(subject, lost_rows)
     share = (full - kept) / full if full else 0.0
     if share <= TRUNCATION_LOSS:
         return []

@@ -51,6 +51,8 @@ class ShardMeta:
     rejected: list[Rejected]
     dropped: list[Rejected]
     truncated: int = 0
+    trained_lost: int = 0  # trained tokens of rows truncation dropped from records that keep other rows
+    dropped_trained: list[int] = field(default_factory=list)  # per entry of `dropped`: trained tokens it lost
     control_text_rows: int = 0
     fast_rows: int = 0
     engine_mismatches: int = 0
@@ -85,7 +87,22 @@ def _meta_json(res: ShardResult, index: dict[tuple[str, int], int], record_rows:
     return {"rejected": [pos(r) for r in res.rejected], "dropped": [pos(r) for r in res.dropped],
             "truncated": res.truncated, "control_text_rows": res.control_text_rows, "fast_rows": res.fast_rows,
             "engine_mismatches": res.engine_mismatches, "template_rows": res.template_rows, "chat": res.chat,
-            "kinds": res.kinds, "record": record_rows, "pairs": res.encoded.token_type_ids is not None}
+            "kinds": res.kinds, "record": record_rows, "pairs": res.encoded.token_type_ids is not None,
+            "cut": _sparse(res.cut), "trained_lost": res.trained_lost, "dropped_trained": res.dropped_trained}
+
+
+def _sparse(cut: np.ndarray | None) -> dict:
+    """Per-row trained tokens cut by truncation, as its non-zero entries (most rows lose none).
+    Example: [0, 5, 0] -> {"rows": [1], "tokens": [5]}"""
+    at = np.flatnonzero(cut) if cut is not None else np.zeros(0, np.int64)
+    return {"rows": at.tolist(), "tokens": cut[at].tolist() if cut is not None else []}
+
+
+def _dense(sparse: dict, n: int) -> np.ndarray:
+    """The inverse of _sparse for n rows. Example: {"rows": [1], "tokens": [5]}, 3 -> [0, 5, 0]"""
+    out = np.zeros(n, np.int32)
+    out[np.asarray(sparse["rows"], np.int64)] = sparse["tokens"]
+    return out
 
 
 def _located(items: list[dict], records: list[Record]) -> list[Rejected]:
@@ -155,11 +172,13 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
         storage.write_bytes(spill, blob)  # atomic: a retried task (Ray) never leaves a half-written spill
         rows = row_columns(enc, meta["record"], meta["pairs"])
         rows["line"] = np.asarray([records[i].line for i in meta["record"]], np.int64)
+        rows["cut"] = _dense(meta["cut"], len(rows["length"]))
         rows |= {name: array_from_json(a) for name, a in meta.get("keys", {}).items()}
         out.append(ShardMeta(
             task=task.index, shard=n, spill=spill, records=len(records), rows=rows,
             rejected=_located(meta["rejected"], records), dropped=_located(meta["dropped"], records),
-            truncated=meta["truncated"], control_text_rows=meta["control_text_rows"],
+            truncated=meta["truncated"], trained_lost=meta["trained_lost"],
+            dropped_trained=meta["dropped_trained"], control_text_rows=meta["control_text_rows"],
             fast_rows=meta["fast_rows"], engine_mismatches=meta["engine_mismatches"],
             template_rows=meta.get("template_rows", {}), chat=meta.get("chat", {}), kinds=meta["kinds"],
             content=content, hit=hit,

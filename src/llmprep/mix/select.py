@@ -141,6 +141,7 @@ class RowFilter:
                                                  duplicate_of=dup.of)
         if moved:
             meta.dropped = [r for i, r in enumerate(meta.dropped) if i not in moved]
+            meta.dropped_trained = [n for i, n in enumerate(meta.dropped_trained) if i not in moved]
             meta.rejected = sorted(meta.rejected + list(moved.values()), key=lambda r: r.line)
         return found
 
