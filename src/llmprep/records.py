@@ -110,11 +110,15 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     """Yield every record of one file. An empty file yields one rejected record (line 0).
 
     lazy=True leaves JSONL lines unparsed (see parse_record). `span` = (start byte, stop byte, line
-    number at start) reads only those lines of an uncompressed .jsonl/.txt (a shard task's range).
+    number at start) reads only those lines of an uncompressed .jsonl/.txt (a shard task's range); for a
+    .parquet file it is (first row group, stop row group, row number at start).
     A record longer than `max_record_bytes` (--max-record-bytes) is rejected with its size, read
     without holding it whole.
     """
     kind = file_kind(path)
+    if span is not None and kind == ".parquet":
+        yield from _read_parquet(path, max_record_bytes=max_record_bytes, row_groups=span)
+        return
     if span is not None:
         lines = text_lines(path, span, max_record_bytes=max_record_bytes)
         yield from (_jsonl_records(path, lines, lazy) if kind == ".jsonl" else _txt_records(path, lines))
@@ -405,15 +409,19 @@ def has_surrogate(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _read_parquet(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
-    """Rows of a Parquet file, a batch at a time. A file pyarrow can't read is one reject naming it."""
+def _read_parquet(path: Path, *, max_record_bytes: int, lazy: bool = False,
+                  row_groups: tuple[int, int, int] | None = None, source: str | None = None) -> Iterator[Record]:
+    """Rows of a Parquet file (a path or an open binary file), a batch at a time; `row_groups` = (first, stop,
+    number of the first row) reads only those row groups (a shard task's). A file pyarrow can't read is one
+    reject naming it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    source = str(path)
-    n = 0
+    source = source or str(path)
+    n = row_groups[2] - 1 if row_groups else 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        groups = range(row_groups[0], row_groups[1]) if row_groups else None
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024, row_groups=groups):
             if batch.nbytes <= max_record_bytes:  # no row of the batch can be over the limit
                 for row in batch.to_pylist():
                     n += 1

@@ -52,3 +52,56 @@ def test_a_range_of_blank_lines_is_a_task_with_no_shard(tmp_path, monkeypatch):
     res = run(PrepareConfig(progress=False, cache=False, num_proc=1), [str(p)])
     assert res.run_info["executor"]["tasks"] == 3 and res.run_info["executor"]["shards"] == 2
     assert res.report["records"] == {"read": 2, "kept": 2, "rejected": 0, "dropped": 0}
+
+
+def _parquet(path, rows: list[dict], group: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=group)
+    return path
+
+
+def test_parquet_row_groups_are_tasks_holding_every_row_with_its_number(tmp_path):
+    rows = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(50)]
+    p = _parquet(tmp_path / "a.parquet", rows, group=7)  # 8 row groups: 7 x 7 rows + 1
+    s = scan(p, shard_lines=15)
+    assert s.cuts == [(0, 3, 1), (3, 6, 22), (6, 8, 43)]  # 21, 21 and 8 rows
+    by_groups = [r for span in s.cuts for r in read_file(p, span=span)]
+    assert _lines(by_groups) == _lines(read_file(p)) and [r.line for r in by_groups] == list(range(1, 51))
+    tasks, _ = plan([p], shard_lines=15, fmt=None, columns={})
+    assert [t.span for t in tasks] == s.cuts and {t.format for t in tasks} == {"question-answer"}
+
+
+def test_parquet_of_one_row_group_or_unreadable_is_one_task(tmp_path):
+    one = _parquet(tmp_path / "one.parquet", [{"text": f"doc {i}"} for i in range(40)], group=1000)
+    assert scan(one, shard_lines=10).cuts is None
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really parquet")
+    assert scan(bad, shard_lines=10).cuts is None
+    (rec,) = list(read_file(bad))
+    assert rec.error is not None and "cannot read the Parquet file" in rec.error.reason
+
+
+def test_a_parquet_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tmp_path, monkeypatch):
+    """The bundled real chats as one parquet file of row groups of 40: with shards of 64 rows it is cut
+    into tasks (local path and file:// URI alike), and prepares exactly as the same chats in a .jsonl."""
+    import llmprep.prepare as prep
+    from doctor_assets import sample_lines
+    from helpers import write_jsonl
+
+    from llmprep.prepare import PrepareConfig, run
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 64)
+    rows = sample_lines(300)
+    pq_file = _parquet(tmp_path / "chats.parquet", rows, group=40)
+    twin = write_jsonl(tmp_path / "chats.jsonl", rows)
+    cfg = PrepareConfig(progress=False, cache=False, num_proc=2)
+    results = [run(cfg, [src]) for src in (str(pq_file), f"file://{pq_file}", str(twin))]
+    assert [r.run_info["executor"]["tasks"] for r in results] == [4, 4, 5]  # runs of 2 row groups; 300 lines / 64
+    for r in results[:2]:
+        assert r.report["records"] == results[2].report["records"]
+        assert r.report["tokens"] == results[2].report["tokens"]
+        assert list(r.splits) == list(results[2].splits)
+        for name in r.splits:
+            assert r.splits[name].to_list() == results[2].splits[name].to_list()
