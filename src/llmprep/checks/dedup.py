@@ -129,10 +129,12 @@ def scan_data(subject) -> Scan:
     control = control_pattern(subject.tokenizer)
     near, prompts = _NearIndex(), {"train": {}, "test": [], "index": _NearIndex()}
     items = data.items() if data.scan_limit is None else islice(data.items(), data.scan_limit)
+    leak = "test" in data.splits  # no test split: no leakage to look for (nor prompts to hash)
     try:
         for batch in _batches(items, BATCH):
             _duplicates(scan, batch, near)
-            _collect_prompts(scan, [item for item in batch if item.kind == "chat"], prompts)
+            if leak:
+                _collect_prompts(scan, [item for item in batch if item.kind == "chat"], prompts)
             for item in batch:
                 scan.items += 1
                 scan.splits[item.split] += 1
