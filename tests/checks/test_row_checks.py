@@ -82,6 +82,44 @@ def test_reply_ends_and_open_ends_golden():
     assert open_ends(rows, 2).tolist() == [1]  # row 0 ends on an untrained token: masked, not cut
 
 
+def _open_ends_by_loop(rows, eot: int) -> list[int]:
+    """The definition, row by row: the last real token is trained and its trained run holds no stop token."""
+    trained, real, out = rows.trained, rows.real, []
+    for r in range(len(rows)):
+        a, b = rows.offsets[r], rows.offsets[r + 1]
+        if not real[a:b].any():
+            continue
+        last = a + np.flatnonzero(real[a:b])[-1]
+        if not trained[last]:
+            continue
+        start = last
+        while start > a and trained[start - 1]:
+            start -= 1
+        if not (rows.ids[start:last + 1] == eot).any():
+            out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("padding", [None, "right", "left"])
+def test_open_ends_matches_the_row_by_row_definition(padding):
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(0, 12, 400)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = rng.integers(0, 4, offsets[-1])  # 2 is the stop token
+    labels = np.where(rng.random(offsets[-1]) < 0.6, ids, IGNORE_INDEX)
+    mask = None
+    if padding:
+        pads = [min(int(k), int(n)) for k, n in zip(rng.integers(0, 4, len(lengths)), lengths)]
+        mask = np.ones(offsets[-1], np.int64)
+        for r, k in enumerate(pads):
+            a, b = offsets[r], offsets[r + 1]
+            mask[(b - k):b] = 0 if padding == "right" else 1
+            mask[a:(a + k)] = 0 if padding == "left" else mask[a:(a + k)]
+    rows = Rows(ids, labels, mask, offsets)
+    assert open_ends(rows, 2).tolist() == _open_ends_by_loop(rows, 2)
+    assert len(_open_ends_by_loop(rows, 2)) > 10  # the data exercises the check
+
+
 def test_zero_trained_rows_assistant_mask_of_a_template_without_generation_tags(smollm2, tmp_path):
     """transformers' return_assistant_tokens_mask on a template without {% generation %} gives all-zero
     masks: labels made from them train nothing."""

@@ -40,18 +40,30 @@ def open_ends(rows, eot: int) -> np.ndarray:
     token (truncation cut it off).
 
     Example: a row truncated inside the answer: [..., "Par", "is"] all trained, no EOT -> that row
+
+    Per row, not per token: a row whose last real token is a trained stop token (nearly every row) is
+    decided at once; only the others are walked back over their trained run.
     """
-    trained, real = rows.trained, rows.real
+    trained, real, ids, offsets = rows.trained, rows.real, rows.ids, rows.offsets
+    n = len(rows)
+    nonempty = np.flatnonzero(rows.lengths > 0)
+    last = np.full(n, -1, np.int64)
+    if len(nonempty):
+        if rows.mask is None:
+            last[nonempty] = offsets[1:][nonempty] - 1
+        else:  # padding on either side: the greatest real position of each row (-1: none)
+            pos = np.where(real, np.arange(len(real)), -1)
+            last[nonempty] = np.maximum.reduceat(pos, offsets[:-1][nonempty])
+    has = last >= 0
+    open_rows = np.zeros(n, bool)
+    open_rows[has] = trained[last[has]] & (ids[last[has]] != eot)
     out = []
-    for r in range(len(rows)):
-        a, b = rows.offsets[r], rows.offsets[r + 1]
-        last = a + np.flatnonzero(real[a:b])[-1] if real[a:b].any() else None
-        if last is None or not trained[last]:
-            continue
-        start = last
+    for r in np.flatnonzero(open_rows).tolist():
+        a, end = offsets[r], last[r]
+        start = end
         while start > a and trained[start - 1]:
             start -= 1
-        if not (rows.ids[start:last + 1] == eot).any():
+        if not (ids[start:end + 1] == eot).any():
             out.append(r)
     return np.asarray(out, dtype=np.int64)
 
