@@ -42,6 +42,11 @@ def inputs(tmp_path, english_chats, monkeypatch):
     d.mkdir()
     write_jsonl(d / "a.jsonl", rows)
     (d / "b.json").write_text(json.dumps([{"messages": [u(f"Q{i}"), a(f"A{i}")]} for i in range(9)]))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chats = [{"messages": m} for m in english_chats[40:52]]  # row groups of 4: tasks of 2 groups, then 1
+    pq.write_table(pa.Table.from_pylist(chats), d / "c.parquet", row_group_size=4)
     return d
 
 
@@ -57,8 +62,9 @@ def test_ray_output_identical_to_local_even_when_a_worker_is_killed(local_ray, i
     local = run(PrepareConfig(**opts, num_proc=2), [str(inputs)], out=tmp_path / "local")
     assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")  # same bytes, nothing missing
     info = json.loads((tmp_path / "ray" / "run.json").read_text())
-    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 8, "shards": 9}  # b.json: 1 task, 2 shards
-    assert local.report["records"] == {"read": 50, "kept": 49, "rejected": 1, "dropped": 0}
+    # b.json: 1 task, 2 shards; c.parquet: 2 tasks (8 rows: 2 shards of <= 6; 4 rows: 1 shard)
+    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 10, "shards": 12}
+    assert local.report["records"] == {"read": 62, "kept": 61, "rejected": 1, "dropped": 0}
 
 
 def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path, monkeypatch, capfd):
