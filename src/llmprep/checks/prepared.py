@@ -76,7 +76,8 @@ class Rows:
 
     def per_row(self, flags: np.ndarray) -> np.ndarray:
         """How many flagged tokens each row has. Example: offsets [0, 2, 3], flags [T, F, T] -> [1, 1]"""
-        return np.bincount(self.row_of, weights=flags, minlength=len(self)).astype(np.int64)
+        counts = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])  # exact, no float weights
+        return counts[self.offsets[1:]] - counts[self.offsets[:-1]]
 
 
 def _is_list(column) -> bool:
@@ -106,6 +107,16 @@ def split_files(root: Path) -> dict[str, list[Path]]:
 def _data_files(split: Path) -> list[Path]:
     state = json.loads((split / "state.json").read_text())
     return [split / f["filename"] for f in state["_data_files"]]
+
+
+ROWS_KEPT = 64 << 20  # Arrow bytes of a split read once and kept for all row checks
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return ROWS_KEPT + 1  # unreadable here: stream it (read_chunks reports the error)
 
 
 def read_chunks(files: list[Path], tokens: int = CHUNK_TOKENS) -> Iterator[tuple[int, Rows]]:
@@ -163,11 +174,21 @@ class Data:
         # The example checks (duplicates, leakage, control text) read at most this many examples; None: all.
         # prepare sets it (its checks must stay cheap); `llmprep doctor DIR` reads them all.
         self.scan_limit: int | None = None
+        self._kept_rows: dict[str, list[tuple[int, Rows]]] = {}
 
     # --- rows -------------------------------------------------------------------------------
     def chunks(self, split: str) -> Iterator[tuple[int, Rows]]:
-        """(first row index, Rows) of a split, about CHUNK_TOKENS tokens at a time."""
-        return read_chunks(self.splits[split])
+        """(first row index, Rows) of a split, about CHUNK_TOKENS tokens at a time. A split whose files
+        total at most ROWS_KEPT bytes is read once and kept (three row checks read every row); a bigger
+        one is streamed again for each check, so memory stays bounded."""
+        kept = self._kept_rows.get(split)
+        if kept is not None:
+            return iter(kept)
+        files = self.splits[split]
+        if sum(_size(f) for f in files) > ROWS_KEPT:
+            return read_chunks(files)
+        self._kept_rows[split] = list(read_chunks(files))
+        return iter(self._kept_rows[split])
 
     def require_rows(self) -> list[str]:
         """Split names, or Skip when there are no prepared rows (raw data that could not be prepared)."""
