@@ -175,3 +175,23 @@ def test_prepared_rows_load_as_a_dataset(tmp_path):
     tok = template_tokenizer("qwen2.5")
     assert row["input_ids"] == tok.apply_chat_template(AGENT["messages"], tools=TOOLS, tokenize=True)["input_ids"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["chat"]["messages"]["tool_calls"] == 2
+
+
+def test_records_offering_different_tools_are_no_duplicates(tmp_path):
+    """The rendering prints `tools`: the same messages with other tools are another row, not an exact copy."""
+    other = [{"type": "function", "function": {**TOOLS[0]["function"], "name": "get_time"}}]
+    chat = {"messages": [u("Weather in Oslo?"), a("Let me check.")]}
+    res = run_on(tmp_path, "qwen2.5", [{**chat, "tools": TOOLS}, {**chat, "tools": other}, {**chat, "tools": TOOLS}],
+                 dedup="exact", test_size=0)
+    assert res.report["records"] == {"read": 3, "kept": 2, "rejected": 1, "dropped": 0}
+    assert res.rejected[0].line == 3 and "duplicate" in res.rejected[0].reason
+
+
+def test_tools_a_template_never_prints_are_a_reject_naming_them(tmp_path):
+    """SmolLM2's template has no place for tools: the row would teach calls to tools never shown."""
+    chat = {"messages": [u("Weather in Oslo?"), a("Let me check.")]}
+    res = run(PrepareConfig(progress=False, num_proc=1, cache=False, test_size=0),
+              [str(write_jsonl(tmp_path / "in.jsonl", [{**chat, "tools": TOOLS}, chat]))])
+    assert res.report["records"] == {"read": 2, "kept": 1, "rejected": 1, "dropped": 0}
+    (bad,) = res.rejected
+    assert (bad.line, bad.field) == (1, "tools") and "does not render `tools`" in bad.reason

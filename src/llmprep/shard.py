@@ -237,10 +237,29 @@ def chat_layouts(renderer: ChatRenderer, messages: list, tools, settings: ShardS
     if not trained and not settings.train_on_prompt:
         raise RecordError(f"nothing to train: no message is in --train-roles {','.join(settings.train_roles)} "
                           "without \"train\": false", field="messages")
+    if tools:
+        check_tools_rendered(renderer, messages, tools)
     if settings.history != "per-turn":
         return [renderer.layout(messages, trained, tools=tools, add_eos=settings.add_eos)]
     return [renderer.layout(messages[:n], turn, tools=tools, add_eos=settings.add_eos)
             for n, turn in per_turn_units(messages, trained)]
+
+
+def check_tools_rendered(renderer: ChatRenderer, messages: list, tools: list) -> None:
+    """A record's `tools` must change the rendering: a template that never prints them (SmolLM2's, Gemma's)
+    would train the model to call tools it was never shown. Raises the reject (field "tools") then.
+
+    Example: SmolLM2's template, tools=[{"type": "function", ...}] -> RecordError(field="tools")
+    """
+    with_tools = renderer.render(messages, tools=tools)  # a refusal is this record's reject reason
+    try:
+        without = renderer.render(messages)
+    except RecordError:
+        return  # the template needs them: it reads them
+    if without == with_tools:
+        raise RecordError("the chat template does not render `tools`: the tool definitions would be lost from the "
+                          "training text (the model would learn to call tools it was never shown); use a template "
+                          "that prints them, or drop `tools` from these records", field="tools")
 
 
 def _literal_spans(encoder: ChatEncoder, lay) -> list[tuple[int, int]]:

@@ -119,8 +119,9 @@ def oracle(template: str, conversation: str) -> Oracle:
 
 
 def lost(template: str, conversation: str) -> str | None:
-    """What apply_chat_template's rendering silently leaves out of a conversation it does not refuse: a tool
-    call, or content parts (printed as a Python list, or not at all). Training on that would lose data
+    """What apply_chat_template's rendering silently leaves out of a conversation it does not refuse: the
+    record's `tools` (the text is the same without them), a tool call, or content parts (printed as a
+    Python list, or not at all). Training on that would lose data
     without a word, so llmprep must reject such a conversation instead (None: nothing is lost).
 
     Example: SmolLM3's template never reads `tool_calls` -> "tool call get_weather"
@@ -129,6 +130,9 @@ def lost(template: str, conversation: str) -> str | None:
     if ref.error is not None:
         return None
     text, messages = ref.text, messages_of(conversation)
+    tools = RECORDS[conversation].get("tools")
+    if tools and render(template, messages, None) == text:
+        return "tools"
     if "{'type': 'text'" in text:
         return "content parts printed as a Python list"
     parts = [p.strip() for m in messages if isinstance(m.get("content"), list) for p in _visible(m["content"])]
@@ -414,7 +418,7 @@ def test_ids_equal_apply_chat_template(prepared, template, conversation):
         return
     if (what := lost(template, conversation)) is not None:
         assert conversation in prep.rejected, f"kept, but the template's rendering loses the {what}"
-        topic = r"tool.?call" if what.startswith("tool call") else "content"
+        topic = r"tool.?call" if what.startswith("tool call") else "`tools`" if what == "tools" else "content"
         assert re.search(topic, prep.rejected[conversation], re.I), (
             f"reject reason {prep.rejected[conversation]!r} does not say the {what} would be lost")
         return

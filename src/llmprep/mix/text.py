@@ -45,13 +45,16 @@ def example_text(kind: str, data: dict[str, Any]) -> str:
     """One string for an example: what dedup and decontamination compare.
 
     chat: each message's content, then its other fields (tool calls, reasoning...) as compact JSON,
-    one message per line (roles are left out: they are the same words in every row);
+    one message per line (roles are left out: they are the same words in every row), then the record's
+    `tools` as JSON (the template renders them: two chats offering different tools are different rows);
     text: the document; pair: both sentences, one per line.
     Example: ("chat", {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]})
     -> "Hi\\nYo"
     """
     if kind == "chat":
-        return "\n".join(_message_text(m) for m in data["messages"])
+        text = "\n".join(_message_text(m) for m in data["messages"])
+        tools = data.get("tools")
+        return f"{text}\n{json.dumps(tools, sort_keys=True, ensure_ascii=False)}" if tools else text
     if kind == "pair":
         return f"{data['text']}\n{data['text_pair']}"
     return data["text"]
