@@ -111,13 +111,17 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
 
     lazy=True leaves JSONL lines unparsed (see parse_record). `span` = (start byte, stop byte, line
     number at start) reads only those lines of an uncompressed .jsonl/.txt (a shard task's range); for a
-    .parquet file it is (first row group, stop row group, row number at start).
+    .json array the bytes of whole items (number of the first item, see jsonarray.py); for a .parquet file
+    it is (first row group, stop row group, row number at start).
     A record longer than `max_record_bytes` (--max-record-bytes) is rejected with its size, read
     without holding it whole.
     """
     kind = file_kind(path)
     if span is not None and kind == ".parquet":
         yield from _read_parquet(path, max_record_bytes=max_record_bytes, row_groups=span)
+        return
+    if span is not None and kind == ".json":
+        yield from _read_json_span(path, span, max_record_bytes=max_record_bytes)
         return
     if span is not None:
         lines = text_lines(path, span, max_record_bytes=max_record_bytes)
@@ -317,7 +321,45 @@ def _read_json(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iter
         yield Record(source, 1, error=RecordError(f"expected a JSON array of objects, got {type(value).__name__}",
                                                   source=source, line=1))
         return
-    for n, item in enumerate(value, start=1):
+    yield from _json_items(value, source, 1, surrogates, max_record_bytes)
+
+
+def _read_json_span(path: Path, span: tuple[int, int, int], *, max_record_bytes: int) -> Iterator[Record]:
+    """The items of one byte range of a .json array (a shard task's; plan.py found whole items), numbered
+    from span[2]. An item that does not parse is rejected alone, naming its number."""
+    from llmprep.jsonarray import item_texts, span_body
+
+    source, first = str(path), span[2]
+    with open(path, "rb") as fh:
+        fh.seek(span[0])
+        raw = fh.read(span[1] - span[0])
+    text = _decode(raw, source, first)
+    if isinstance(text, RecordError):
+        yield Record(source, first, error=text)
+        return
+    body = span_body(text, first == 1)
+    surrogates = "\\u" in body and _SURROGATE_ESCAPE.search(body) is not None
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, RecursionError):  # find the bad items: parse them one by one
+        for n, item_text in enumerate(item_texts(body), start=first):
+            try:
+                item = json.loads(item_text)
+            except json.JSONDecodeError as exc:
+                yield Record(source, n, error=RecordError(f"malformed JSON: {exc.msg} at column {exc.colno} of the "
+                                                          "item", source=source, line=n), raw=item_text[:200])
+                continue
+            except RecursionError:
+                yield Record(source, n, error=_too_deep(source, n))
+                continue
+            yield from _json_items([item], source, n, surrogates, max_record_bytes)
+        return
+    yield from _json_items(value, source, first, surrogates, max_record_bytes)
+
+
+def _json_items(value: list, source: str, first: int, surrogates: bool, max_record_bytes: int) -> Iterator[Record]:
+    """Records of parsed .json items numbered from `first`: objects, with the size limit and text checks."""
+    for n, item in enumerate(value, start=first):
         try:
             item_text = json.dumps(item, ensure_ascii=False)
         except RecursionError:

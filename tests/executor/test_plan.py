@@ -1,5 +1,6 @@
-"""Shard tasks: a line file's byte ranges hold exactly its lines, numbered as a whole-file read numbers
-them; other files are one task; a file with no text stays one task (its "empty file" reject)."""
+"""Shard tasks: a line file's byte ranges hold exactly its lines, a .json array's ranges its items and a
+parquet file's row-group runs its rows, numbered as a whole-file read numbers them; other files are one
+task; a file with no text stays one task (its "empty file" reject)."""
 
 import gzip
 import json
@@ -34,11 +35,11 @@ def test_whole_file_tasks_and_formats(tmp_path):
     files = sorted(tmp_path.iterdir())
     tasks, scans = plan(files, shard_lines=2, fmt=None, columns={})
     assert [(t.path.rsplit("/", 1)[1], t.span is None, t.format) for t in tasks] == [
-        ("a.json", True, "question-answer"), ("b.jsonl.gz", True, "text"), ("c.txt", True, None),
-        ("d.txt", False, "text"), ("d.txt", False, "text")]
-    assert [t.index for t in tasks] == [0, 1, 2, 3, 4] and [t.file_index for t in tasks] == [0, 1, 2, 3, 3]
-    assert [len(s) for s in tasks[1].shards(4)] == [4, 4, 2]
-    (empty,) = list(tasks[2].records())
+        ("a.json", False, "question-answer"), ("a.json", False, "question-answer"),  # items 1-2, item 3
+        ("b.jsonl.gz", True, "text"), ("c.txt", True, None), ("d.txt", False, "text"), ("d.txt", False, "text")]
+    assert [t.index for t in tasks] == [0, 1, 2, 3, 4, 5] and [t.file_index for t in tasks] == [0, 0, 1, 2, 3, 3]
+    assert [len(s) for s in tasks[2].shards(4)] == [4, 4, 2]
+    (empty,) = list(tasks[3].records())
     assert empty.error is not None and "empty file" in empty.error.reason
 
 
@@ -102,6 +103,32 @@ def test_a_parquet_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin
     for r in results[:2]:
         assert r.report["records"] == results[2].report["records"]
         assert r.report["tokens"] == results[2].report["tokens"]
+        assert list(r.splits) == list(results[2].splits)
+        for name in r.splits:
+            assert r.splits[name].to_list() == results[2].splits[name].to_list()
+
+
+def test_a_json_array_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tmp_path, monkeypatch):
+    """The bundled real chats as one .json array (LLaMA-Factory's shape): cut into tasks of 64 items, it
+    prepares exactly as the same chats in a .jsonl (rows, rejects, report), locally and as a file:// URI."""
+    import llmprep.prepare as prep
+    from doctor_assets import sample_lines
+    from helpers import write_jsonl
+
+    from llmprep.prepare import PrepareConfig, run
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 64)
+    rows = sample_lines(300)
+    rows[10] = {"messages": "not a list"}  # a reject in both
+    array = tmp_path / "chats.json"
+    array.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    twin = write_jsonl(tmp_path / "chats.jsonl", rows)
+    cfg = PrepareConfig(progress=False, cache=False, num_proc=2)
+    results = [run(cfg, [src]) for src in (str(array), f"file://{array}", str(twin))]
+    assert [r.run_info["executor"]["tasks"] for r in results] == [5, 5, 5]  # 300 items / 64
+    for r in results[:2]:
+        assert r.report["records"] == results[2].report["records"] and r.report["tokens"] == results[2].report["tokens"]
+        assert [(x.line, x.reason) for x in r.rejected] == [(x.line, x.reason) for x in results[2].rejected]
         assert list(r.splits) == list(results[2].splits)
         for name in r.splits:
             assert r.splits[name].to_list() == results[2].splits[name].to_list()

@@ -62,8 +62,8 @@ def test_ray_output_identical_to_local_even_when_a_worker_is_killed(local_ray, i
     local = run(PrepareConfig(**opts, num_proc=2), [str(inputs)], out=tmp_path / "local")
     assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")  # same bytes, nothing missing
     info = json.loads((tmp_path / "ray" / "run.json").read_text())
-    # b.json: 1 task, 2 shards; c.parquet: 2 tasks (8 rows: 2 shards of <= 6; 4 rows: 1 shard)
-    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 10, "shards": 12}
+    # b.json: 2 tasks of <= 6 items; c.parquet: 2 tasks (8 rows: 2 shards of <= 6; 4 rows: 1 shard)
+    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 11, "shards": 12}
     assert local.report["records"] == {"read": 62, "kept": 61, "rejected": 1, "dropped": 0}
 
 

@@ -2,9 +2,10 @@
 
 A plain `.jsonl` or `.txt` file is cut into byte ranges of SHARD_LINES lines (a cheap newline scan,
 done together with the file's sha256 for the report), so one big file runs as many parallel tasks.
+A `.json` array is cut into byte ranges of SHARD_LINES whole items (a structural scan, jsonarray.py).
 A `.parquet` file with several row groups is cut into runs of row groups of about SHARD_LINES rows
-(from its footer). Other files (`.json` arrays, `.csv`, gzip, a parquet file of one row group) are
-one task each, which cuts its records into shards of SHARD_LINES. A shard never spans two files: adding, renaming or moving a file leaves every
+(from its footer). Other files (`.csv`, gzip, a parquet file of one row group, a `.json` file that is
+not one plain array) are one task each, which cuts its records into shards of SHARD_LINES. A shard never spans two files: adding, renaming or moving a file leaves every
 other file's shards — and so their cache keys — unchanged.
 
 Each file's format is detected here, from its first readable record, so every shard of a file uses
@@ -23,6 +24,7 @@ import numpy as np
 
 from llmprep.examples import detect_formats
 from llmprep.executor import storage
+from llmprep.jsonarray import ArrayScan
 from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, read_file
 
 SCAN_BLOCK = 1 << 24
@@ -80,10 +82,13 @@ def scan(path: str | Path, shard_lines: int) -> FileScan:
     path = str(path)
     h = hashlib.sha256()
     splittable = storage.kind(path) in (".jsonl", ".txt") and not path.lower().endswith(".gz")
+    array = ArrayScan() if storage.kind(path) == ".json" and not path.lower().endswith(".gz") else None
     starts, pos, lines, text = [0], 0, 0, False
     with storage.open_bytes(path) as fh:
         while block := fh.read(SCAN_BLOCK):
             h.update(block)
+            if array is not None:
+                array.feed(block)
             if splittable:
                 arr = np.frombuffer(block, np.uint8)
                 text = text or bool(np.isin(arr, WHITESPACE, invert=True).any())
@@ -93,6 +98,8 @@ def scan(path: str | Path, shard_lines: int) -> FileScan:
                     starts.append(pos + int(k) + 1)
                 lines += len(newlines)
             pos += len(block)
+    if array is not None:
+        return FileScan(path, h.hexdigest(), array.cuts(shard_lines))
     if storage.kind(path) == ".parquet" and not path.lower().endswith(".gz"):
         return FileScan(path, h.hexdigest(), row_group_cuts(path, shard_lines))
     if not splittable or not text:
