@@ -113,3 +113,27 @@ def test_fingerprint_ignores_truncation_left_on(smollm2):
     before = _tokenizer_fingerprint(tok)
     tok("one two three", "four five", truncation=True, max_length=4)
     assert _tokenizer_fingerprint(tok) == before
+
+
+def test_prepare_preloads_the_fast_engine_under_the_key_workers_look_up(tmp_path, monkeypatch):
+    """prepare loads fastokens in a thread while it plans a big local input; a worker forked afterwards
+    builds its encoder from the inherited tokenizer and finds the engine loaded (a cache hit, no 0.3 s load)."""
+    import llmprep.prepare as prep
+    from llmprep.encode import _fastokens_for
+    from llmprep.prepare import PrepareConfig
+    from llmprep.tokenizer import load_lite_tokenizer
+
+    tok = load_lite_tokenizer("smollm2")
+    data = tmp_path / "in.jsonl"
+    data.write_bytes(b"x" * 64)
+    _fastokens_for.cache_clear()
+    monkeypatch.setattr(prep, "PRELOAD_BYTES", 64)
+    assert prep._preload_fast_engine(tok, PrepareConfig(engine="tokenizers"), [str(data)]) is None
+    assert prep._preload_fast_engine(tok, PrepareConfig(executor="ray"), [str(data)]) is None
+    monkeypatch.setattr(prep, "PRELOAD_BYTES", 65)
+    assert prep._preload_fast_engine(tok, PrepareConfig(), [str(data)]) is None  # too small to use it
+    monkeypatch.setattr(prep, "PRELOAD_BYTES", 64)
+    prep._preload_fast_engine(tok, PrepareConfig(), [str(data)]).join()
+    assert _fastokens_for.cache_info().currsize == 1
+    enc = ChatEncoder(tok, engine="fastokens")  # what a worker builds
+    assert enc.fast is not None and _fastokens_for.cache_info().hits == 1

@@ -82,6 +82,15 @@ def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Se
     return np.where(keep, ids, IGNORE_INDEX)
 
 
+def fast_engine_for(tokenizer_json: str) -> None:
+    """Load (and cache) the fastokens tokenizer for a tokenizer.json text; prepare calls it in a thread
+    ahead of the workers. Any failure is left to the first real use."""
+    try:
+        _fastokens_for(tokenizer_json)
+    except Exception:  # noqa: BLE001 - never let a preload break the run
+        pass
+
+
 @functools.lru_cache(maxsize=4)
 def _fastokens_for(tokenizer_json: str):
     """Build (once per tokenizer.json) the fastokens tokenizer; loading takes ~1 s."""
