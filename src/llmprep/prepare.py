@@ -392,13 +392,12 @@ def _preload_fast_engine(tok, cfg: PrepareConfig, files: list[str]) -> threading
     if cfg.engine == "tokenizers" or cfg.executor != "local":
         return None
     try:
-        size = sum(os.path.getsize(f) for f in files if not storage.is_uri(f))
+        if sum(os.path.getsize(f) for f in files if not storage.is_uri(f)) < PRELOAD_BYTES:
+            return None
         from llmprep.encode import backend, fast_engine_for
 
         text = backend(tok).to_str()  # the key workers look it up by (their inherited backend's)
     except (OSError, LlmprepError, AttributeError):
-        return None
-    if size < PRELOAD_BYTES:
         return None
     thread = threading.Thread(target=fast_engine_for, args=(text,), name="llmprep-preload", daemon=True)
     thread.start()
