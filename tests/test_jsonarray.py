@@ -84,3 +84,27 @@ def test_a_malformed_item_is_rejected_alone(tmp_path):
     assert [r.line for r in recs] == [1, 2, 3]
     assert recs[0].data == {"question": "q1", "answer": "a1"} and recs[2].data["answer"] == "a3"
     assert recs[1].error is not None and "malformed JSON" in recs[1].error.reason
+
+
+def test_a_big_json_file_read_whole_streams_range_by_range(tmp_path, monkeypatch):
+    """Reading a whole .json file (the doctor's example pass, rejected records read again) never parses a
+    big array at once: over STREAM_JSON_BYTES it is read range by range, with the same records."""
+    import llmprep.records as records
+
+    items = [{"question": f'q{i} \\" ]', "answer": f"a{i}"} for i in range(9000)] + [[1]]
+    p = tmp_path / "big.json"
+    p.write_text(json.dumps(items))
+    whole = [(r.line, r.data, r.error and r.error.reason) for r in read_file(p)]
+    parsed = []
+    monkeypatch.setattr(records, "STREAM_JSON_BYTES", 1000)
+    monkeypatch.setattr(records, "_json_items", _spy(records._json_items, parsed))
+    streamed = [(r.line, r.data, r.error and r.error.reason) for r in read_file(p)]
+    assert streamed == whole and len(whole) == 9001 and whole[-1][2] is not None
+    assert max(parsed) <= 4096  # items parsed at once
+
+
+def _spy(fn, sizes: list[int]):
+    def wrapper(value, *args, **kwargs):
+        sizes.append(len(value))
+        return fn(value, *args, **kwargs)
+    return wrapper

@@ -156,6 +156,15 @@ class ArrayScan:
         return [(a, b, 1 + i * every) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
 
 
+def scan_file(path, every: int, block: int = 1 << 24) -> list[tuple[int, int, int]] | None:
+    """cuts() of a file, read a block at a time (memory: one block)."""
+    s = ArrayScan()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            s.feed(chunk)
+    return s.cuts(every)
+
+
 def scan_bytes(data: bytes, every: int, block: int = 1 << 24) -> list[tuple[int, int, int]] | None:
     """cuts() of a whole byte string fed in blocks (tests feed small blocks to cross every boundary)."""
     s = ArrayScan()

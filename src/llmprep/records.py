@@ -123,6 +123,14 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     if span is not None and kind == ".json":
         yield from _read_json_span(path, span, max_record_bytes=max_record_bytes)
         return
+    if kind == ".json" and _big_plain_file(path):  # a big array streams, range by range, as its tasks do
+        from llmprep.jsonarray import scan_file
+
+        cuts = scan_file(path, 4096)
+        if cuts is not None:
+            for part in cuts:
+                yield from _read_json_span(path, part, max_record_bytes=max_record_bytes)
+            return
     if span is not None:
         lines = text_lines(path, span, max_record_bytes=max_record_bytes)
         yield from (_jsonl_records(path, lines, lazy) if kind == ".jsonl" else _txt_records(path, lines))
@@ -139,6 +147,16 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
         yield Record(str(path), 0, error=RecordError(f"cannot read file: {exc}", source=str(path), line=0))
     if empty:
         yield Record(str(path), 0, error=RecordError("empty file: no records", source=str(path), line=0))
+
+
+STREAM_JSON_BYTES = 32 << 20  # a .json file bigger than this is read range by range, never parsed whole
+
+
+def _big_plain_file(path: Path) -> bool:
+    try:
+        return not path.name.lower().endswith(".gz") and path.stat().st_size > STREAM_JSON_BYTES
+    except OSError:
+        return False  # the whole-file reader reports it
 
 
 def read_records(paths: list[Path], *, lazy: bool = False,
