@@ -126,7 +126,7 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     if kind == ".json" and _big_plain_file(path):  # a big array streams, range by range, as its tasks do
         from llmprep.jsonarray import scan_file
 
-        cuts = scan_file(path, 4096)
+        cuts = scan_file(path, STREAM_JSON_ITEMS)
         if cuts is not None:
             for part in cuts:
                 yield from _read_json_span(path, part, max_record_bytes=max_record_bytes)
@@ -150,6 +150,7 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
 
 
 STREAM_JSON_BYTES = 32 << 20  # a .json file bigger than this is read range by range, never parsed whole
+STREAM_JSON_ITEMS = 4096  # items per range then (one range's objects in memory at a time)
 
 
 def _big_plain_file(path: Path) -> bool:

@@ -50,7 +50,7 @@ def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = Tru
         ends[over] = starts[over] + max_length
     else:
         starts[over] = ends[over] - max_length
-    cut, full = None, None
+    cut, lost_of = None, {}
     if require_trained:
         nz = enc.labels != IGNORE_INDEX
         csum = np.concatenate([[0], np.cumsum(nz, dtype=np.int64)])
@@ -61,11 +61,12 @@ def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = Tru
             dropped.append((int(r), NO_TRAINED.format(side=side, max_length=max_length)))
         keep &= ~empty
         cut = (full - left)[keep].astype(np.int32)
+        lost_of = dict(zip(np.flatnonzero(empty).tolist(), full[empty].tolist()))
     dropped.sort()
     rows = np.flatnonzero(keep)
     out = take(enc, rows, starts[rows], ends[rows])
     # a row dropped for its length (--truncation drop) had nothing cut: it is reported as too long instead
-    lost = [int(full[r]) if full is not None and why.startswith(NO_TRAINED[:20]) else 0 for r, why in dropped]
+    lost = [lost_of.get(r, 0) for r, _ in dropped]
     return Fitted(out, rows, dropped, int((over & keep).sum()) if side != "drop" else 0, cut, lost)
 
 

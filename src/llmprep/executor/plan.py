@@ -5,8 +5,9 @@ done together with the file's sha256 for the report), so one big file runs as ma
 A `.json` array is cut into byte ranges of SHARD_LINES whole items (a structural scan, jsonarray.py).
 A `.parquet` file with several row groups is cut into runs of row groups of about SHARD_LINES rows
 (from its footer). Other files (`.csv`, gzip, a parquet file of one row group, a `.json` file that is
-not one plain array) are one task each, which cuts its records into shards of SHARD_LINES. A shard never spans two files: adding, renaming or moving a file leaves every
-other file's shards — and so their cache keys — unchanged.
+not one plain array) are one task each, which cuts its records into shards of SHARD_LINES. A shard
+never spans two files: adding, renaming or moving a file leaves every other file's shards — and so
+their cache keys — unchanged.
 
 Each file's format is detected here, from its first readable record, so every shard of a file uses
 the same one (as the in-memory pipeline did).
