@@ -39,7 +39,7 @@ from llmprep.encode import Encoded
 from llmprep.errors import ConfigError
 from llmprep.records import Record
 
-VERSION = 3  # bump when the entry layout changes
+VERSION = 4  # bump when the entry layout changes
 MAGIC = b"LLMPREP1"
 TRAILER = len(MAGIC) + 32
 DEFAULT_MAX_SIZE = "20G"

@@ -173,15 +173,17 @@ def _dropped_records(examples: list[Example], order: list[int], fitted,
     return out, behind, trained, lost_elsewhere
 
 
-TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches")
+TEMPLATE_ROWS = ("minijinja_rows", "jinja2_rows", "minijinja_mismatches", "shape_rows", "shape_mismatches")
 
 
 def _template_rows(renderer: ChatRenderer | None) -> dict:
-    """Rows laid out with every render by MiniJinja / not, and spot-check mismatches (render/engine.py)."""
+    """Rows laid out with every render by MiniJinja / not / with no rendering (their text from their shape,
+    render/skeleton.py), and spot-check mismatches of MiniJinja (render/engine.py) and of the shapes."""
     if renderer is None:
         return {}
-    return dict(zip(TEMPLATE_ROWS, (renderer.rows_by_engine["minijinja"], renderer.rows_by_engine["jinja2"],
-                                    renderer.engine.stats["mismatches"])))
+    by = renderer.rows_by_engine
+    return dict(zip(TEMPLATE_ROWS, (by["minijinja"], by["jinja2"], renderer.engine.stats["mismatches"], by["shape"],
+                                    renderer.shapes.mismatches)))
 
 
 def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,

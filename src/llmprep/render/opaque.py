@@ -19,18 +19,10 @@ def content_is_opaque(source: str) -> bool:
     """
     from jinja2 import nodes
 
-    env = ImmutableSandboxedEnvironment(extensions=[_GenerationTag, jinja2.ext.loopcontrols])
-    try:
-        tree = env.parse(source)
-    except jinja2.TemplateSyntaxError:
+    tree = _parse(source)
+    if tree is None:
         return False
-    message_names = {"messages"}
-    for node in tree.find_all((nodes.For, nodes.Assign)):  # loop variables and aliases of messages
-        value = node.iter if isinstance(node, nodes.For) else node.node
-        if any(n.name in message_names for n in value.find_all(nodes.Name)) or (
-                isinstance(value, nodes.Name) and value.name in message_names):
-            message_names |= {n.name for n in node.target.find_all(nodes.Name)} | (
-                {node.target.name} if isinstance(node.target, nodes.Name) else set())
+    message_names = _message_names(tree)
     safe_filters = {"length", "count", "first", "last"}
 
     def visit(node, parents) -> bool:
@@ -61,3 +53,89 @@ def _mentions(node, names: set[str]) -> bool:
         or any(n.name in names for n in node.find_all(nodes.Name)))
 
 
+
+
+def _parse(source: str):
+    env = ImmutableSandboxedEnvironment(extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+    try:
+        return env.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return None
+
+
+def _message_names(tree) -> set[str]:
+    """`messages`, its loop variables and its aliases. Example: "{% for m in messages %}" -> {"messages", "m"}"""
+    from jinja2 import nodes
+
+    names = {"messages"}
+    for node in tree.find_all((nodes.For, nodes.Assign)):
+        value = node.iter if isinstance(node, nodes.For) else node.node
+        if any(n.name in names for n in value.find_all(nodes.Name)) or (
+                isinstance(value, nodes.Name) and value.name in names):
+            names |= {n.name for n in node.target.find_all(nodes.Name)} | (
+                {node.target.name} if isinstance(node.target, nodes.Name) else set())
+    return names
+
+
+# What a template may do with a message (or the list of them) and still print plain conversations as fixed
+# text that depends only on the roles: read a key (not a dict method), iterate, alias, count, test its type.
+_DICT_METHODS = frozenset({"items", "keys", "values", "get", "pop", "copy", "update", "setdefault", "popitem",
+                           "clear", "fromkeys"})
+_TYPE_TESTS = frozenset({"defined", "undefined", "none", "mapping", "sequence", "iterable"})
+_GLOBALS_OK = frozenset({"range", "namespace", "raise_exception", "dict"})
+
+
+def shape_determined(source: str) -> bool:
+    """True when the rendering of a plain conversation ({"role", "content"} messages) is fixed text that
+    depends only on the roles, with each content printed verbatim: content_is_opaque, and no message is
+    used but through a constant key (`message['role']`, `message.content`), a loop, an alias, `length`,
+    `first`/`last` or a type test — never printed whole, iterated as a dict, read with a computed key, or
+    reached through `loop.previtem`/`nextitem`; and no global whose value changes (`strftime_now`).
+
+    Then render/skeleton.py may build such a conversation's text from its shape's pieces without
+    rendering it. Example: ChatML -> True; "{{ message }}" (the dict printed) -> False.
+    """
+    from jinja2 import nodes
+
+    if not content_is_opaque(source):
+        return False
+    tree = _parse(source)
+    if tree is None:
+        return False
+    names = _message_names(tree)
+
+    def used_safely(node, parents) -> bool:
+        """`node` is a message or a list of them: is what consumes it on the list above?"""
+        parent = parents[-1] if parents else None
+        if isinstance(parent, nodes.Getattr) and parent.node is node:
+            return parent.attr not in _DICT_METHODS
+        if isinstance(parent, nodes.Getitem) and parent.node is node:
+            if isinstance(parent.arg, nodes.Const) and isinstance(parent.arg.value, str):
+                return True  # message['role']: a string
+            if isinstance(parent.arg, (nodes.Const, nodes.Slice)) or (
+                    isinstance(node, nodes.Name) and node.name == "messages"):
+                return used_safely(parent, parents[:-1])  # messages[0], messages[1:], messages[i]: messages
+            return False
+        if isinstance(parent, nodes.For):
+            return parent.iter is node
+        if isinstance(parent, nodes.Assign):
+            return parent.node is node and isinstance(parent.target, (nodes.Name, nodes.Tuple))
+        if isinstance(parent, nodes.Filter) and parent.node is node:
+            if parent.name in ("length", "count"):
+                return True
+            return parent.name in ("first", "last") and used_safely(parent, parents[:-1])
+        if isinstance(parent, nodes.Test) and parent.node is node:
+            return parent.name in _TYPE_TESTS
+        return False
+
+    def visit(node, parents) -> bool:
+        if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in names \
+                and not used_safely(node, parents):
+            return False
+        if isinstance(node, nodes.Getattr) and node.attr in ("previtem", "nextitem"):
+            return False
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name not in _GLOBALS_OK:
+            return False
+        return all(visit(child, parents + [node]) for child in node.iter_child_nodes())
+
+    return visit(tree, [])

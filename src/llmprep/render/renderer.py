@@ -29,8 +29,9 @@ from llmprep.render.engine import for_source
 from llmprep.render.layout import Layout, Locator, Span
 from llmprep.render.limits import DEFAULT_LIMITS, RenderLimits
 from llmprep.render.lookup import resolve_template
-from llmprep.render.opaque import content_is_opaque
+from llmprep.render.opaque import content_is_opaque, shape_determined
 from llmprep.render.sandbox import compile_template
+from llmprep.render.skeleton import Shapes
 from llmprep.render.stops import end_of_turn_tokens
 
 _PLAIN_KEYS = frozenset({"role", "content"})
@@ -57,7 +58,8 @@ class ChatRenderer:
         self.template = compile_template(self.source, self.name, self.limits)
         # MiniJinja where verified identical, else this jinja2 template (its limits apply either way)
         self.engine = for_source(self.source, self.name, self.limits)
-        self.rows_by_engine = {"minijinja": 0, "jinja2": 0}  # laid-out rows: all renders by MiniJinja, or not
+        # laid-out rows: all renders by MiniJinja, or not, or no rendering (the text from its shape: skeleton.py)
+        self.rows_by_engine = {"minijinja": 0, "jinja2": 0, "shape": 0}
         # transformers passes tools=None and documents=None; only a template that reads them gets them (MiniJinja
         # gets the None only where the template provably just tests it: engine_check.nullable_names)
         self._extra = {k: None for k in ("tools", "documents") if k in self.source}
@@ -68,6 +70,7 @@ class ChatRenderer:
         self.single_render = content_is_opaque(self.source)
         self._checks_left = 32
         self.locator = Locator(self, eos=self.eos)
+        self.shapes = Shapes(self, render_free=shape_determined(self.source))  # plain chats (render/skeleton.py)
 
     @classmethod
     def for_tokenizer(cls, source: str, tokenizer, *, name: str | None = None,
@@ -96,14 +99,24 @@ class ChatRenderer:
         Example (chatml): [user "Hi", assistant "Yo"] -> Layout(text="<|im_start|>user\\nHi<|im_end|>\\n
         <|im_start|>assistant\\nYo<|im_end|>\\n", spans=[(52, 64)])   # "Yo<|im_end|>"
         """
-        jinja2_before = self.engine.stats["jinja2"]
+        jinja2_before, unrendered_before = self.engine.stats["jinja2"], self.shapes.unrendered
         lay = self._layout(list(messages), trained, tools, add_eos)
-        self.rows_by_engine["jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"] += 1
+        engine = "jinja2" if self.engine.stats["jinja2"] > jinja2_before else "minijinja"
+        self.rows_by_engine["shape" if self.shapes.unrendered > unrendered_before else engine] += 1
         return lay
 
     def _layout(self, messages: list[Message], trained, tools, add_eos: bool) -> Layout:
         if trained is None:
             trained = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        if not tools:
+            lay = self.shapes.layout(messages, list(trained), add_eos=add_eos)
+            if lay is not None:
+                return lay
+        return self.full_layout(messages, trained, tools=tools, add_eos=add_eos)
+
+    def full_layout(self, messages: list[Message], trained: Sequence[int], *, tools: list | None = None,
+                    add_eos: bool = False) -> Layout:
+        """The layout by the sentinel rendering (layout.py), without the shape shortcut."""
         plain = self.single_render and not tools and all(_is_plain(m) for m in messages)
         if plain and self._checks_left <= 0:
             return self.locator.layout(messages, list(trained), add_eos=add_eos, sentinel_text_is_real=True)

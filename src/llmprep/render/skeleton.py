@@ -1,0 +1,207 @@
+"""Lay out plain conversations by their shape: the sentinel rendering once per shape, arithmetic after.
+
+Most training chats are plain — every message exactly {"role", "content"} with a non-empty string —
+and a template prints such a chat as fixed text around each content, where the fixed text depends only
+on the roles (and which turns are trained), not on what was said:
+
+    roles (system, user, assistant) -> pieces ["<|im_start|>system\\n", "<|im_end|>\\n<|im_start|>user\\n",
+                                               "<|im_end|>\\n<|im_start|>assistant\\n", "<|im_end|>\\n"]
+    text = pieces[0] + content[0] + pieces[1] + content[1] + ... + pieces[-1]
+
+So the first chat of each shape is laid out the full way (layout.py: the sentinel rendering), and its
+text is cut into those pieces; the trained spans are then found in the pieces themselves, with
+layout.py's own rule (after the generation prompt's last occurrence in the piece before the turn,
+through the first run of end-of-turn tokens in the piece after it). A shape is used only when that rule,
+applied to the pieces, gives exactly the full layout's spans — never when a turn's edge falls inside
+a content, or when the full layout had to fall back to prefix renderings (their answer can depend on
+the content).
+
+Every later chat of the shape gets its spans and field positions as sums of lengths. Its text:
+- the template's own rendering, used only when it is exactly the pieces joined with the contents
+  (anything else goes the full way);
+- or, when the template provably prints a plain chat that way (opaque.py: `shape_determined` —
+  ChatML's, SmolLM2's), the joined pieces themselves, without rendering: the same policy as a faster
+  engine (render/engine.py), a static check plus spot checks.
+The first CHECK_PER_SHAPE chats of every shape and every CHECK_EVERY-th after that are rendered and
+laid out the full way too, and compared; one difference turns the shortcut off for the rest of the
+run (counted in `mismatches`, report.json `engine.shape_mismatches`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmprep.messages import Message
+from llmprep.render.layout import Layout, Span
+from llmprep.render.markers import Field
+
+CHECK_PER_SHAPE = 2  # chats of each shape laid out both ways
+CHECK_EVERY = 128  # then every 128th chat laid out by shape is checked the full way too
+MAX_SHAPES = 4096  # shapes remembered per run (a shape is a tuple of roles: real data has few)
+_CONTENT = ("content",)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The fixed text of one shape of conversation and where its trained spans sit in it.
+
+    pieces: the text before the first content, between contents, after the last (len = messages + 1)
+    anchors: per trained span, (piece of its start, offset in that piece, piece of its end, offset)
+    stop: Layout.stop of every chat of this shape
+    """
+
+    pieces: tuple[str, ...]
+    anchors: tuple[tuple[int, int, int, int], ...]
+    stop: bool | None
+    fixed: int  # total length of the pieces
+
+
+def plain_key(messages: list[Message], trained: list[int]) -> tuple | None:
+    """The shape of a plain conversation, or None when a message is not plain (other keys, content parts,
+    an empty content).
+
+    Example: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], [1]
+    -> (("user", "assistant"), (1,))
+    """
+    roles = []
+    for m in messages:
+        content = m.get("content")
+        if len(m) != 2 or type(content) is not str or not content:
+            return None
+        roles.append(m["role"])
+    return tuple(roles), tuple(trained)
+
+
+def shape_of(lay: Layout, messages: list[Message], trained: list[int], header: str, eot) -> Shape | None:
+    """The Shape a full layout of a plain conversation implies, or None when its spans do not follow from
+    the fixed text alone (see the module docstring)."""
+    if lay.missing or lay.eos_added or lay.stop is False or len(lay.fields) != len(messages):
+        return None
+    pieces, pos = [], 0
+    for i, (f, a, b) in enumerate(lay.fields):
+        if f.message != i or f.keys != _CONTENT or a is None or b is None or a < pos \
+                or lay.text[a:b] != messages[i]["content"]:
+            return None
+        pieces.append(lay.text[pos:a])
+        pos = b
+    pieces.append(lay.text[pos:])
+    anchors = _anchors(pieces, messages, trained, header, eot)
+    if anchors is None:
+        return None
+    shape = Shape(tuple(pieces), tuple(anchors), lay.stop, sum(map(len, pieces)))
+    contents = [m["content"] for m in messages]
+    if join(shape, contents) != lay.text or positions(shape, contents)[0] != lay.spans:
+        return None
+    return shape
+
+
+def _anchors(pieces: list[str], messages: list[Message], trained: list[int], header: str,
+             eot) -> list[tuple[int, int, int, int]] | None:
+    """layout.py's turn rule, applied to the fixed text: an assistant turn starts after the last generation
+    prompt in the piece before its content and ends after the run of end-of-turn tokens first found in the
+    piece after it; another trained message starts at its content. None when a search finds nothing (the
+    full layout then asks prefix renderings, which can depend on the content)."""
+    out = []
+    for i in trained:
+        before, after = pieces[i], pieces[i + 1]
+        start = len(before)
+        if messages[i]["role"] == "assistant":
+            at = before.rfind(header) if header else -1
+            if at == -1:
+                return None
+            start = at + len(header)
+        match = eot.search(after) if eot is not None else None
+        if match is None:
+            return None
+        end = match.end()
+        while (nxt := eot.match(after, end)) is not None:
+            end = nxt.end()
+        out.append((i, start, i + 1, end))
+    return out
+
+
+def join(shape: Shape, contents: list[str]) -> str:
+    """The pieces joined with the contents. Example: pieces ["<u>", "<a>", "</a>"], ["Hi", "Yo"] -> "<u>Hi<a>Yo</a>" """
+    parts = [None] * (2 * len(contents) + 1)
+    parts[::2] = shape.pieces
+    parts[1::2] = contents
+    return "".join(parts)
+
+
+def positions(shape: Shape, contents: list[str]) -> tuple[list[Span], list[int]]:
+    """(trained spans, start of each content) of a chat of this shape with these contents.
+
+    Example: pieces ["<u>", "<a>", "</a>"], contents ["Hi", "Yo"] -> starts [3, 8]; an anchor (1, 3, 2, 4)
+    (piece 1 from its end, through 4 characters into piece 2) -> span (8, 14)
+    """
+    piece_at, starts, pos = [], [], 0
+    for piece, content in zip(shape.pieces, contents):
+        piece_at.append(pos)
+        pos += len(piece)
+        starts.append(pos)
+        pos += len(content)
+    piece_at.append(pos)
+    return [(piece_at[a] + x, piece_at[b] + y) for a, x, b, y in shape.anchors], starts
+
+
+class Shapes:
+    """The shortcut for one ChatRenderer: shape -> Shape (or None: this shape goes the full way)."""
+
+    def __init__(self, renderer, *, render_free: bool = False):
+        self.r = renderer
+        # The template provably prints a plain chat as its shape's pieces around the contents (opaque.py:
+        # shape_determined): the text is the joined pieces, without rendering. Else every chat is rendered.
+        self.render_free = render_free
+        self.by_key: dict[tuple, Shape | None] = {}
+        self.seen: dict[tuple, int] = {}
+        self.enabled = True
+        self.rows = 0  # chats laid out by shape
+        self.unrendered = 0  # of them, chats whose text is the joined pieces (no rendering)
+        self.mismatches = 0
+
+    def layout(self, messages: list[Message], trained: list[int], *, add_eos: bool = False) -> Layout | None:
+        """The layout of a plain conversation from its shape, or None: lay it out the full way. (`add_eos`
+        changes nothing in a shape's chats — each has its stop token — but the full layouts get it.)"""
+        key = plain_key(messages, trained) if self.enabled else None
+        if key is None:
+            return None
+        if key not in self.by_key:
+            if len(self.by_key) >= MAX_SHAPES:
+                return None
+            return self._learn(key, messages, trained, add_eos)
+        shape = self.by_key[key]
+        if shape is None:
+            return None
+        contents = [m["content"] for m in messages]
+        seen = self.seen[key] = self.seen[key] + 1
+        check = seen <= CHECK_PER_SHAPE or (self.rows + 1) % CHECK_EVERY == 0
+        if self.render_free and not check:
+            text = join(shape, contents)
+        else:
+            text = self.r.render(messages)  # the template's own text
+            if len(text) != shape.fixed + sum(map(len, contents)) or text != join(shape, contents):
+                return None
+        spans, starts = positions(shape, contents)
+        lay = Layout(text, spans, [(Field(i, _CONTENT, "content", c), a, a + len(c))
+                                   for i, (c, a) in enumerate(zip(contents, starts))], stop=shape.stop)
+        self.rows += 1
+        if check:
+            full = self._full(messages, trained, add_eos)
+            if (full.text, full.spans, full.fields, full.stop, full.missing) != (
+                    lay.text, lay.spans, lay.fields, lay.stop, lay.missing):
+                self.enabled = False
+                self.mismatches += 1
+                return full
+        elif self.render_free:
+            self.unrendered += 1
+        return lay
+
+    def _learn(self, key: tuple, messages: list[Message], trained: list[int], add_eos: bool) -> Layout:
+        lay = self._full(messages, trained, add_eos)
+        loc = self.r.locator
+        self.by_key[key] = shape_of(lay, messages, trained, loc.generation_prompt, self.r.end_of_turn_re)
+        self.seen[key] = 1
+        return lay
+
+    def _full(self, messages: list[Message], trained: list[int], add_eos: bool) -> Layout:
+        return self.r.full_layout(messages, trained, add_eos=add_eos)
