@@ -106,6 +106,8 @@ def process_shard(records: list[Record], formats: dict[str, str],
     """
     settings = settings or _WORKER_SETTINGS[0]
     tok, renderer, encoder = _tools(settings)
+    if renderer is not None:
+        renderer.shapes.new_shard()
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
     rows_before = _template_rows(renderer)
     converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns), formats=formats))

@@ -152,12 +152,18 @@ class Shapes:
         # The template provably prints a plain chat as its shape's pieces around the contents (opaque.py:
         # shape_determined): the text is the joined pieces, without rendering. Else every chat is rendered.
         self.render_free = render_free
-        self.by_key: dict[tuple, Shape | None] = {}
-        self.seen: dict[tuple, int] = {}
         self.enabled = True
         self.rows = 0  # chats laid out by shape
         self.unrendered = 0  # of them, chats whose text is the joined pieces (no rendering)
         self.mismatches = 0
+        self.new_shard()
+
+    def new_shard(self) -> None:
+        """Forget the shapes learnt so far: each shard learns its own, so which rows take the shortcut (counted
+        in the report) depends on the shard's records only, never on which worker saw which shard first."""
+        self.by_key: dict[tuple, Shape | None] = {}
+        self.seen: dict[tuple, int] = {}
+        self.served = 0  # rows served in this shard (the spot-check clock)
 
     def layout(self, messages: list[Message], trained: list[int], *, add_eos: bool = False) -> Layout | None:
         """The layout of a plain conversation from its shape, or None: lay it out the full way. (`add_eos`
@@ -174,7 +180,7 @@ class Shapes:
             return None
         contents = [m["content"] for m in messages]
         seen = self.seen[key] = self.seen[key] + 1
-        check = seen <= CHECK_PER_SHAPE or (self.rows + 1) % CHECK_EVERY == 0
+        check = seen <= CHECK_PER_SHAPE or (self.served + 1) % CHECK_EVERY == 0
         if self.render_free and not check:
             text = join(shape, contents)
         else:
@@ -185,6 +191,7 @@ class Shapes:
         lay = Layout(text, spans, [(Field(i, _CONTENT, "content", c), a, a + len(c))
                                    for i, (c, a) in enumerate(zip(contents, starts))], stop=shape.stop)
         self.rows += 1
+        self.served += 1
         if check:
             full = self._full(messages, trained, add_eos)
             if (full.text, full.spans, full.fields, full.stop, full.missing) != (
