@@ -16,6 +16,7 @@ the same one (as the in-memory pipeline did).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -29,7 +30,7 @@ from llmprep.jsonarray import ArrayScan
 from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, read_file
 
 SCAN_BLOCK = 1 << 24
-WHITESPACE = np.frombuffer(b" \t\r\n", np.uint8)
+_TEXT = re.compile(rb"[^ \t\r\n]")  # a byte that is not JSON whitespace
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def scan(path: str | Path, shard_lines: int) -> FileScan:
                 array.feed(block)
             if splittable:
                 arr = np.frombuffer(block, np.uint8)
-                text = text or bool(np.isin(arr, WHITESPACE, invert=True).any())
+                # a regex stops at the first non-blank byte; np.isin compared every byte (0.1 s per 12 MB)
+                text = text or _TEXT.search(block) is not None
                 newlines = np.flatnonzero(arr == 10)
                 first = (shard_lines - 1 - lines) % shard_lines  # newline #k*shard_lines ends a range
                 for k in newlines[first::shard_lines] if first < len(newlines) else []:
