@@ -19,6 +19,7 @@ Keys whose value is null are dropped, as transformers does before rendering.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llmprep.errors import RecordError
@@ -55,7 +56,20 @@ def check_messages(messages: Any, *, field: str = "messages") -> list[Message]:
         raise RecordError(f"expected a list of messages, got {type(messages).__name__}", field=field)
     if not messages:
         raise RecordError("expected at least one message, got an empty list", field=field)
+    if _all_plain(messages):
+        return list(messages)
     return [_check_message(msg, i, field) for i, msg in enumerate(messages)]
+
+
+def _all_plain(messages: list) -> bool:
+    """Every message {"role", "content"} with a string and a known role, no empty reply: _check_message's
+    common case for a whole conversation at once (half the time of checking each message)."""
+    for m in messages:
+        if not (type(m) is dict and len(m) == 2 and type(m.get("content")) is str and m.get("role") in _PLAIN_ROLES):
+            return False
+        if m["role"] == "assistant" and not m["content"].strip():
+            return False
+    return True
 
 
 def _check_message(msg: Any, i: int, field: str) -> Message:
@@ -145,8 +159,13 @@ def _check_train_flag(msg: Message, where: str) -> None:
                           field=f"{where}.weight")
 
 
+_ALTERNATING = re.compile(r"s?(ua)+")  # role initials of the common valid conversation: [system] user assistant ...
+
+
 def _check_order(msgs: list[Message], field: str) -> None:
     """Turn order: system first only, user opens, no repeated user/assistant turns, one reply at least."""
+    if _ALTERNATING.fullmatch("".join([m["role"][0] for m in msgs])):
+        return  # system?, then user/assistant pairs (check_messages let only the four known roles through)
     for i, msg in enumerate(msgs):
         if msg["role"] == "system" and i != 0:
             raise RecordError(f"system message at index {i}; only the first message may be a system prompt",

@@ -21,6 +21,7 @@ from llmprep.messages import message_kinds, per_turn_units, trained_messages
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
 from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
+from llmprep.render.skeleton import ContentFields
 from llmprep.tokenizer import load_lite_tokenizer
 from llmprep.truncate import fit
 
@@ -268,6 +269,8 @@ def check_tools_rendered(renderer: ChatRenderer, messages: list, tools: list) ->
 
 def _literal_spans(encoder: ChatEncoder, lay) -> list[tuple[int, int]]:
     """Spans of the fields holding control-token text, which must stay literal ([] when there are none)."""
+    if isinstance(lay.fields, ContentFields):  # a chat laid out by shape: its contents, without Field objects
+        return lay.fields.control_spans(encoder.has_control_text)
     spans = []
     for f, a, b in lay.fields:
         if not encoder.has_control_text(f.text):

@@ -29,6 +29,7 @@ run (counted in `mismatches`, report.json `engine.shape_mismatches`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from llmprep.messages import Message
@@ -122,10 +123,14 @@ def _anchors(pieces: list[str], messages: list[Message], trained: list[int], hea
 
 def join(shape: Shape, contents: list[str]) -> str:
     """The pieces joined with the contents. Example: pieces ["<u>", "<a>", "</a>"], ["Hi", "Yo"] -> "<u>Hi<a>Yo</a>" """
+    return "".join(_interleave(shape, contents))
+
+
+def _interleave(shape: Shape, contents: list[str]) -> list[str]:
     parts = [None] * (2 * len(contents) + 1)
     parts[::2] = shape.pieces
     parts[1::2] = contents
-    return "".join(parts)
+    return parts
 
 
 def positions(shape: Shape, contents: list[str]) -> tuple[list[Span], list[int]]:
@@ -142,6 +147,40 @@ def positions(shape: Shape, contents: list[str]) -> tuple[list[Span], list[int]]
         pos += len(content)
     piece_at.append(pos)
     return [(piece_at[a] + x, piece_at[b] + y) for a, x, b, y in shape.anchors], starts
+
+
+class ContentFields(Sequence):
+    """Layout.fields of a chat laid out by shape — (Field, start, end) of each content — built only when
+    read (most rows never need them: see `control_spans`)."""
+
+    def __init__(self, contents: list[str], starts: list[int]):
+        self.contents, self.starts = contents, starts
+
+    def _items(self) -> list:
+        return [(Field(i, _CONTENT, "content", c), a, a + len(c)) for i, (c, a) in enumerate(zip(self.contents,
+                                                                                                   self.starts))]
+
+    def __len__(self) -> int:
+        return len(self.contents)
+
+    def __getitem__(self, k):
+        return self._items()[k]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+    def control_spans(self, has_control_text) -> list[Span]:
+        """Spans of the contents for which has_control_text(content) is true; one search over all of them
+        first (a match across two contents only costs the per-content search)."""
+        if not has_control_text("".join(self.contents)):
+            return []
+        return [(a, a + len(c)) for c, a in zip(self.contents, self.starts) if has_control_text(c)]
 
 
 class Shapes:
@@ -188,8 +227,7 @@ class Shapes:
             if len(text) != shape.fixed + sum(map(len, contents)) or text != join(shape, contents):
                 return None
         spans, starts = positions(shape, contents)
-        lay = Layout(text, spans, [(Field(i, _CONTENT, "content", c), a, a + len(c))
-                                   for i, (c, a) in enumerate(zip(contents, starts))], stop=shape.stop)
+        lay = Layout(text, spans, ContentFields(contents, starts), stop=shape.stop)
         self.rows += 1
         self.served += 1
         if check:
