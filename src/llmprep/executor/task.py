@@ -157,8 +157,9 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
     out = []
     for n, records in enumerate(task.shards(env.shard_size)):
         started = time.perf_counter()
-        content = content_key(records, task.format)
-        key = shard_key(content, digest)
+        # the content key only names cache entries (and cache misses): no cache, no hashing
+        content = content_key(records, task.format) if cache is not None else ""
+        key = shard_key(content, digest) if cache is not None else None
         lookup = cache.get(key) if cache is not None else None
         spill = f"{env.work_dir}/{task.index:07d}-{n:05d}.arrow"
         if lookup is not None and lookup.blob is not None:
