@@ -64,6 +64,16 @@ def test_changes_that_shape_tokens_miss_and_say_why(tmp_path, mistral_dir, monke
     monkeypatch.setattr(llmprep, "__version__", "9.9.9")
     assert run(PrepareConfig(**base), [src]).run_info["cache"]["miss_reasons"] == {"llmprep version changed": 1}
     monkeypatch.undo()
+    run(PrepareConfig(**base), [src])
+    import llmprep.cache as cache_module  # an llmprep that stores shards in a new format reads none of the old
+
+    import llmprep.executor.task as task_module
+
+    monkeypatch.setattr(cache_module, "VERSION", cache_module.VERSION + 1)
+    monkeypatch.setattr(task_module, "_CACHES", {})  # a new process: no ShardCache of the old format in hand
+    assert run(PrepareConfig(**base), [src]).run_info["cache"]["miss_reasons"] == {
+        "cache format changed (this llmprep stores shards differently)": 1}
+    monkeypatch.undo()
     edited = run(PrepareConfig(**base), [_chats(tmp_path / "a.jsonl", extra="!")])
     assert edited.cache["hits"] == 0 and edited.run_info["cache"]["miss_reasons"] == {"new data": 1}
     # options applied after the cache (split, padding, bfd) reuse every shard

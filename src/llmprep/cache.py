@@ -306,7 +306,7 @@ class ShardCache:
     def write_manifest(self, data: dict) -> None:
         if self.write_error is None:
             try:
-                write_atomic(self.base / MANIFEST, json.dumps(data).encode())
+                write_atomic(self.base / MANIFEST, json.dumps({**data, "format": VERSION}).encode())
             except OSError as exc:
                 self.write_error = f"{exc.strerror} ({self.base})"
 
@@ -322,6 +322,8 @@ def miss_reason(content: str, lookup_miss: str, settings: dict, last: dict | Non
         return lookup_miss
     if not last or content not in set(last.get("content", ())):
         return "new data"
+    if last.get("format") != VERSION:  # entries are kept per format (shards-vN): the old ones are not read
+        return "cache format changed (this llmprep stores shards differently)"
     old = last.get("settings", {})
     if old.get("version") != settings["version"]:
         return "llmprep version changed"
