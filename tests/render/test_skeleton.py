@@ -98,7 +98,7 @@ def test_one_difference_turns_the_shortcut_off(smollm2, monkeypatch):
     key = (("user", "assistant"), (1,))
     good = r.shapes.by_key[key]
     r.shapes.by_key[key] = skeleton.Shape(good.pieces, tuple((p, x + 1, q, y) for p, x, q, y in good.anchors),
-                                          good.stop, good.fixed)  # one character off
+                                          good.stop)  # one character off
     lay = r.layout(chat("Hello", "There"))  # within CHECK_PER_SHAPE: checked
     assert lay.spans == r.full_layout(chat("Hello", "There"), [1]).spans
     assert r.shapes.mismatches == 1 and not r.shapes.enabled

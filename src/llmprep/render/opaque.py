@@ -17,12 +17,14 @@ def content_is_opaque(source: str) -> bool:
     Example: ChatML's "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + ... }}" -> True;
     Llama 3's "message['content'] | trim" -> False (the content is rewritten).
     """
+    tree = _parse(source)
+    return tree is not None and _opaque(tree, _message_names(tree))
+
+
+def _opaque(tree, message_names: set[str]) -> bool:
+    """content_is_opaque on a parsed template."""
     from jinja2 import nodes
 
-    tree = _parse(source)
-    if tree is None:
-        return False
-    message_names = _message_names(tree)
     safe_filters = {"length", "count", "first", "last"}
 
     def visit(node, parents) -> bool:
@@ -51,8 +53,6 @@ def _mentions(node, names: set[str]) -> bool:
     return node is not None and (
         (isinstance(node, nodes.Name) and node.name in names)
         or any(n.name in names for n in node.find_all(nodes.Name)))
-
-
 
 
 def _parse(source: str):
@@ -97,12 +97,12 @@ def shape_determined(source: str) -> bool:
     """
     from jinja2 import nodes
 
-    if not content_is_opaque(source):
-        return False
     tree = _parse(source)
     if tree is None:
         return False
     names = _message_names(tree)
+    if not _opaque(tree, names):
+        return False
 
     def used_safely(node, parents) -> bool:
         """`node` is a message or a list of them: is what consumes it on the list above?"""

@@ -54,7 +54,6 @@ class Shape:
     pieces: tuple[str, ...]
     anchors: tuple[tuple[int, int, int, int], ...]
     stop: bool | None
-    fixed: int  # total length of the pieces
 
 
 def plain_key(messages: list[Message], trained: list[int]) -> tuple | None:
@@ -89,7 +88,7 @@ def shape_of(lay: Layout, messages: list[Message], trained: list[int], header: s
     anchors = _anchors(pieces, messages, trained, header, eot)
     if anchors is None:
         return None
-    shape = Shape(tuple(pieces), tuple(anchors), lay.stop, sum(map(len, pieces)))
+    shape = Shape(tuple(pieces), tuple(anchors), lay.stop)
     contents = [m["content"] for m in messages]
     if join(shape, contents) != lay.text or positions(shape, contents)[0] != lay.spans:
         return None
@@ -224,7 +223,7 @@ class Shapes:
             text = join(shape, contents)
         else:
             text = self.r.render(messages)  # the template's own text
-            if len(text) != shape.fixed + sum(map(len, contents)) or text != join(shape, contents):
+            if text != join(shape, contents):
                 return None
         spans, starts = positions(shape, contents)
         lay = Layout(text, spans, ContentFields(contents, starts), stop=shape.stop)
