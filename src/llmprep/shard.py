@@ -13,14 +13,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmprep.encode import ChatEncoder, Encoded, concat, encode_documents, encode_pairs, take
+from llmprep.encode import (
+    ChatEncoder,
+    Encoded,
+    concat,
+    encode_documents,
+    encode_pairs,
+    take,
+)
 from llmprep.errors import ConfigError, RecordError
 from llmprep.examples import Example, Rejected, reject, to_examples
 from llmprep.formats import CHAT, PAIR, TEXT
+from llmprep.lane import ChatRows, PlainLane
 from llmprep.messages import message_kinds, per_turn_units, trained_messages
 from llmprep.records import Record
 from llmprep.render import ChatRenderer
-from llmprep.render.limits import DEFAULT_MAX_RENDER_CHARS, DEFAULT_RENDER_TIMEOUT, RenderLimits
+from llmprep.render.limits import (
+    DEFAULT_MAX_RENDER_CHARS,
+    DEFAULT_RENDER_TIMEOUT,
+    RenderLimits,
+)
 from llmprep.render.skeleton import ContentFields
 from llmprep.tokenizer import load_lite_tokenizer
 from llmprep.truncate import fit
@@ -111,9 +123,17 @@ def process_shard(records: list[Record], formats: dict[str, str],
         renderer.shapes.new_shard()
     fast_before, mismatch_before = encoder.fast_rows, encoder.engine_mismatches
     rows_before = _template_rows(renderer)
-    converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns), formats=formats))
-    examples = [x for x in converted if isinstance(x, Example)]
-    rejected: list[Rejected] = [x for x in converted if isinstance(x, Rejected)]
+    stats = ChatStats()
+    lane = PlainLane.for_shard(renderer, settings, formats, records)
+    if lane is not None:  # plain chats parsed and laid out in one step (lane.py); the others the general way
+        examples, rejected, chat_rows = lane.run(
+            records, encoder, stats, lambda ex, rej: lay_out_chat(ex, renderer, encoder, settings, rej, stats))
+    else:
+        converted = list(to_examples(records, format=settings.format, columns=dict(settings.columns),
+                                     formats=formats))
+        examples = [x for x in converted if isinstance(x, Example)]
+        rejected = [x for x in converted if isinstance(x, Rejected)]
+        chat_rows = None
     kinds = {k: sum(1 for ex in examples if ex.kind == k) for k in {ex.kind for ex in examples}}
     if CHAT in kinds and renderer is None:
         raise ConfigError(settings.template_error or "--template: no chat template")
@@ -122,8 +142,11 @@ def process_shard(records: list[Record], formats: dict[str, str],
     parts: list[Encoded] = []
     order: list[int] = []  # example index of each encoded row, to restore input order
     chats = [i for i, ex in enumerate(examples) if ex.kind == CHAT]
-    stats = ChatStats()
-    encoded, ok, control_rows = _encode_chats(examples, chats, renderer, encoder, settings, rejected, stats)
+    if chat_rows is None:
+        chat_rows = ChatRows()
+        for i in chats:
+            chat_rows.add(i, *lay_out_chat(examples[i], renderer, encoder, settings, rejected, stats))
+    encoded, ok, control_rows = _encode_chats(chat_rows, encoder, settings)
     if ok:
         parts.append(encoded)
         order += ok
@@ -152,7 +175,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
 
 
 def _dropped_records(examples: list[Example], order: list[int], fitted,
-                     stats: "ChatStats") -> tuple[list[Rejected], list[Example], list[int], int]:
+                     stats: ChatStats) -> tuple[list[Rejected], list[Example], list[int], int]:
     """(dropped records, the example behind each, the trained tokens truncation cut from each, the trained
     tokens cut from rows dropped from records that keep others). A record is dropped when all its rows are
     (one row per record, except with --history per-turn, where the rows dropped from a record that keeps
@@ -189,33 +212,33 @@ def _template_rows(renderer: ChatRenderer | None) -> dict:
                                     renderer.shapes.mismatches)))
 
 
-def _encode_chats(examples: list[Example], chats: list[int], renderer: ChatRenderer, encoder: ChatEncoder,
-                  settings: ShardSettings, rejected: list[Rejected],
-                  stats: "ChatStats") -> tuple[Encoded | None, list[int], int]:
-    """Render and encode the chat examples at `chats` (one row each, or one per trained turn with
-    --history per-turn); a conversation the template refuses, or whose fields it would drop, is
-    appended to `rejected`. Returns (encoded rows, the example index of each row, rows holding
+def lay_out_chat(ex: Example, renderer: ChatRenderer, encoder: ChatEncoder, settings: ShardSettings,
+                 rejected: list[Rejected], stats: ChatStats) -> tuple[list[str], list, list]:
+    """Render one chat example and locate its trained spans: (texts, spans, literal control-text spans), one
+    entry per row. A conversation the template refuses, or whose fields it would drop, is appended to
+    `rejected` (and gives no row)."""
+    messages, tools = ex.data["messages"], ex.data.get("tools")
+    try:
+        layouts = chat_layouts(renderer, messages, tools, settings)
+    except RecordError as err:
+        rejected.append(reject(ex, _with_hint(err, messages), ex.data))
+        return [], [], []
+    stats.add(ex, messages, layouts)
+    if stats.wants_prefix(len(messages)):
+        stats.prefix(ex, renderer.locator.prefix_gap(messages, layouts[-1].text if settings.history != "per-turn"
+                                                     else renderer.render(messages, tools=tools), tools=tools))
+    return ([lay.text for lay in layouts], [lay.spans for lay in layouts],
+            [_literal_spans(encoder, lay) if settings.literal_control_text else [] for lay in layouts])
+
+
+def _encode_chats(rows: ChatRows, encoder: ChatEncoder,
+                  settings: ShardSettings) -> tuple[Encoded | None, list[int], int]:
+    """Encode the chat rows. Returns (encoded rows, the example index of each row, rows holding
     control-token text)."""
-    texts, spans, literal, ok = [], [], [], []
-    for i in chats:
-        ex = examples[i]
-        messages, tools = ex.data["messages"], ex.data.get("tools")
-        try:
-            layouts = chat_layouts(renderer, messages, tools, settings)
-        except RecordError as err:
-            rejected.append(reject(ex, _with_hint(err, messages), ex.data))
-            continue
-        stats.add(ex, messages, layouts)
-        if stats.prefix_checked < PREFIX_CHECKS and len(messages) > 2:
-            stats.prefix(ex, renderer.locator.prefix_gap(messages, layouts[-1].text if settings.history != "per-turn"
-                                                         else renderer.render(messages, tools=tools), tools=tools))
-        for lay in layouts:
-            texts.append(lay.text), spans.append(lay.spans), ok.append(i)
-            literal.append(_literal_spans(encoder, lay) if settings.literal_control_text else [])
-    if not ok:
+    if not rows.ok:
         return None, [], 0
-    encoded = encoder.encode(texts, spans, literal, train_all=settings.train_on_prompt)
-    return encoded, ok, sum(1 for x in literal if x)
+    encoded = encoder.encode(rows.texts, rows.spans, rows.literal, train_all=settings.train_on_prompt)
+    return encoded, rows.ok, sum(1 for x in rows.literal if x)
 
 
 def _with_hint(err: RecordError, messages: list) -> RecordError:
@@ -318,6 +341,18 @@ class ChatStats:
                 self.no_stop += 1
                 if len(self.no_stop_examples) < 20:
                     self.no_stop_examples.append(f"{ex.source}:{ex.line}")
+
+    def add_plain(self, roles: tuple[str, ...]) -> None:
+        """`add` for a plain chat laid out by its shape (lane.py): one row, nothing missing, its stop token
+        there (a shape never has stop False), tool results its only kind to count."""
+        self.conversations += 1
+        self.rows += 1
+        if "tool" in roles:
+            self.kinds["tool_results"] += roles.count("tool")
+
+    def wants_prefix(self, n_messages: int) -> bool:
+        """Is a conversation of this many messages one of the shard's prefix-consistency checks?"""
+        return self.prefix_checked < PREFIX_CHECKS and n_messages > 2
 
     def prefix(self, ex: Example, gap) -> None:
         self.prefix_checked += 1
