@@ -1,10 +1,17 @@
 """Every label path gives the same labels as the plain offset rule (span_labels over all offsets):
-the fastokens engine (span-cut re-encoding), `tokenizers` with edge lookups, and the offsets fallback."""
+the fastokens engine (token byte lengths, or span-cut re-encoding), `tokenizers` with edge lookups, and the
+offsets fallback."""
 
 import numpy as np
 import pytest
 
-from llmprep.encode import ChatEncoder, edge_labels, span_labels
+from llmprep.encode import (
+    ChatEncoder,
+    _labels_by_bytes,
+    edge_labels,
+    span_labels,
+    token_byte_lengths,
+)
 from llmprep.render import ChatRenderer, resolve_template
 
 
@@ -30,13 +37,55 @@ def test_engines_agree_with_offset_rule(name, request, english_chats, chinese_ch
     # Replies that start with whitespace or split multi-byte characters stress the span edges.
     chats += [[{"role": "user", "content": "你好"}, {"role": "assistant", "content": "\n\n  你好，世界 ok"}],
               [{"role": "user", "content": "x"}, {"role": "assistant", "content": " 🙂🙂 emoji"}]]
+    chats += [[{"role": "user", "content": "a"}, {"role": "assistant", "content": "\nstarts on a newline"}],
+              [{"role": "user", "content": "b"}, {"role": "assistant", "content": "  two spaces"}],
+              [{"role": "user", "content": "ü"}, {"role": "assistant", "content": "é"}]]
     texts, spans = _rendered(tok, template, chats)
     ref = _reference(tok, texts, spans)
-    for engine in ("fastokens", "auto", "tokenizers"):
-        enc = ChatEncoder(tok, engine=engine).encode(texts, spans)
+    for engine, by_bytes in (("fastokens", True), ("fastokens", False), ("auto", True), ("tokenizers", None)):
+        encoder = ChatEncoder(tok, engine=engine)
+        if name == "smollm2" and engine == "fastokens":
+            assert encoder.fast.byte_lengths is not None  # byte-level BPE: labels from one encode
+            if not by_bytes:
+                encoder.fast.byte_lengths = None  # the two-encode way
+        enc = encoder.encode(texts, spans)
         for r in range(len(texts)):
             ids, labels = enc.row(r)
-            assert labels == ref[r].tolist(), (engine, texts[r])
+            assert labels == ref[r].tolist(), (engine, by_bytes, texts[r])
+
+
+def test_token_byte_lengths_are_the_bytes_each_token_stands_for(smollm2, mistral, bert):
+    """SmolLM2's table gives, for every id, the length of the bytes the tokenizer decodes it to; tokenizers
+    that change the text (SentencePiece's prefix space, BERT's normalizer) get none."""
+    backend = smollm2.backend_tokenizer
+    lengths = token_byte_lengths(backend.to_str())
+    assert lengths is not None and len(lengths) == backend.get_vocab_size(with_added_tokens=True)
+    for i in range(0, len(lengths), 7):
+        assert lengths[i] == len(smollm2.convert_tokens_to_string([backend.id_to_token(i)]).encode("utf-8")) or \
+            "\ufffd" in smollm2.convert_tokens_to_string([backend.id_to_token(i)]), i  # a lone byte of a character
+    assert lengths[smollm2.convert_tokens_to_ids("<|im_end|>")] == len("<|im_end|>")
+    assert token_byte_lengths(mistral.backend_tokenizer.to_str()) is None
+    assert token_byte_lengths(bert.backend_tokenizer.to_str()) is None
+
+
+def test_labels_by_bytes_leave_out_rows_whose_edges_fall_inside_a_token(smollm2):
+    """A span edge inside a token (a reply opening with a newline merges with the template's) and a row
+    whose tokens are not its text byte for byte go to the offsets path; the others get exact labels."""
+    backend = smollm2.backend_tokenizer
+    lengths = token_byte_lengths(backend.to_str())
+    texts = ["<|im_start|>assistant\nYo<|im_end|>", "<|im_start|>assistant\n\n\nYo<|im_end|>", "中文 ok"]
+    spans = [[(22, 34)], [(22, 36)], [(1, 2)]]
+    encs = backend.encode_batch(texts, add_special_tokens=False)
+    ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encs])
+    off = np.cumsum([0] + [len(e.ids) for e in encs])
+    out = _labels_by_bytes(lengths, texts, spans, [0, 1, 2], ids, off)
+    assert sorted(out) == [0, 2]  # row 1: the template's newline and the reply's first one are one token
+    for r in out:
+        o = np.asarray(encs[r].offsets).reshape(-1, 2)
+        assert out[r][1].tolist() == span_labels(np.asarray(encs[r].ids), o[:, 0], o[:, 1], spans[r]).tolist()
+    broken = lengths.copy()
+    broken[encs[2].ids[0]] += 1  # a table that disagrees with the text: that row is not trusted
+    assert sorted(_labels_by_bytes(broken, texts, spans, [0, 1, 2], ids, off)) == [0]
 
 
 def test_edge_labels_widen_over_byte_tokens(smollm2):

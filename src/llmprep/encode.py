@@ -82,13 +82,77 @@ def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Se
     return np.where(keep, ids, IGNORE_INDEX)
 
 
+_JSON: dict[tuple[int, int], tuple[object, str]] = {}  # (id, vocabulary size) -> (backend, tokenizer.json)
+
+
+def tokenizer_json(inner) -> str:
+    """The backend's tokenizer.json text, computed once per backend object and vocabulary size (a token
+    added later gives a new text). to_str takes ~40 ms for a 49k vocabulary; prepare computes it before the
+    workers fork, so they inherit it."""
+    key = (id(inner), inner.get_vocab_size(with_added_tokens=True))
+    hit = _JSON.get(key)
+    if hit is None or hit[0] is not inner:
+        hit = _JSON[key] = (inner, inner.to_str())  # holding `inner` keeps its id from being reused
+    return hit[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _byte_lengths_for(text: str) -> np.ndarray | None:
+    try:
+        return token_byte_lengths(text)
+    except (ValueError, KeyError, TypeError):  # a tokenizer.json shape this reading does not know: two encodes
+        return None
+
+
 def fast_engine_for(tokenizer_json: str) -> None:
     """Load (and cache) the fastokens tokenizer for a tokenizer.json text; prepare calls it in a thread
     ahead of the workers. Any failure is left to the first real use."""
     try:
         _fastokens_for(tokenizer_json)
+        _byte_lengths_for(tokenizer_json)
     except Exception:  # noqa: BLE001 - never let a preload break the run
         pass
+
+
+def token_byte_lengths(tokenizer_json: str) -> np.ndarray | None:
+    """UTF-8 bytes of text behind each token id, for a byte-level BPE tokenizer that changes no text (no
+    normalizer, no prefix space, no added token that swallows whitespace), else None.
+
+    In such a tokenizer every token stands for a fixed run of the text's bytes — a vocabulary entry's
+    characters are bytes in GPT-2's byte alphabet, one character each; an added token is its own text — so
+    summing lengths over a row's ids gives every token's byte range without offsets.
+    Example (SmolLM2): "Ġhello" -> 6, "<|im_end|>" -> 10, "ä¸Ń" (the bytes of "中") -> 3
+    """
+    import json
+
+    cfg = json.loads(tokenizer_json)
+    model, pre = cfg.get("model") or {}, cfg.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    byte_level = [x for x in steps if x.get("type") == "ByteLevel"]
+    if model.get("type") != "BPE" or cfg.get("normalizer") is not None or len(byte_level) != 1 \
+            or byte_level[0].get("add_prefix_space") or any(x.get("type") not in ("ByteLevel", "Split") for x in steps):
+        return None
+    added = cfg.get("added_tokens") or []
+    if any(t.get("lstrip") or t.get("rstrip") or t.get("single_word") for t in added):
+        return None
+    alphabet = set(_byte_alphabet())
+    vocab = model.get("vocab") or {}
+    size = max([*vocab.values(), *(t["id"] for t in added)], default=-1) + 1
+    lengths = np.full(size, -1, dtype=np.int64)  # an id with no known text: a row holding it is not verified
+    for token, i in vocab.items():
+        if alphabet.issuperset(token):
+            lengths[i] = len(token)
+    for t in added:
+        lengths[t["id"]] = len(t["content"].encode("utf-8"))
+    return lengths
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_alphabet() -> str:
+    """GPT-2's printable stand-ins for the 256 byte values (the ByteLevel pre-tokenizer's alphabet)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = [b for b in range(256) if b not in keep]
+    return "".join(map(chr, keep + [256 + n for n in range(len(extra))]))
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,15 +185,17 @@ class FastEngine:
     CHECK_ROWS = 8
     MIN_CHARS = 200_000  # --engine auto: a batch this big (~300 chats) repays loading fastokens (~0.3 s)
 
-    def __init__(self, inner):
+    def __init__(self, inner, byte_lengths: np.ndarray | None = None):
         self.inner = inner
         self.enabled = True
+        self.byte_lengths = byte_lengths  # token_byte_lengths: labels from one encode (see _labels_by_bytes)
 
     @classmethod
     def load(cls, slow_backend) -> "FastEngine | None":
         """A verified-on-use engine for this tokenizer, or None if fastokens is missing or can't load it."""
-        inner = _fastokens_for(slow_backend.to_str())
-        return cls(inner) if inner is not None else None
+        text = tokenizer_json(slow_backend)
+        inner = _fastokens_for(text)
+        return cls(inner, _byte_lengths_for(text)) if inner is not None else None
 
     def flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """ids and row offsets of a batch. Example: ["ab", "c"] -> ids [x, y, z], offsets [0, 2, 3]"""
@@ -223,6 +289,11 @@ class ChatEncoder:
         whole_ids, whole_off = self.fast.flat([texts[r] for r in rows])
         if not self._agrees(texts, rows[: FastEngine.CHECK_ROWS], whole_ids, whole_off):
             return {}
+        if train_all:  # every token trained: no span edge to verify
+            return {r: (whole_ids[whole_off[k]:whole_off[k + 1]], whole_ids[whole_off[k]:whole_off[k + 1]].copy())
+                    for k, r in enumerate(rows)}
+        if self.fast.byte_lengths is not None:
+            return _labels_by_bytes(self.fast.byte_lengths, texts, spans, rows, whole_ids, whole_off)
         pieces, owner, trained = [], [], []
         for k, r in enumerate(rows):
             text, pos = texts[r], 0
@@ -296,6 +367,58 @@ class ChatEncoder:
         finally:
             self.backend.encode_special_tokens = previous
         return np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2)
+
+
+def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[list[Span]], rows: list[int],
+                     ids: np.ndarray, off: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Labels from one encode: {row: (ids, labels)} for the rows whose every span edge is a token edge.
+
+    Each token's byte range in the text is the running sum of token_byte_lengths. A row counts only when
+    those sums reach exactly its UTF-8 length (the tokens are the text, byte for byte), and a span edge
+    only when a token starts (or ends) at that byte: then the trained tokens — those overlapping a span —
+    are exactly the ones inside it. Rows left out (a reply whose first character merged into the template's
+    newline) take `tokenizers` with offsets, as without this step.
+
+    Example: tokens "<|im_start|>" "assistant" "Ċ" "Yo" "<|im_end|>" (bytes 12, 9, 1, 2, 10), span chars
+    (22, 34) -> bytes (22, 34) start at "Yo" and end after "<|im_end|>" -> labels [-100, -100, -100, Yo, im_end]
+    """
+    tb = byte_lengths[ids] if len(ids) else np.zeros(0, np.int64)
+    ends = np.cumsum(tb)
+    starts = ends - tb
+    at = np.concatenate([[0], ends])[off].tolist()  # byte position (in the batch) where each row's tokens start
+    unknown = np.concatenate([[0], np.cumsum(tb < 0)])[off].tolist()  # ids with no known text, before each row
+    edge_row, edge_a, edge_b, good = [], [], [], np.ones(len(rows), dtype=bool)
+    for k, r in enumerate(rows):
+        text = texts[r]
+        if text.isascii():
+            size, sp = len(text), [(a, b) for a, b in spans[r] if b > a]
+        else:  # characters -> UTF-8 bytes, counted once through the row
+            size, sp, pos, done = 0, [], 0, 0
+            for a, b in spans[r]:
+                if b > a:
+                    done += len(text[pos:a].encode("utf-8"))
+                    start = done
+                    done += len(text[a:b].encode("utf-8"))
+                    sp.append((start, done))
+                    pos = b
+            size = done + len(text[pos:].encode("utf-8"))
+        if at[k + 1] - at[k] != size or unknown[k + 1] != unknown[k]:
+            good[k] = False
+            continue
+        for a, b in sp:
+            edge_row.append(k), edge_a.append(a), edge_b.append(b)
+    base = np.asarray(at, dtype=np.int64)[np.asarray(edge_row, dtype=np.int64)]
+    ga, gb = base + np.asarray(edge_a, dtype=np.int64), base + np.asarray(edge_b, dtype=np.int64)
+    first = np.searchsorted(ends, ga, side="right")  # the first token ending after the span's start
+    stop = np.searchsorted(starts, gb, side="left")  # the first token starting at or after its end
+    n = len(ids)
+    on_edges = (starts[np.minimum(first, n - 1)] == ga) & (ends[np.maximum(stop - 1, 0)] == gb) if n else first < 0
+    good[np.asarray(edge_row, dtype=np.int64)[~on_edges]] = False
+    inside = np.cumsum(np.bincount(first, minlength=n + 1) - np.bincount(stop, minlength=n + 1))[:n] > 0
+    labels = np.where(inside, ids, IGNORE_INDEX)
+    bounds = off.tolist()
+    return {r: (ids[bounds[k]:bounds[k + 1]], labels[bounds[k]:bounds[k + 1]])
+            for k, r in enumerate(rows) if good[k]}
 
 
 def encode_documents(tokenizer, texts: list[str]) -> Encoded:

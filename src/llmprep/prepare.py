@@ -419,9 +419,9 @@ def _preload_fast_engine(tok, cfg: PrepareConfig, files: list[str]) -> threading
     try:
         if sum(os.path.getsize(f) for f in files if not storage.is_uri(f)) < PRELOAD_BYTES:
             return None
-        from llmprep.encode import backend, fast_engine_for
+        from llmprep.encode import backend, fast_engine_for, tokenizer_json
 
-        text = backend(tok).to_str()  # the key workers look it up by (their inherited backend's)
+        text = tokenizer_json(backend(tok))  # the key workers look it up by (cached: they inherit it)
     except (OSError, LlmprepError, AttributeError):
         return None
     thread = threading.Thread(target=fast_engine_for, args=(text,), name="llmprep-preload", daemon=True)
