@@ -321,6 +321,10 @@ def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = 
         acc = Accounts(tmp, work, cfg)
         rows_filter = RowFilter(keys if keys.active else None, [f for f, _ in files],
                                 [g.name if recipe is not None else f for f, g in files])
+        if cfg.executor == "local" and source is not None:
+            from llmprep.shard import warm
+
+            warm(settings)  # while the engine loads; the workers inherit the compiled template
         if preload is not None:
             preload.join()  # before the workers fork: they inherit the loaded engine
         for metas in _progress(executor.map(tasks, env), cfg):
