@@ -265,6 +265,8 @@ class ChatEncoder:
             plain = [r for r in range(len(texts)) if not (literal_rows is not None and literal_rows[r])]
             done = self._encode_fast(texts, spans, plain, train_all)
             self.fast_rows += len(done)
+            if isinstance(done, Encoded):  # every row, already flat
+                return done
         rest = [r for r in range(len(texts)) if r not in done]
         encodings = self.backend.encode_batch([texts[r] for r in rest], add_special_tokens=False) if rest else []
         for r, enc in zip(rest, encodings):
@@ -282,18 +284,24 @@ class ChatEncoder:
         return Encoded(_cat([i for i, _ in rows]), _cat([lab for _, lab in rows]),
                        offsets_of([len(i) for i, _ in rows]))
 
-    def _encode_fast(self, texts, spans, rows, train_all) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Rows whose fast ids are verified exact: {row: (ids, labels)}; the others are left out."""
+    def _encode_fast(self, texts, spans, rows, train_all) -> dict[int, tuple[np.ndarray, np.ndarray]] | Encoded:
+        """Rows whose fast ids are verified exact: {row: (ids, labels)}; the others are left out. When that is
+        every row of the batch (the usual case), the flat Encoded instead: no split into rows and back."""
         if not rows:
             return {}
         whole_ids, whole_off = self.fast.flat([texts[r] for r in rows])
         if not self._agrees(texts, rows[: FastEngine.CHECK_ROWS], whole_ids, whole_off):
             return {}
-        if train_all:  # every token trained: no span edge to verify
-            return {r: (whole_ids[whole_off[k]:whole_off[k + 1]], whole_ids[whole_off[k]:whole_off[k + 1]].copy())
-                    for k, r in enumerate(rows)}
-        if self.fast.byte_lengths is not None:
-            return _labels_by_bytes(self.fast.byte_lengths, texts, spans, rows, whole_ids, whole_off)
+        if train_all or self.fast.byte_lengths is not None:
+            if train_all:  # every token trained: no span edge to verify
+                labels, good = whole_ids.copy(), np.ones(len(rows), dtype=bool)
+            else:
+                labels, good = _labels_by_bytes(self.fast.byte_lengths, texts, spans, rows, whole_ids, whole_off)
+            if len(rows) == len(texts) and good.all():
+                return Encoded(whole_ids, labels, whole_off)
+            bounds = whole_off.tolist()
+            return {r: (whole_ids[bounds[k]:bounds[k + 1]], labels[bounds[k]:bounds[k + 1]])
+                    for k, r in enumerate(rows) if good[k]}
         pieces, owner, trained = [], [], []
         for k, r in enumerate(rows):
             text, pos = texts[r], 0
@@ -370,8 +378,9 @@ class ChatEncoder:
 
 
 def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[list[Span]], rows: list[int],
-                     ids: np.ndarray, off: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Labels from one encode: {row: (ids, labels)} for the rows whose every span edge is a token edge.
+                     ids: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels from one encode: (flat labels of `rows`, whether each row's labels are exact — every span edge
+    of it a token edge).
 
     Each token's byte range in the text is the running sum of token_byte_lengths. A row counts only when
     those sums reach exactly its UTF-8 length (the tokens are the text, byte for byte), and a span edge
@@ -415,10 +424,7 @@ def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[lis
     on_edges = (starts[np.minimum(first, n - 1)] == ga) & (ends[np.maximum(stop - 1, 0)] == gb) if n else first < 0
     good[np.asarray(edge_row, dtype=np.int64)[~on_edges]] = False
     inside = np.cumsum(np.bincount(first, minlength=n + 1) - np.bincount(stop, minlength=n + 1))[:n] > 0
-    labels = np.where(inside, ids, IGNORE_INDEX)
-    bounds = off.tolist()
-    return {r: (ids[bounds[k]:bounds[k + 1]], labels[bounds[k]:bounds[k + 1]])
-            for k, r in enumerate(rows) if good[k]}
+    return np.where(inside, ids, IGNORE_INDEX), good
 
 
 def encode_documents(tokenizer, texts: list[str]) -> Encoded:

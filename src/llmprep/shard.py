@@ -167,7 +167,10 @@ def process_shard(records: list[Record], formats: dict[str, str],
         parts.append(encode_pairs(tok, [x["text"] for x in d], [x["text_pair"] for x in d],
                                   [x["label"] for x in d], settings.max_length, settings.truncation))
         order += pairs
-    enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
+    if len(parts) == 1 and all(a < b for a, b in zip(order, order[1:])):
+        enc = parts[0]  # one kind of example, already in input order
+    else:
+        enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
     order = sorted(order)
     fitted = fit(enc, settings.max_length, settings.truncation, require_trained=not pairs)
     dropped, dropped_examples, dropped_trained, lost = _dropped_records(examples, order, fitted, stats)

@@ -64,7 +64,8 @@ def fit(enc: Encoded, max_length: int, side: str, *, require_trained: bool = Tru
         lost_of = dict(zip(np.flatnonzero(empty).tolist(), full[empty].tolist()))
     dropped.sort()
     rows = np.flatnonzero(keep)
-    out = take(enc, rows, starts[rows], ends[rows])
+    # nothing cut, nothing dropped (the usual batch): the rows as they are, not a copy
+    out = enc if len(rows) == len(enc) and not over.any() else take(enc, rows, starts[rows], ends[rows])
     # a row dropped for its length (--truncation drop) had nothing cut: it is reported as too long instead
     lost = [lost_of.get(r, 0) for r, _ in dropped]
     return Fitted(out, rows, dropped, int((over & keep).sum()) if side != "drop" else 0, cut, lost)
