@@ -165,6 +165,23 @@ def test_fingerprint_ignores_truncation_left_on(smollm2):
     assert _tokenizer_fingerprint(tok) == before
 
 
+def test_fingerprint_follows_a_tokenizer_changed_in_place(smollm2):
+    """The tokenizer.json text is computed once per backend, but a token added or a normaliser set on the same
+    object afterwards gives a new fingerprint (a cache entry of the old tokenizer is never served)."""
+    import copy
+
+    from tokenizers import normalizers
+
+    from llmprep.prepare import _tokenizer_fingerprint
+
+    tok = copy.deepcopy(smollm2)
+    first = _tokenizer_fingerprint(tok)
+    tok.add_tokens(["<new_token_for_the_test>"])
+    second = _tokenizer_fingerprint(tok)
+    tok.backend_tokenizer.normalizer = normalizers.Lowercase()
+    assert len({first, second, _tokenizer_fingerprint(tok)}) == 3
+
+
 def test_prepare_preloads_the_fast_engine_under_the_key_workers_look_up(tmp_path, monkeypatch):
     """prepare loads fastokens in a thread while it plans a big local input; a worker forked afterwards
     builds its encoder from the inherited tokenizer and finds the engine loaded (a cache hit, no 0.3 s load)."""

@@ -82,14 +82,18 @@ def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Se
     return np.where(keep, ids, IGNORE_INDEX)
 
 
-_JSON: dict[tuple[int, int], tuple[object, str]] = {}  # (id, vocabulary size) -> (backend, tokenizer.json)
+_JSON: dict[tuple, tuple[object, str]] = {}  # (id, vocabulary size, pipeline) -> (backend, tokenizer.json)
+_PIPELINE = ("normalizer", "pre_tokenizer", "post_processor", "decoder", "truncation", "padding")
 
 
 def tokenizer_json(inner) -> str:
-    """The backend's tokenizer.json text, computed once per backend object and vocabulary size (a token
-    added later gives a new text). to_str takes ~40 ms for a 49k vocabulary; prepare computes it before the
+    """The backend's tokenizer.json text, computed once per backend object and state: its vocabulary size
+    (a token added later) and its pipeline parts (a normalizer set later) are in the key, so a changed
+    tokenizer gives a new text. to_str takes ~40 ms for a 49k vocabulary; prepare computes it before the
     workers fork, so they inherit it."""
-    key = (id(inner), inner.get_vocab_size(with_added_tokens=True))
+    parts = [getattr(inner, name, None) for name in _PIPELINE]
+    key = (id(inner), inner.get_vocab_size(with_added_tokens=True),
+           *(x.__getstate__() if hasattr(x, "__getstate__") else repr(x) for x in parts))
     hit = _JSON.get(key)
     if hit is None or hit[0] is not inner:
         hit = _JSON[key] = (inner, inner.to_str())  # holding `inner` keeps its id from being reused

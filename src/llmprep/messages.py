@@ -241,7 +241,10 @@ def message_text(msg: Message) -> str:
     """
     import json
 
-    parts = [reasoning_of(msg) or "", content_text(msg.get("content"))]
+    content = msg.get("content")
+    if len(msg) == 2 and type(content) is str and "role" in msg:
+        return content  # {"role", "content"}: no reasoning, no tool calls
+    parts = [reasoning_of(msg) or "", content_text(content)]
     for call in msg.get("tool_calls") or []:
         fn = call.get("function", call)
         args = fn.get("arguments")

@@ -40,7 +40,7 @@ from llmprep.accounting import run_info as make_run_info
 from llmprep.assemble import RowIndex, assemble
 from llmprep.cache import DEFAULT_MAX_SIZE, ShardCache, default_cache_dir, miss_reason, parse_size
 from llmprep.constants import DEFAULT_MAX_LENGTH, DEFAULT_TOKENIZER
-from llmprep.encode import ENGINES, whole_texts
+from llmprep.encode import ENGINES, tokenizer_json, whole_texts
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected
 from llmprep.executor import EXECUTORS, get_executor, storage
@@ -691,6 +691,6 @@ def _tokenizer_fingerprint(tok) -> str:
     """Hash of the tokenizer's full serialisation: two runs with different tokenizers never match.
     (Without the truncation/padding an earlier call may have left on: encoding turns them off anyway.)"""
     inner = getattr(tok, "backend_tokenizer", None)
-    blob = whole_texts(inner).to_str() if inner is not None else repr(sorted(tok.get_vocab().items()))
+    blob = tokenizer_json(whole_texts(inner)) if inner is not None else repr(sorted(tok.get_vocab().items()))
     extra = repr((tok.bos_token, tok.eos_token, tok.pad_token, getattr(tok, "chat_template", None)))
     return hashlib.sha256((blob + extra).encode("utf-8")).hexdigest()[:16]

@@ -77,7 +77,7 @@ def test_reply_ends_and_open_ends_golden():
     ok, masked = reply_ends(rows, 2)
     assert ok.tolist() == [3] and masked.tolist() == []
     assert open_ends(rows, 2).tolist() == [1]
-    rows.labels = np.array([-100, 5, 6, -100, -100, -100, 5, 6, 7])
+    rows = Rows(ids, np.array([-100, 5, 6, -100, -100, -100, 5, 6, 7]), None, rows.offsets)
     assert reply_ends(rows, 2)[1].tolist() == [3]
     assert open_ends(rows, 2).tolist() == [1]  # row 0 ends on an untrained token: masked, not cut
 

@@ -142,7 +142,10 @@ def scan_data(subject) -> Scan:
                     turns = "multi" if sum(m["role"] == "assistant" for m in item.data["messages"]) > 1 else "single"
                     if len(scan.chats[turns]) < CHAT_SAMPLE:
                         scan.chats[turns].append((item.where, item.data["messages"]))
-                for name, text in _texts(item) if control is not None else ():
+                texts = _texts(item) if control is not None else []
+                if texts and not control.search("\x00".join(t for _, t in texts)):  # one search, per text on a hit
+                    texts = []
+                for name, text in texts:
                     if m := control.search(text):
                         scan.control_tokens[m.group(0)] += 1
                         if len(scan.control) < SHOW:

@@ -27,9 +27,10 @@ from llmprep.mix.select import MIX_REASON
 CHUNK_TOKENS = 1 << 20  # rows are read and checked about a million tokens at a time
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rows:
-    """Consecutive rows of a split as flat arrays: row r is ids[offsets[r]:offsets[r + 1]].
+    """Consecutive rows of a split as flat arrays: row r is ids[offsets[r]:offsets[r + 1]]. The derived
+    arrays (lengths, real, trained, row_of) are computed once: several checks read the same kept rows.
 
     `labels` is None for sentence pairs (one class label per row); `mask` is the attention mask
     (0 = padding).
@@ -55,21 +56,29 @@ class Rows:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    @property
+    @functools.cached_property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    @property
+    @functools.cached_property
     def real(self) -> np.ndarray:
         """True at real (non-padding) tokens."""
         return np.ones(len(self.ids), bool) if self.mask is None else self.mask.astype(bool)
 
-    @property
+    @functools.cached_property
     def trained(self) -> np.ndarray:
         """True at trained tokens (label != IGNORE_INDEX). Example: labels [-100, 5, 6] -> [F, T, T]"""
-        return (self.labels != IGNORE_INDEX) & self.real
+        trained = self.labels != IGNORE_INDEX
+        if self.mask is None and isinstance(trained, np.ndarray):
+            return trained  # no padding: every token is real
+        return trained & self.real
 
-    @property
+    @functools.cached_property
+    def real_lengths(self) -> np.ndarray:
+        """Real (non-padding) tokens per row. Example: offsets [0, 3], mask [0, 1, 1] -> [2]"""
+        return self.lengths if self.mask is None else self.per_row(self.real)
+
+    @functools.cached_property
     def row_of(self) -> np.ndarray:
         """Row index of every flat position. Example: offsets [0, 2, 3] -> [0, 0, 1]"""
         return np.repeat(np.arange(len(self)), self.lengths)

@@ -40,9 +40,8 @@ def _rows_starting_twice(data, bos_id: int) -> dict[str, int]:
     for split in data.require_rows():
         n = 0
         for _, rows in data.chunks(split):
-            real = rows.real
-            first = rows.offsets[:-1] + (rows.lengths - rows.per_row(real))  # left padding comes first
-            ok = rows.per_row(real) >= 2
+            first = rows.offsets[:-1] + (rows.lengths - rows.real_lengths)  # left padding comes first
+            ok = rows.real_lengths >= 2
             n += int(((rows.ids[first[ok]] == bos_id) & (rows.ids[first[ok] + 1] == bos_id)).sum())
         if n:
             out[split] = n

@@ -61,7 +61,10 @@ def example_text(kind: str, data: dict[str, Any]) -> str:
 
 
 def _message_text(message: dict[str, Any]) -> str:
-    parts = [message.get("content") or ""]
+    content = message.get("content")
+    if len(message) == 2 and type(content) is str and "role" in message:
+        return content  # {"role", "content"}: the common message, nothing else to add
+    parts = [content or ""]
     for key in sorted(k for k in message if k not in ("role", "content")):
         value = message[key]
         if value not in (None, "", [], {}):

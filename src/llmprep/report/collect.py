@@ -34,8 +34,7 @@ def split_stats(files: list[Path], tokenizer) -> dict:
     lengths, trained, samples = [], [], []
     labelled = True
     for start, rows in read_chunks(files):
-        real = rows.per_row(rows.real)
-        lengths.append(real)
+        lengths.append(rows.real_lengths)
         labelled = rows.labels is not None
         if labelled:
             trained.append(rows.per_row(rows.trained))
