@@ -204,3 +204,11 @@ def test_prepare_preloads_the_fast_engine_under_the_key_workers_look_up(tmp_path
     assert _fastokens_for.cache_info().currsize == 1
     enc = ChatEncoder(tok, engine="fastokens")  # what a worker builds
     assert enc.fast is not None and _fastokens_for.cache_info().hits == 1
+
+
+def test_utf8_positions_match_encoding_each_prefix():
+    from llmprep.encode import _utf8_positions
+
+    for text in ["plain ascii", "aé中🙂x", "你好，世界 ok", "", "ü" * 5 + "\U0001f600"]:
+        chars = np.arange(len(text) + 1)
+        assert _utf8_positions(text)(chars).tolist() == [len(text[:i].encode("utf-8")) for i in chars]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -398,37 +399,42 @@ def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[lis
     tb = byte_lengths[ids] if len(ids) else np.zeros(0, np.int64)
     ends = np.cumsum(tb)
     starts = ends - tb
-    at = np.concatenate([[0], ends])[off].tolist()  # byte position (in the batch) where each row's tokens start
-    unknown = np.concatenate([[0], np.cumsum(tb < 0)])[off].tolist()  # ids with no known text, before each row
-    edge_row, edge_a, edge_b, good = [], [], [], np.ones(len(rows), dtype=bool)
-    for k, r in enumerate(rows):
-        text = texts[r]
-        if text.isascii():
-            size, sp = len(text), [(a, b) for a, b in spans[r] if b > a]
-        else:  # characters -> UTF-8 bytes, counted once through the row
-            size, sp, pos, done = 0, [], 0, 0
-            for a, b in spans[r]:
-                if b > a:
-                    done += len(text[pos:a].encode("utf-8"))
-                    start = done
-                    done += len(text[a:b].encode("utf-8"))
-                    sp.append((start, done))
-                    pos = b
-            size = done + len(text[pos:].encode("utf-8"))
-        if at[k + 1] - at[k] != size or unknown[k + 1] != unknown[k]:
-            good[k] = False
-            continue
-        for a, b in sp:
-            edge_row.append(k), edge_a.append(a), edge_b.append(b)
-    base = np.asarray(at, dtype=np.int64)[np.asarray(edge_row, dtype=np.int64)]
-    ga, gb = base + np.asarray(edge_a, dtype=np.int64), base + np.asarray(edge_b, dtype=np.int64)
+    tok_at = np.concatenate([[0], ends])[off]  # where each row's tokens start, in bytes of the whole batch
+    unknown = np.diff(np.concatenate([[0], np.cumsum(tb < 0)])[off])  # ids with no known text, per row
+    row_texts = [texts[r] for r in rows]
+    char_at = offsets_of(np.fromiter(map(len, row_texts), np.int64, len(rows)))  # rows' starts in the joined text
+    byte_of = _utf8_positions("".join(row_texts))  # character position in the joined text -> byte position
+    text_at = byte_of(char_at)
+    good = (np.diff(tok_at) == np.diff(text_at)) & (unknown == 0)  # the tokens are the text, byte for byte
+    counts = np.fromiter(map(len, (spans[r] for r in rows)), np.int64, len(rows))
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(spans[r] for r in rows)), np.int64,
+                       2 * int(counts.sum())).reshape(-1, 2)
+    span_row = np.repeat(np.arange(len(rows)), counts)
+    keep = (flat[:, 1] > flat[:, 0]) & good[span_row]
+    flat, span_row = flat[keep], span_row[keep]
+    shift = tok_at[span_row] - text_at[span_row]
+    ga = byte_of(char_at[span_row] + flat[:, 0]) + shift
+    gb = byte_of(char_at[span_row] + flat[:, 1]) + shift
     first = np.searchsorted(ends, ga, side="right")  # the first token ending after the span's start
     stop = np.searchsorted(starts, gb, side="left")  # the first token starting at or after its end
     n = len(ids)
     on_edges = (starts[np.minimum(first, n - 1)] == ga) & (ends[np.maximum(stop - 1, 0)] == gb) if n else first < 0
-    good[np.asarray(edge_row, dtype=np.int64)[~on_edges]] = False
+    good[span_row[~on_edges]] = False
     inside = np.cumsum(np.bincount(first, minlength=n + 1) - np.bincount(stop, minlength=n + 1))[:n] > 0
     return np.where(inside, ids, IGNORE_INDEX), good
+
+
+def _utf8_positions(text: str):
+    """A function from character positions in `text` (an int array) to UTF-8 byte positions.
+
+    Example: "aé中" -> positions [0, 1, 2, 3] map to bytes [0, 1, 3, 6]
+    """
+    if text.isascii():
+        return lambda chars: chars
+    code = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    at = np.zeros(len(code) + 1, dtype=np.int64)
+    np.cumsum(1 + (code >= 0x80).astype(np.int64) + (code >= 0x800) + (code >= 0x10000), out=at[1:])
+    return at.__getitem__
 
 
 def encode_documents(tokenizer, texts: list[str]) -> Encoded:
