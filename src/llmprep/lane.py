@@ -164,4 +164,4 @@ class PlainLane:
         parts[1::2] = contents
         spans, starts = positions(shape, contents)
         literal = ContentFields(contents, starts).control_spans(self.has_control_text) if self.literal else []
-        return list(messages), "".join(parts), spans, literal
+        return messages, "".join(parts), spans, literal  # `messages` is this record's own list: no copy needed
