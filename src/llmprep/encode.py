@@ -179,12 +179,14 @@ class FastEngine:
     """`fastokens` (a faster Rust BPE engine that loads the same tokenizer.json), used only where its
     ids are verified identical to the `tokenizers` ones, row by row.
 
-    It gives no character offsets, so labels come from encoding each row twice — whole, and cut at
-    the trained-span boundaries — in two flat batch calls. Where the pieces' ids concatenate to exactly
-    the whole row's ids, the cut points are token boundaries and the labels are exact; other rows (a
-    reply that starts with whitespace merging into the template's newline, SentencePiece's prefix
-    space) go through `tokenizers` with offsets. The first rows of every batch are also compared with
-    `tokenizers` itself; one mismatch switches the engine off for the run.
+    Its flat batch call gives no character offsets. For a byte-level tokenizer that changes no text,
+    labels come from the tokens' byte lengths (`token_byte_lengths`, `_labels_by_bytes`): one encode.
+    Otherwise each row is encoded twice — whole, and cut at the trained-span boundaries — in two flat
+    batch calls; where the pieces' ids concatenate to exactly the whole row's ids, the cut points are
+    token boundaries and the labels are exact. Rows either way leaves out (a reply that starts with
+    whitespace merging into the template's newline, SentencePiece's prefix space) go through
+    `tokenizers` with offsets. The first rows of every batch are also compared with `tokenizers` itself;
+    one mismatch switches the engine off for the run.
     """
 
     CHECK_ROWS = 8
