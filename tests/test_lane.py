@@ -139,3 +139,29 @@ def test_lane_needs_a_render_free_template_and_known_formats(smollm2):
                                recs) is None
     r.shapes.enabled = False  # a spot check found a difference: the shortcut, and so the lane, are off
     assert PlainLane.for_shard(r, settings, {"a.jsonl": "messages"}, recs) is None
+
+
+def test_prepare_writes_the_same_bytes_with_and_without_the_lane(tmp_path, english_chats, chinese_chats,
+                                                                 monkeypatch):
+    """End to end: the dataset files and report.json prepare writes are byte-identical with the lane and
+    without it (the general path for every record), on real chats mixed with the edge records."""
+    from llmprep.prepare import prepare
+
+    src = tmp_path / "chats.jsonl"
+    src.write_text("\n".join(r.raw for r in _records(english_chats, chinese_chats)) + "\n", encoding="utf-8")
+
+    def run(name: str) -> dict:
+        out = tmp_path / name
+        prepare([str(src)], out=out, tokenizer="smollm2", test_size=0.1, num_proc=1, cache=False,
+                progress=False, max_length=256)
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+                if p.is_file() and p.name != "run.json"}  # run.json: timings
+
+    with_lane = run("lane")
+    monkeypatch.setattr(PlainLane, "for_shard", classmethod(lambda cls, *args: None))
+    general = run("general")
+    assert sorted(with_lane) == sorted(general) and any(k.endswith(".arrow") for k in general)
+    for name in general:
+        assert with_lane[name] == general[name], name
+    report = json.loads(general["report.json"])
+    assert report["engine"]["shape_rows"] > 100 and report["records"]["rejected"] >= 10
