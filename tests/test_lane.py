@@ -39,6 +39,8 @@ EDGE_LINES = [
     json.dumps({"messages": chat(" lead", "trail ", "\n x \n", "y")}),
     '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "x"}]}',  # surrogate
     '{"messages": ' + "[" * 40 + "]" * 40 + "}",  # too deep
+    json.dumps({"messages": chat("Hi", "Yo"), "meta": json.loads("[" * 120 + "]" * 120)}),  # plain, but too deep
+    '{"messages": [{"role": "user", "content": "\\ud83d\\ude00 emoji"}, {"role": "assistant", "content": "ok"}]}',
     '{"messages": [{"role": "user", "content": "Hi"}, ',  # malformed
     "[1, 2]",  # not an object
     json.dumps({"conversation": chat("Hi", "Yo")}),  # no messages field

@@ -434,9 +434,15 @@ def _utf8_positions(text: str):
     if text.isascii():
         return lambda chars: chars
     code = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    at = np.zeros(len(code) + 1, dtype=np.int64)
-    np.cumsum(1 + (code >= 0x80).astype(np.int64) + (code >= 0x800) + (code >= 0x10000), out=at[1:])
-    return at.__getitem__
+    # a character takes one byte more for each of these bounds it reaches; most text has few such
+    # characters, so count them by position (searchsorted) instead of summing over every character
+    wide = np.flatnonzero(code >= 0x80)
+    wider = wide[code[wide] >= 0x800]
+    widest = wider[code[wider] >= 0x10000]
+
+    def byte_of(chars):
+        return chars + np.searchsorted(wide, chars) + np.searchsorted(wider, chars) + np.searchsorted(widest, chars)
+    return byte_of
 
 
 def encode_documents(tokenizer, texts: list[str]) -> Encoded:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from llmprep.examples import Example, Rejected, to_examples
 from llmprep.formats import CHAT
 from llmprep.messages import _PLAIN_ROLES, trained_messages
-from llmprep.records import Record, json_problem
+from llmprep.records import _SURROGATE_ESCAPE, Record, json_problem
 from llmprep.render.skeleton import (
     CHECK_EVERY,
     CHECK_PER_SHAPE,
@@ -127,7 +127,7 @@ class PlainLane:
         if type(d) is not dict or "tools" in d:
             return None
         messages = d.get("messages")
-        if type(messages) is not list or not messages or json_problem(d, raw) is not None:
+        if type(messages) is not list or not messages:
             return None
         roles, contents = [], []
         for m in messages:
@@ -140,6 +140,10 @@ class PlainLane:
                 return None  # an empty reply: the general path rejects it
             roles.append(role)
             contents.append(content)
+        # parse_record's checks: a record of plain messages alone is 3 levels deep, so only a lone surrogate
+        # (an escape in the JSON text) can be wrong with it; other fields may nest deeper: the full check
+        if (len(d) == 1 and "\\u" in raw and _SURROGATE_ESCAPE.search(raw)) or (len(d) > 1 and json_problem(d, raw)):
+            return None
         roles = tuple(roles)
         known = self._trained.get(roles)
         if known is None:
