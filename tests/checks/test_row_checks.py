@@ -190,3 +190,23 @@ def test_pad_is_eos_warns_when_padding_on_disk_carries_the_stop_token_id(smollm2
 def test_pad_is_eos_twin_unpadded_rows_stay_info(smollm2, clean_dir):
     (f,), _ = findings(smollm2, clean_dir, "pad-is-eos")
     assert f.severity == "info"
+
+
+def test_reply_ends_skip_each_rows_first_token_also_after_empty_rows():
+    """A stop token opening a row is no reply's end, whatever rows (empty ones too) come before it: the same
+    positions as the per-token rule (row of every position), on random rows."""
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        lengths = rng.integers(0, 6, 12)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        ids = rng.integers(0, 4, offsets[-1])
+        labels = np.where(rng.random(offsets[-1]) < 0.5, ids, -100)
+        rows = Rows(ids, labels, None, offsets)
+        row_of = np.repeat(np.arange(len(lengths)), lengths)
+        trained = labels != -100
+        pos = np.flatnonzero(ids == 2)
+        pos = pos[pos - offsets[row_of[pos]] > 0]
+        after = trained[pos - 1]
+        ok, masked = reply_ends(rows, 2)
+        assert ok.tolist() == pos[after & trained[pos]].tolist()
+        assert masked.tolist() == pos[after & ~trained[pos]].tolist()

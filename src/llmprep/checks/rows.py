@@ -28,9 +28,13 @@ def reply_ends(rows, eot: int) -> tuple[np.ndarray, np.ndarray]:
 
     Example: ids [u, a, EOT, n], trained [F, T, T, F] -> ([2], []); trained [F, T, F, F] -> ([], [2])
     """
-    trained, real = rows.trained, rows.real
-    pos = np.flatnonzero((rows.ids == eot) & real)
-    pos = pos[pos - rows.offsets[rows.row_of[pos]] > 0]  # not the first token of its row
+    trained = rows.trained
+    hit = rows.ids == eot
+    if rows.mask is not None:
+        hit &= rows.real
+    pos = np.flatnonzero(hit)
+    starts = rows.offsets[:-1]
+    pos = pos[starts[np.searchsorted(starts, pos, side="right") - 1] != pos]  # not the first token of its row
     after_reply = trained[pos - 1]
     return pos[after_reply & trained[pos]], pos[after_reply & ~trained[pos]]
 
@@ -79,7 +83,7 @@ def eot_untrained(subject) -> list[Finding]:
             ok, bad = reply_ends(rows, eot)
             replies += len(ok) + len(bad)
             if len(bad):
-                n, first = masked.get(split, (0, start + int(rows.row_of[bad[0]])))
+                n, first = masked.get(split, (0, start + int(np.searchsorted(rows.offsets, bad[0], side="right")) - 1))
                 masked[split] = (n + len(bad), first)
             ends = open_ends(rows, eot)
             if len(ends):
