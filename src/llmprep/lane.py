@@ -136,8 +136,8 @@ class PlainLane:
             content, role = m.get("content"), m.get("role")
             if type(content) is not str or not content or role not in _PLAIN_ROLES:
                 return None
-            if role == "assistant" and (content[0].isspace() or content[-1].isspace()) and not content.strip():
-                return None  # an empty reply: the general path rejects it
+            if role == "assistant" and content.isspace():
+                return None  # a blank reply: the general path rejects it
             roles.append(role)
             contents.append(content)
         # parse_record's checks: a record of plain messages alone is 3 levels deep, so only a lone surrogate

@@ -68,8 +68,9 @@ def _all_plain(messages: list) -> bool:
 
 def _plain(msg: Any) -> bool:
     """The common case, nothing more to check: {"role", "content"} with a string, a known role, no empty reply."""
+    # isspace() instead of strip(): the same "blank" answer without copying the (often long) reply
     return type(msg) is dict and len(msg) == 2 and type(msg.get("content")) is str and msg.get("role") in _PLAIN_ROLES \
-        and (msg["role"] != "assistant" or bool(msg["content"].strip()))
+        and (msg["role"] != "assistant" or (msg["content"] != "" and not msg["content"].isspace()))
 
 
 def _check_message(msg: Any, i: int, field: str) -> Message:
