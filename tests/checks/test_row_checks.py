@@ -210,3 +210,18 @@ def test_reply_ends_skip_each_rows_first_token_also_after_empty_rows():
         ok, masked = reply_ends(rows, 2)
         assert ok.tolist() == pos[after & trained[pos]].tolist()
         assert masked.tolist() == pos[after & ~trained[pos]].tolist()
+
+
+def test_rows_with_a_mask_of_ones_read_as_unpadded():
+    """prepare writes an attention mask of ones when it pads nothing: such rows count every token as real
+    without summing the mask, and give the same lengths and trained tokens as rows without a mask."""
+    ids = np.array([9, 5, 2, 0, 9, 5])
+    labels = np.array([-100, 5, 2, -100, -100, 5])
+    offsets = np.array([0, 3, 6])
+    plain, ones = Rows(ids, labels, None, offsets), Rows(ids, labels, np.ones(6, np.int8), offsets)
+    padded = Rows(ids, labels, np.array([1, 1, 1, 0, 1, 1], np.int8), offsets)
+    assert plain.unpadded and ones.unpadded and not padded.unpadded
+    assert ones.real_lengths.tolist() == plain.real_lengths.tolist() == [3, 3]
+    assert ones.trained.tolist() == plain.trained.tolist()
+    assert padded.real_lengths.tolist() == [3, 2]
+    assert padded.trained.tolist() == [False, True, True, False, False, True]

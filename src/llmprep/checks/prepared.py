@@ -69,14 +69,19 @@ class Rows:
     def trained(self) -> np.ndarray:
         """True at trained tokens (label != IGNORE_INDEX). Example: labels [-100, 5, 6] -> [F, T, T]"""
         trained = self.labels != IGNORE_INDEX
-        if self.mask is None and isinstance(trained, np.ndarray):
+        if self.unpadded and isinstance(trained, np.ndarray):
             return trained  # no padding: every token is real
         return trained & self.real
 
     @functools.cached_property
+    def unpadded(self) -> bool:
+        """No padding token in these rows (no mask, or a mask of ones: prepare writes one when it pads nothing)."""
+        return self.mask is None or bool(self.mask.all())
+
+    @functools.cached_property
     def real_lengths(self) -> np.ndarray:
         """Real (non-padding) tokens per row. Example: offsets [0, 3], mask [0, 1, 1] -> [2]"""
-        return self.lengths if self.mask is None else self.per_row(self.real)
+        return self.lengths if self.unpadded else self.per_row(self.real)
 
     @functools.cached_property
     def row_of(self) -> np.ndarray:
@@ -250,7 +255,7 @@ class Data:
         """Rows padded on disk (--padding longest/max-length, or padding left by packing)."""
         if self.options.get("padding", "none") != "none":
             return True
-        return any(rows.mask is not None and not rows.real.all()
+        return any(not rows.unpadded
                    for split in self.require_rows() for _, rows in self.chunks(split))
 
     # --- examples ---------------------------------------------------------------------------

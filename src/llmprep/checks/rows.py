@@ -30,7 +30,7 @@ def reply_ends(rows, eot: int) -> tuple[np.ndarray, np.ndarray]:
     """
     trained = rows.trained
     hit = rows.ids == eot
-    if rows.mask is not None:
+    if not rows.unpadded:
         hit &= rows.real
     pos = np.flatnonzero(hit)
     starts = rows.offsets[:-1]
@@ -48,15 +48,15 @@ def open_ends(rows, eot: int) -> np.ndarray:
     Per row, not per token: a row whose last real token is a trained stop token (nearly every row) is
     decided at once; only the others are walked back over their trained run.
     """
-    trained, real, ids, offsets = rows.trained, rows.real, rows.ids, rows.offsets
+    trained, ids, offsets = rows.trained, rows.ids, rows.offsets
     n = len(rows)
     nonempty = np.flatnonzero(rows.lengths > 0)
     last = np.full(n, -1, np.int64)
     if len(nonempty):
-        if rows.mask is None:
+        if rows.unpadded:
             last[nonempty] = offsets[1:][nonempty] - 1
         else:  # padding on either side: the greatest real position of each row (-1: none)
-            pos = np.where(real, np.arange(len(real)), -1)
+            pos = np.where(rows.real, np.arange(len(ids)), -1)
             last[nonempty] = np.maximum.reduceat(pos, offsets[:-1][nonempty])
     has = last >= 0
     open_rows = np.zeros(n, bool)
