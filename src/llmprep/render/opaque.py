@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -9,6 +11,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llmprep.render.sandbox import _GenerationTag
 
 
+@functools.lru_cache(maxsize=32)  # a pure function of the source: every renderer of a run asks it again
 def content_is_opaque(source: str) -> bool:
     """True when the template only prints message content (concatenates it into output) and never
     inspects it: then rendering with sentinel-wrapped content equals the real rendering with the
@@ -85,6 +88,7 @@ _TYPE_TESTS = frozenset({"defined", "undefined", "none", "mapping", "sequence", 
 _GLOBALS_OK = frozenset({"range", "namespace", "raise_exception", "dict"})
 
 
+@functools.lru_cache(maxsize=32)
 def shape_determined(source: str) -> bool:
     """True when the rendering of a plain conversation ({"role", "content"} messages) is fixed text that
     depends only on the roles, with each content printed verbatim: content_is_opaque, and no message is
