@@ -133,17 +133,33 @@ def test_rendered_text_must_equal_the_joined_pieces(monkeypatch):
     ("{% set ns = namespace(x=none) %}{% for m in messages %}{% set ns.x = m %}{% endfor %}{{ ns.x }}", False),
     ("{{ strftime_now('%d') }}{% for m in messages %}{{ m.content }}{% endfor %}", False),  # changes by itself
     ("{% for m in messages %}{{ m.content | trim }}{% endfor %}", False),  # not even content-opaque
-    ("{% for m in messages %}{% if m.content %}x{% endif %}{{ m.content }}{% endfor %}", False),
+    # a plain chat's content is a non-empty string: a test of its truth or type always comes out the same
+    ("{% for m in messages %}{% if m.content %}x{% endif %}{{ m.content }}{% endfor %}", True),
+    ("{% for m in messages %}{{ 'a' if not m['content'] is string else 'b' }}{{ m.content }}{% endfor %}", True),
+    ("{% for m in messages %}{% if m.content and loop.last %}x{% endif %}{{ m.content }}{% endfor %}", True),
+    # ...but not a test that looks at what it says
+    ("{% for m in messages %}{% if m.content|length > 5 %}x{% endif %}{{ m.content }}{% endfor %}", False),
+    ("{% for m in messages %}{% if m.content == 'hi' %}x{% endif %}{{ m.content }}{% endfor %}", False),
+    ("{% for m in messages %}{% if 'x' in m.content %}x{% endif %}{{ m.content }}{% endfor %}", False),
+    ("{% for m in messages %}{% set c = m.content %}{% if c %}x{% endif %}{{ m.content }}{% endfor %}", False),
+    # a loop over another key of the message never runs on a plain chat; its else branch does
+    (("{% for m in messages %}{% for c in m.tool_calls %}{{ c|tojson }}{{ m.content|trim }}{% endfor %}"
+      "{{ m.content }}{% endfor %}"), True),
+    ("{% for m in messages %}{% for c in m.tool_calls %}x{% else %}{{ m.content|trim }}{% endfor %}{% endfor %}",
+     False),
+    ("{% for m in messages %}{% for c in m['content'] %}{{ c }}{% endfor %}{% endfor %}", False),
 ])
 def test_shape_determined_static_check(source, expected):
     assert shape_determined(source) is expected
 
 
 def test_builtin_and_real_templates_that_skip_rendering():
-    """Of the real templates only SmolLM2's ChatML family qualifies (the others inspect or trim content);
-    the builtin chatml, zephyr and alpaca templates do."""
+    """Of the real templates Phi-3.5's and Qwen2.5's qualify (Qwen2.5 tests a reply's content only in its
+    tool-call branch, which a plain chat never reaches); the others trim, compare or date the text. The
+    builtin chatml, zephyr and alpaca templates do."""
     from llmprep.render import resolve_template
 
-    assert [n for n in sorted(TEMPLATES) if shape_determined(template_tokenizer(n).chat_template)] == []
+    assert [n for n in sorted(TEMPLATES) if shape_determined(template_tokenizer(n).chat_template)] == [
+        "phi3.5", "qwen2.5"]
     assert all(shape_determined(resolve_template(n)[1]) for n in ("chatml", "zephyr", "alpaca"))
     assert not shape_determined(resolve_template("llama3")[1])

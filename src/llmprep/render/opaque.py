@@ -24,8 +24,10 @@ def content_is_opaque(source: str) -> bool:
     return tree is not None and _opaque(tree, _message_names(tree))
 
 
-def _opaque(tree, message_names: set[str]) -> bool:
-    """content_is_opaque on a parsed template."""
+def _opaque(tree, message_names: set[str], *, plain: bool = False) -> bool:
+    """content_is_opaque on a parsed template. `plain`: judge only what a plain conversation can reach (every
+    message just a role and a non-empty string content): there the content may also decide a test — it is
+    always truthy, always a string — and a loop over a message's other keys (undefined there) never runs."""
     from jinja2 import nodes
 
     safe_filters = {"length", "count", "first", "last"}
@@ -33,7 +35,7 @@ def _opaque(tree, message_names: set[str]) -> bool:
     def visit(node, parents) -> bool:
         is_content = (isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const)
                       and node.arg.value == "content") or (isinstance(node, nodes.Getattr) and node.attr == "content")
-        if is_content:
+        if is_content and not (plain and _decides_a_test_only(node, parents)):
             for parent in reversed(parents):
                 if isinstance(parent, nodes.Output):
                     break
@@ -41,6 +43,8 @@ def _opaque(tree, message_names: set[str]) -> bool:
                     return False
             else:
                 return False
+        if plain and _never_runs_on_plain(node, message_names):
+            return all(visit(child, parents + [node]) for child in node.else_)
         if isinstance(node, nodes.Filter) and node.name not in safe_filters and _mentions(node.node, message_names):
             return False
         if isinstance(node, nodes.Call) and any(_mentions(a, message_names) for a in node.args):
@@ -48,6 +52,42 @@ def _opaque(tree, message_names: set[str]) -> bool:
         return all(visit(child, parents + [node]) for child in node.iter_child_nodes())
 
     return visit(tree, [])
+
+
+# Tests whose answer on a non-empty string is fixed (jinja2's and MiniJinja's alike).
+_STRING_TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "sequence", "iterable"})
+
+
+def _decides_a_test_only(node, parents) -> bool:
+    """Is this value (a message's content) used only as the condition of an `if` or `x if c else y`, possibly
+    through `not`, `and`, `or` and a type test? On a non-empty string such a condition always comes out
+    the same. Example: "{% if message.content %}" -> True; "{{ message.content }}" -> False."""
+    from jinja2 import nodes
+
+    child, k = node, len(parents) - 1
+    if k >= 0 and isinstance(parents[k], nodes.Test) and parents[k].node is child and parents[k].name in _STRING_TESTS:
+        child, k = parents[k], k - 1
+    while k >= 0 and isinstance(parents[k], (nodes.Not, nodes.And, nodes.Or)):
+        child, k = parents[k], k - 1
+    return k >= 0 and isinstance(parents[k], (nodes.If, nodes.CondExpr)) and parents[k].test is child
+
+
+def _never_runs_on_plain(node, message_names: set[str]) -> bool:
+    """A `for` over a message's key other than role and content (`message.tool_calls`): on a plain message
+    that key is undefined, an empty loop in jinja2 and MiniJinja alike, so its body never runs."""
+    from jinja2 import nodes
+
+    if not isinstance(node, nodes.For):
+        return False
+    it = node.iter
+    if isinstance(it, nodes.Getattr):
+        base, key = it.node, it.attr
+    elif isinstance(it, nodes.Getitem) and isinstance(it.arg, nodes.Const) and isinstance(it.arg.value, str):
+        base, key = it.node, it.arg.value
+    else:
+        return False
+    return isinstance(base, nodes.Name) and base.name in message_names and base.name != "messages" \
+        and key not in ("role", "content")
 
 
 def _mentions(node, names: set[str]) -> bool:
@@ -105,7 +145,7 @@ def shape_determined(source: str) -> bool:
     if tree is None:
         return False
     names = _message_names(tree)
-    if not _opaque(tree, names):
+    if not _opaque(tree, names, plain=True):
         return False
 
     def used_safely(node, parents) -> bool:
@@ -133,6 +173,8 @@ def shape_determined(source: str) -> bool:
         return False
 
     def visit(node, parents) -> bool:
+        if _never_runs_on_plain(node, names):
+            return all(visit(child, parents + [node]) for child in node.else_)
         if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in names \
                 and not used_safely(node, parents):
             return False
