@@ -130,8 +130,10 @@ _GLOBALS_OK = frozenset({"range", "namespace", "raise_exception", "dict"})
 
 @functools.lru_cache(maxsize=32)
 def shape_determined(source: str) -> bool:
-    """True when the rendering of a plain conversation ({"role", "content"} messages) is fixed text that
-    depends only on the roles, with each content printed verbatim: content_is_opaque, and no message is
+    """True when the rendering of a plain conversation ({"role", "content"} messages, every content a
+    non-empty string) is fixed text that depends only on the roles, with each content printed verbatim:
+    content_is_opaque for what such a conversation reaches (its content may also decide a truth or type
+    test; a loop over a message's other keys never runs), and no message is
     used but through a constant key (`message['role']`, `message.content`), a loop, an alias, `length`,
     `first`/`last` or a type test — never printed whole, iterated as a dict, read with a computed key, or
     reached through `loop.previtem`/`nextitem`; and no global whose value changes (`strftime_now`).
