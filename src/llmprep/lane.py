@@ -36,12 +36,7 @@ from llmprep.examples import Example, Rejected, to_examples
 from llmprep.formats import CHAT
 from llmprep.messages import _PLAIN_ROLES, trained_messages
 from llmprep.records import _SURROGATE_ESCAPE, Record, json_problem
-from llmprep.render.skeleton import (
-    CHECK_EVERY,
-    CHECK_PER_SHAPE,
-    ContentFields,
-    positions,
-)
+from llmprep.render.skeleton import ContentFields, join, positions
 
 _decode = json.JSONDecoder().decode  # json.loads(str) without its per-call keyword handling
 
@@ -69,7 +64,7 @@ class PlainLane:
     def __init__(self, renderer, settings, formats: dict[str, str]):
         self.r, self.shapes = renderer, renderer.shapes
         self.settings, self.formats = settings, formats
-        self.roles = frozenset(settings.train_roles)
+        self.roles = tuple(settings.train_roles)
         self.last_only = settings.train_turns == "last" or settings.history == "last"
         self.literal = settings.literal_control_text
         self._trained: dict[tuple, tuple] = {}  # roles -> (trained indices, the shape key)
@@ -147,25 +142,16 @@ class PlainLane:
         roles = tuple(roles)
         known = self._trained.get(roles)
         if known is None:
-            trained = trained_messages(messages, roles=tuple(self.roles), last_only=self.last_only)
+            trained = trained_messages(messages, roles=self.roles, last_only=self.last_only)
             known = self._trained[roles] = (trained, (roles, tuple(trained)))
         trained, key = known
         shapes = self.shapes
         shape = shapes.by_key.get(key)
-        if shape is None or not shapes.enabled or not trained:
+        if shape is None or not shapes.enabled or not trained or shapes.due(key) or stats.wants_prefix(len(messages)):
             return None
-        seen = shapes.seen[key] + 1
-        if seen <= CHECK_PER_SHAPE or (shapes.served + 1) % CHECK_EVERY == 0 or stats.wants_prefix(len(messages)):
-            return None
-        shapes.seen[key] = seen
-        shapes.served += 1
-        shapes.rows += 1
-        shapes.unrendered += 1
-        self.r.rows_by_engine["shape"] += 1
+        shapes.count_unrendered(key)
+        self.r.rows_by_engine["shape"] += 1  # as ChatRenderer.layout counts a row whose text was not rendered
         stats.add_plain(roles)
-        parts = [None] * (2 * len(contents) + 1)
-        parts[::2] = shape.pieces
-        parts[1::2] = contents
         spans, starts = positions(shape, contents)
         literal = ContentFields(contents, starts).control_spans(self.has_control_text) if self.literal else []
-        return messages, "".join(parts), spans, literal  # `messages` is this record's own list: no copy needed
+        return messages, join(shape, contents), spans, literal  # `messages` is this record's own list: no copy

@@ -217,14 +217,15 @@ class Shapes:
         if shape is None:
             return None
         contents = [m["content"] for m in messages]
-        seen = self.seen[key] = self.seen[key] + 1
-        check = seen <= CHECK_PER_SHAPE or (self.served + 1) % CHECK_EVERY == 0
+        check = self.due(key)
         if self.render_free and not check:
-            text = join(shape, contents)
-        else:
-            text = self.r.render(messages)  # the template's own text
-            if text != join(shape, contents):
-                return None
+            self.count_unrendered(key)
+            spans, starts = positions(shape, contents)
+            return Layout(join(shape, contents), spans, ContentFields(contents, starts), stop=shape.stop)
+        self.seen[key] += 1
+        text = self.r.render(messages)  # the template's own text
+        if text != join(shape, contents):
+            return None
         spans, starts = positions(shape, contents)
         lay = Layout(text, spans, ContentFields(contents, starts), stop=shape.stop)
         self.rows += 1
@@ -236,9 +237,18 @@ class Shapes:
                 self.enabled = False
                 self.mismatches += 1
                 return full
-        elif self.render_free:
-            self.unrendered += 1
         return lay
+
+    def due(self, key: tuple) -> bool:
+        """Is the next chat of this (known) shape one the spot checks lay out the full way too?"""
+        return self.seen[key] < CHECK_PER_SHAPE or (self.served + 1) % CHECK_EVERY == 0
+
+    def count_unrendered(self, key: tuple) -> None:
+        """Count a chat of this shape whose text is its joined pieces, not rendered and not spot-checked."""
+        self.seen[key] += 1
+        self.served += 1
+        self.rows += 1
+        self.unrendered += 1
 
     def _learn(self, key: tuple, messages: list[Message], trained: list[int], add_eos: bool) -> Layout:
         lay = self._full(messages, trained, add_eos)
