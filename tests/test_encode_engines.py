@@ -87,6 +87,7 @@ def test_labels_by_bytes_leave_out_rows_whose_edges_fall_inside_a_token(smollm2)
     broken = lengths.copy()
     broken[encs[2].ids[0]] += 1  # a table that disagrees with the text: that row is not trusted
     assert _labels_by_bytes(broken, texts, spans, [0, 1, 2], ids, off)[1].tolist() == [True, False, False]
+    assert not _labels_by_bytes(lengths[:100], texts, spans, [0, 1, 2], ids, off)[1].any()  # ids past the table
 
 
 def test_edge_labels_widen_over_byte_tokens(smollm2):

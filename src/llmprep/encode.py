@@ -398,6 +398,8 @@ def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[lis
     Example: tokens "<|im_start|>" "assistant" "Ċ" "Yo" "<|im_end|>" (bytes 12, 9, 1, 2, 10), span chars
     (22, 34) -> bytes (22, 34) start at "Yo" and end after "<|im_end|>" -> labels [-100, -100, -100, Yo, im_end]
     """
+    if len(ids) and int(ids.max()) >= len(byte_lengths):  # an id the table does not know: no row is trusted
+        return np.full(len(ids), IGNORE_INDEX, dtype=np.int64), np.zeros(len(rows), dtype=bool)
     tb = byte_lengths[ids] if len(ids) else np.zeros(0, np.int64)
     ends = np.cumsum(tb)
     starts = ends - tb
