@@ -213,3 +213,17 @@ def test_utf8_positions_match_encoding_each_prefix():
     for text in ["plain ascii", "aé中🙂x", "你好，世界 ok", "", "ü" * 5 + "\U0001f600"]:
         chars = np.arange(len(text) + 1)
         assert _utf8_positions(text)(chars).tolist() == [len(text[:i].encode("utf-8")) for i in chars]
+
+
+def test_tokenizer_json_keeps_only_the_newest_few(smollm2):
+    """The tokenizer.json cache holds each backend alive: a process that prepares with many tokenizers keeps
+    only the newest few, not all of them."""
+    import copy
+
+    from llmprep import encode
+
+    toks = [copy.deepcopy(smollm2) for _ in range(encode._JSON_KEPT + 2)]
+    for tok in toks:
+        assert encode.tokenizer_json(tok.backend_tokenizer) == tok.backend_tokenizer.to_str()
+    assert len(encode._JSON) <= encode._JSON_KEPT
+    assert all(entry[0] is not toks[0].backend_tokenizer for entry in encode._JSON.values())

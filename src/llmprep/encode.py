@@ -85,6 +85,7 @@ def span_labels(ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, spans: Se
 
 _JSON: dict[tuple, tuple[object, str]] = {}  # (id, vocabulary size, pipeline) -> (backend, tokenizer.json)
 _PIPELINE = ("normalizer", "pre_tokenizer", "post_processor", "decoder", "truncation", "padding")
+_JSON_KEPT = 4  # texts kept (each ~3.5 MB for a 49k vocabulary, and its tokenizer kept alive)
 
 
 def tokenizer_json(inner) -> str:
@@ -98,6 +99,8 @@ def tokenizer_json(inner) -> str:
     hit = _JSON.get(key)
     if hit is None or hit[0] is not inner:
         hit = _JSON[key] = (inner, inner.to_str())  # holding `inner` keeps its id from being reused
+        while len(_JSON) > _JSON_KEPT:  # a long-lived process with many tokenizers: keep the newest few
+            del _JSON[next(iter(_JSON))]
     return hit[1]
 
 
