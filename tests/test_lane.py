@@ -183,3 +183,37 @@ def test_lane_equals_the_general_path_on_real_templates(name, english_chats, chi
     for key in general:
         assert lane[key] == general[key], key
     assert taken > 200 if name == "qwen2.5" else taken == 0
+
+
+def test_to_examples_plain_chats_in_one_step_equal_the_general_conversion(english_chats, chinese_chats, monkeypatch):
+    """to_examples converts a plain `messages` record in one step: the same examples and the same rejects
+    (field, reason, record) as the general path, on real chats with the edge records among them."""
+    import llmprep.examples as examples_mod
+    from llmprep.examples import Example, to_examples
+
+    records = _records(english_chats, chinese_chats)
+    records.insert(3, Record("mem.jsonl", 9999, raw=json.dumps({"messages": [u("a"), a("b"), a("c")]})))  # order
+
+    def convert() -> list:
+        out = []
+        for x in to_examples(records, formats={"mem.jsonl": "messages"}):
+            if isinstance(x, Example):
+                out.append(("example", x.source, x.line, x.kind, json.dumps(x.data, sort_keys=True)))
+            else:
+                out.append(("rejected", x.source, x.line, x.field, x.reason, json.dumps(x.record, sort_keys=True)))
+        return out
+
+    taken = []
+    real = examples_mod._plain_chat
+
+    def counted(rec):
+        got = real(rec)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(examples_mod, "_plain_chat", counted)
+    quick = convert()
+    assert sum(taken) > len(records) // 2  # most records took the one-step conversion
+    monkeypatch.setattr(examples_mod, "_plain_chat", lambda rec: None)
+    assert quick == convert()
+    assert any(x[0] == "rejected" and "consecutive assistant" in x[4] for x in quick)

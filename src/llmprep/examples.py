@@ -6,12 +6,14 @@ Example: Record("a.jsonl", 3, {"question": "Hi", "answer": "Yo"})
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 from llmprep.errors import FormatError, RecordError
 from llmprep.formats import Format, detect_format, get_format, rename_fields
-from llmprep.records import Record, parse_record
+from llmprep.messages import _all_plain, _check_order
+from llmprep.records import _SURROGATE_ESCAPE, Record, json_problem, parse_record
 
 
 @dataclass
@@ -57,6 +59,12 @@ def to_examples(records: Iterable[Record], *, format: str | None = None,
     fixed: Format | None = get_format(format) if format else None
     per_file: dict[str, Format] = {src: get_format(name) for src, name in (formats or {}).items()}
     for rec in records:
+        if not columns and rec.raw is not None and rec.data is None and rec.error is None \
+                and (fixed or per_file.get(rec.source)) is _MESSAGES:
+            quick = _plain_chat(rec)
+            if quick is not None:
+                yield quick
+                continue
         rec = parse_record(rec)
         if rec.error is not None:
             yield Rejected(rec.source, rec.line, rec.error.field, rec.error.reason, rec.raw)
@@ -69,6 +77,40 @@ def to_examples(records: Iterable[Record], *, format: str | None = None,
             yield Example(rec.source, rec.line, fmt.kind, fmt.convert(data))
         except RecordError as err:
             yield reject(rec, err, rec.data)
+
+
+_MESSAGES = get_format("messages")
+_decode = json.JSONDecoder().decode  # json.loads(str) without its per-call keyword handling
+
+
+def _plain_chat(rec: Record) -> Example | Rejected | None:
+    """The common record, `{"messages": [...]}` of plain messages (role + string content) in the `messages`
+    format, converted in one step: exactly what parse_record, rename_fields and the format's conversion
+    give it (the same Example, or the same reject for a turn-order error), without their layers. None:
+    not such a record, convert it the general way.
+
+    Example: Record("a.jsonl", 3, raw='{"messages": [{"role": "user", "content": "Hi"}, ...]}')
+    -> Example("a.jsonl", 3, "chat", {"messages": [...]})
+    """
+    raw = rec.raw
+    try:
+        d = _decode(raw)
+    except (ValueError, RecursionError):
+        return None
+    if type(d) is not dict or "tools" in d:
+        return None
+    messages = d.get("messages")
+    if type(messages) is not list or not messages or not _all_plain(messages):
+        return None
+    # parse_record's checks: plain messages alone are 3 levels deep, so only a lone-surrogate escape can be
+    # wrong with them; other fields may nest deeper: the full check (the general path reports what it finds)
+    if (len(d) == 1 and "\\u" in raw and _SURROGATE_ESCAPE.search(raw)) or (len(d) > 1 and json_problem(d, raw)):
+        return None
+    try:
+        _check_order(messages, "messages")
+    except RecordError as err:
+        return Rejected(rec.source, rec.line, err.field, err.reason, d)
+    return Example(rec.source, rec.line, _MESSAGES.kind, {"messages": list(messages)})
 
 
 __all__ = ["Example", "Rejected", "to_examples", "FormatError"]
