@@ -6,14 +6,13 @@ Example: Record("a.jsonl", 3, {"question": "Hi", "answer": "Yo"})
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 from llmprep.errors import FormatError, RecordError
 from llmprep.formats import Format, detect_format, get_format, rename_fields
 from llmprep.messages import _all_plain, _check_order
-from llmprep.records import _SURROGATE_ESCAPE, Record, json_problem, parse_record
+from llmprep.records import Record, messages_object, parse_record
 
 
 @dataclass
@@ -80,7 +79,6 @@ def to_examples(records: Iterable[Record], *, format: str | None = None,
 
 
 _MESSAGES = get_format("messages")
-_decode = json.JSONDecoder().decode  # json.loads(str) without its per-call keyword handling
 
 
 def _plain_chat(rec: Record) -> Example | Rejected | None:
@@ -92,20 +90,10 @@ def _plain_chat(rec: Record) -> Example | Rejected | None:
     Example: Record("a.jsonl", 3, raw='{"messages": [{"role": "user", "content": "Hi"}, ...]}')
     -> Example("a.jsonl", 3, "chat", {"messages": [...]})
     """
-    raw = rec.raw
-    try:
-        d = _decode(raw)
-    except (ValueError, RecursionError):
+    got = messages_object(rec.raw)
+    if got is None or not _all_plain(got[1]):
         return None
-    if type(d) is not dict or "tools" in d:
-        return None
-    messages = d.get("messages")
-    if type(messages) is not list or not messages or not _all_plain(messages):
-        return None
-    # parse_record's checks: plain messages alone are 3 levels deep, so only a lone-surrogate escape can be
-    # wrong with them; other fields may nest deeper: the full check (the general path reports what it finds)
-    if (len(d) == 1 and "\\u" in raw and _SURROGATE_ESCAPE.search(raw)) or (len(d) > 1 and json_problem(d, raw)):
-        return None
+    d, messages = got
     try:
         _check_order(messages, "messages")
     except RecordError as err:

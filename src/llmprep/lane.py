@@ -28,17 +28,14 @@ assistant\\nYo<|im_end|>\\n", spans [(45, 57)], no rendering.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llmprep.examples import Example, Rejected, to_examples
 from llmprep.formats import CHAT
 from llmprep.messages import _PLAIN_ROLES, trained_messages
-from llmprep.records import _SURROGATE_ESCAPE, Record, json_problem
+from llmprep.records import Record, messages_object
 from llmprep.render.skeleton import ContentFields, join, positions
-
-_decode = json.JSONDecoder().decode  # json.loads(str) without its per-call keyword handling
 
 
 @dataclass
@@ -115,15 +112,10 @@ class PlainLane:
 
     def _plain(self, raw: str, stats) -> tuple | None:
         """(messages, text, spans, literal spans) of a record the lane takes, else None (nothing changed)."""
-        try:
-            d = _decode(raw)
-        except (ValueError, RecursionError):
+        got = messages_object(raw)
+        if got is None:
             return None
-        if type(d) is not dict or "tools" in d:
-            return None
-        messages = d.get("messages")
-        if type(messages) is not list or not messages:
-            return None
+        messages = got[1]
         roles, contents = [], []
         for m in messages:
             if type(m) is not dict or len(m) != 2:
@@ -135,10 +127,6 @@ class PlainLane:
                 return None  # a blank reply: the general path rejects it
             roles.append(role)
             contents.append(content)
-        # parse_record's checks: a record of plain messages alone is 3 levels deep, so only a lone surrogate
-        # (an escape in the JSON text) can be wrong with it; other fields may nest deeper: the full check
-        if (len(d) == 1 and "\\u" in raw and _SURROGATE_ESCAPE.search(raw)) or (len(d) > 1 and json_problem(d, raw)):
-            return None
         roles = tuple(roles)
         known = self._trained.get(roles)
         if known is None:

@@ -263,6 +263,31 @@ def parse_record(rec: Record) -> Record:
     return _as_object(value, rec.source, rec.line, rec.raw)
 
 
+def messages_object(raw: str) -> tuple[dict, list] | None:
+    """(the object, its `messages`) when the JSON line `raw` is an object with a non-empty `messages` list and
+    no `tools`, and parse_record would accept it — given that its messages are plain (a role and a string
+    each, so 3 levels deep: only a lone-surrogate escape can be wrong there), which the caller checks next;
+    other fields get parse_record's full check. None: parse it the general way.
+
+    Example: '{"messages": [{"role": "user", "content": "Hi"}]}' -> ({"messages": [...]}, [...])
+    """
+    try:
+        d = _json_value(raw)
+    except (ValueError, RecursionError):
+        return None
+    if type(d) is not dict or "tools" in d:
+        return None
+    messages = d.get("messages")
+    if type(messages) is not list or not messages:
+        return None
+    if (len(d) == 1 and "\\u" in raw and _SURROGATE_ESCAPE.search(raw)) or (len(d) > 1 and json_problem(d, raw)):
+        return None
+    return d, messages
+
+
+_json_value = json.JSONDecoder().decode  # json.loads(str) without its per-call keyword handling
+
+
 def _too_deep(source: str, line: int, field: str | None = None) -> RecordError:
     return RecordError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep", source=source, line=line, field=field)
 
