@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 from llmprep.examples import Example, Rejected, to_examples
 from llmprep.formats import CHAT
-from llmprep.messages import _PLAIN_ROLES, trained_messages
+from llmprep.messages import trained_messages
 from llmprep.records import Record, messages_object
-from llmprep.render.skeleton import ContentFields, join, positions
+from llmprep.render.skeleton import ContentFields, join, plain_parts, positions
 
 
 @dataclass
@@ -116,18 +116,10 @@ class PlainLane:
         if got is None:
             return None
         messages = got[1]
-        roles, contents = [], []
-        for m in messages:
-            if type(m) is not dict or len(m) != 2:
-                return None
-            content, role = m.get("content"), m.get("role")
-            if type(content) is not str or not content or role not in _PLAIN_ROLES:
-                return None
-            if role == "assistant" and content.isspace():
-                return None  # a blank reply: the general path rejects it
-            roles.append(role)
-            contents.append(content)
-        roles = tuple(roles)
+        parts = plain_parts(messages)  # its role and blank-reply conditions stand in for validate_messages
+        if parts is None:
+            return None
+        roles, contents = parts
         known = self._trained.get(roles)
         if known is None:
             trained = trained_messages(messages, roles=self.roles, last_only=self.last_only)

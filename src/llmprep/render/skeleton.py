@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmprep.messages import Message
+from llmprep.messages import _PLAIN_ROLES, Message
 from llmprep.render.layout import Layout, Span
 from llmprep.render.markers import Field
 
@@ -56,6 +56,28 @@ class Shape:
     stop: bool | None
 
 
+def plain_parts(messages: list) -> tuple[tuple[str, ...], list[str]] | None:
+    """(roles, contents) of a plain conversation — every message a dict of just a known role and a non-empty
+    string content (an assistant's not blank) — or None. The shape test of Shapes.layout (on validated
+    messages, where the role and blank-reply conditions always hold) and of the lane (lane.py, on raw records,
+    where they stand in for validation).
+
+    Example: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}] -> (("user", "assistant"),
+    ["Hi", "Yo"]); an empty content, another key or content parts -> None
+    """
+    roles, contents = [], []
+    for m in messages:
+        if type(m) is not dict or len(m) != 2:
+            return None
+        content, role = m.get("content"), m.get("role")
+        if type(content) is not str or not content or role not in _PLAIN_ROLES or (
+                role == "assistant" and content.isspace()):
+            return None
+        roles.append(role)
+        contents.append(content)
+    return tuple(roles), contents
+
+
 def plain_key(messages: list[Message], trained: list[int]) -> tuple | None:
     """The shape of a plain conversation, or None when a message is not plain (other keys, content parts,
     an empty content).
@@ -63,13 +85,8 @@ def plain_key(messages: list[Message], trained: list[int]) -> tuple | None:
     Example: [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], [1]
     -> (("user", "assistant"), (1,))
     """
-    roles = []
-    for m in messages:
-        content = m.get("content")
-        if len(m) != 2 or type(content) is not str or not content:
-            return None
-        roles.append(m["role"])
-    return tuple(roles), tuple(trained)
+    parts = plain_parts(messages)
+    return (parts[0], tuple(trained)) if parts is not None else None
 
 
 def shape_of(lay: Layout, messages: list[Message], trained: list[int], header: str, eot) -> Shape | None:
