@@ -311,7 +311,7 @@ def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = 
     staging = f"{str(out).rstrip('/')}.tmp-{os.getpid()}-{os.urandom(4).hex()}" if remote_out else None
     from llmprep.store import atomic_output_dir
 
-    with _sigterm_exits(), _output_errors(target), atomic_output_dir(target) as tmp:
+    with contextlib.closing(executor), _sigterm_exits(), _output_errors(target), atomic_output_dir(target) as tmp:
         work = tmp / ".work"
         work.mkdir()
         spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there

@@ -49,3 +49,33 @@ def test_workers_start_with_sigterm_and_sigint_blocked_until_their_handlers_are_
     assert all({str(int(signal.SIGTERM)), str(int(signal.SIGINT))} <= set(m) for m in at_fork)
     assert all(int(signal.SIGTERM) not in r[0] and int(signal.SIGINT) not in r[0] for r in results)  # after _init
     assert int(signal.SIGTERM) not in _blocked()  # the main process's mask is restored
+
+
+def _task_pid(task) -> list:
+    return [os.getpid()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not running
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def test_close_waits_for_the_workers_ended_in_the_background(tmp_path, monkeypatch):
+    # Once every result is in, the workers are ended in a thread (terminate + join is tens of milliseconds of
+    # waiting in a process holding torch): after close() none of them is still running.
+    monkeypatch.setattr(local, "run_task", _task_pid)
+    env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
+    ex = local.LocalExecutor(2)
+    pids = {r[0] for r in ex.map(list(range(6)), env)}
+    assert len(pids) >= 1 and os.getpid() not in pids
+    ex.close()
+    assert ex._teardown is None
+    assert not any(_alive(p) for p in pids)
+    ex.close()  # a second close is harmless

@@ -9,7 +9,8 @@ the driver sees only per-row metadata, whatever the executor.
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 from llmprep.errors import ConfigError
 
@@ -22,6 +23,10 @@ class Executor(Protocol):
 
     def map(self, tasks: list, env) -> Iterator[list]:
         """run_task(task, env) for every task; results in task order."""
+        ...
+
+    def close(self) -> None:
+        """Wait until the workers are released (prepare calls it before it returns)."""
         ...
 
 

@@ -13,7 +13,8 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-from typing import Iterator
+import threading
+from collections.abc import Iterator
 
 from llmprep.executor.task import TaskEnv, run_task, task_worker_init
 
@@ -63,10 +64,13 @@ def _signals_blocked():
 
 
 class LocalExecutor:
+    """run_task over the tasks on a pool of forked workers (in process for one worker or one task)."""
+
     name = "local"
 
     def __init__(self, num_proc: int | None = None):
         self.workers = num_proc or default_workers()
+        self._teardown: threading.Thread | None = None
 
     def map(self, tasks: list, env: TaskEnv) -> Iterator[list]:
         if self.workers <= 1 or len(tasks) <= 1:
@@ -77,8 +81,26 @@ class LocalExecutor:
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
         with _signals_blocked():
             pool = ctx.Pool(min(self.workers, len(tasks)), initializer=_init, initargs=(env, os.getpid()))
+        done = False
         try:
             yield from pool.imap(run_task, tasks)
+            done = True
         finally:
-            pool.terminate()
-            pool.join()
+            if done:  # every result is in: the workers are ended in a thread while the caller goes on (close joins)
+                self._teardown = threading.Thread(target=_end, args=(pool,), name="llmprep-pool-end", daemon=True)
+                self._teardown.start()
+            else:
+                _end(pool)
+
+    def close(self) -> None:
+        """Wait until the pool's workers are gone."""
+        if self._teardown is not None:
+            self._teardown.join()
+            self._teardown = None
+
+
+def _end(pool) -> None:
+    """terminate + join: tens of milliseconds of waiting for the workers to exit, off the main thread's path
+    once the results are in."""
+    pool.terminate()
+    pool.join()

@@ -152,6 +152,9 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
+    def close(self) -> None:
+        """Nothing to wait for: map shuts down a Ray it started itself."""
+
 
 def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
     """Fail in seconds, with one line, on a --ray-address where nothing answers: given one, ray.init keeps
