@@ -82,3 +82,59 @@ def test_span_hashes_match_direct_polynomial_for_long_spans():
     got = T._span_hashes(h, s, e)
     expect = [_reference_hash([f"w{i}" for i in range(a, b)]) for a, b in zip(s, e)]
     assert got.tolist() == expect
+
+
+def _corpus_texts() -> list[str]:
+    """Every line of chatterbot-corpus, all its 28 languages (English, Chinese, Japanese, Korean, Thai, Persian,
+    Hindi, Russian...), one text per conversation."""
+    import yaml
+
+    from tests.conftest import CORPUS
+
+    out = []
+    for path in sorted(CORPUS.glob("*/*.yml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out += ["\n".join(str(t) for t in conv) for conv in data.get("conversations") or []]
+    return out
+
+
+def _same_batch(a: UnitBatch, b: UnitBatch) -> bool:
+    return (a.h.dtype == b.h.dtype and np.array_equal(a.h, b.h) and np.array_equal(a.cjk, b.cjk)
+            and np.array_equal(a.offsets, b.offsets))
+
+
+def test_unit_batch_arrays_equal_the_regex_and_xxhash_per_unit_on_real_text():
+    texts = _corpus_texts()
+    assert len(texts) > 1000 and any(not t.isascii() for t in texts)
+    for i in range(0, len(texts), 700):
+        batch = texts[i:i + 700]
+        assert _same_batch(UnitBatch.of(batch), UnitBatch._of_each(batch)), i
+
+
+def test_unit_batch_arrays_equal_the_definition_on_random_unicode():
+    # every plane, lone surrogates, combining marks, the no-space scripts, long words (the >= 32-byte xxh64
+    # path), case that folds to more characters (ß, ﬁ), empty and blank texts
+    rng = np.random.default_rng(0)
+    pools = [list("abcXYZ_09 ,.-\n\t"), [chr(c) for c in range(0x80, 0x800)], [chr(c) for c in range(0x3000, 0x3100)],
+             [chr(c) for c in range(0x4E00, 0x4E40)], [chr(c) for c in range(0x0E00, 0x0E80)], ["ß", "ﬁ", "İ", "Σ"],
+             [chr(c) for c in (0x1F600, 0x20000, 0x2A6D6, 0x10400, 0x1D400, 0xE0041)], ["\ud800", "\udfff", "\u0301"]]
+    texts = []
+    for _ in range(400):
+        parts = [rng.choice(pools[rng.integers(len(pools))]) for _ in range(rng.integers(0, 60))]
+        texts.append("".join(parts))
+    texts += ["", "   ", "x" * 31, "y" * 32, "z" * 33, "é" * 20, "ab" * 100, "\x00 nul inside", "end\x00"]
+    for i in range(0, len(texts), 50):
+        batch = texts[i:i + 50]
+        assert _same_batch(UnitBatch.of(batch), UnitBatch._of_each(batch)), batch
+    assert _same_batch(UnitBatch.of([]), UnitBatch._of_each([]))
+    for text in texts:
+        assert _same_batch(UnitBatch.of([text]), UnitBatch._of_each([text])), text
+
+
+def test_xxh64_arrays_equal_xxhash_for_every_short_length():
+    rng = np.random.default_rng(1)
+    buf = rng.integers(0, 256, 4000, dtype=np.uint8)
+    start = rng.integers(0, 3900, 600)
+    length = np.r_[np.arange(1, 41), rng.integers(1, 80, 560)]
+    got = T._xxh64_spans(buf, start, length)
+    assert got.tolist() == [xxhash.xxh64_intdigest(buf[s:s + n].tobytes()) for s, n in zip(start, length)]

@@ -121,7 +121,31 @@ class UnitBatch:
 
     @classmethod
     def of(cls, texts: list[str]) -> "UnitBatch":
-        """Example: UnitBatch.of(["a b", "你好"]) -> 4 unit hashes, cjk [F, F, T, T], offsets [0, 2, 4]"""
+        """The units of `texts` (as `units`), hashed (as `unit_hashes`), found and hashed with whole-batch
+        array steps rather than per unit in Python (~2.5x faster; tests check equality on real text in many
+        scripts and on random Unicode). A text holding NUL (the separator used here) takes the per-text way.
+
+        Example: UnitBatch.of(["a b", "你好"]) -> 4 unit hashes, cjk [F, F, T, T], offsets [0, 2, 4]
+        """
+        joined = "\x00".join(t.casefold() for t in texts)
+        cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        separators = np.flatnonzero(cps == 0)
+        if len(separators) != len(texts) - 1:  # no text at all, or a NUL in one
+            return cls._of_each(texts)
+        kind = _char_kinds(cps)
+        starts, ends = _unit_spans(kind)
+        # UTF-8 byte offset of every character: unit_hashes hashes a unit's UTF-8 bytes
+        size = 1 + (cps >= 0x80).view(np.uint8) + (cps >= 0x800).view(np.uint8) + (cps >= 0x10000).view(np.uint8)
+        at = np.zeros(len(cps) + 1, dtype=np.int64)
+        np.cumsum(size, out=at[1:])
+        buf = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+        h = _xxh64_spans(buf, at[starts], at[ends] - at[starts])
+        offsets = np.searchsorted(starts, np.r_[0, separators + 1, len(cps)]).astype(np.int64)
+        return cls(h, kind[starts] == _NO_SPACE, offsets)
+
+    @classmethod
+    def _of_each(cls, texts: list[str]) -> "UnitBatch":
+        """UnitBatch.of, text by text with the _UNITS regex (the definition the array steps reproduce)."""
         tokens: list[str] = []
         lengths = []
         for text in texts:
@@ -131,6 +155,100 @@ class UnitBatch:
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         return cls(unit_hashes(tokens), _first_is_cjk(tokens), offsets)
+
+
+# What each character is to _UNITS: a separator, part of a word, or a no-space-script character (a unit alone).
+_SEPARATOR, _WORD, _NO_SPACE = 0, 1, 2
+_WORD_CHAR = re.compile(f"[^\\W{NO_SPACE_SCRIPTS}]")
+_NO_SPACE_CHAR = re.compile(f"[{NO_SPACE_SCRIPTS}]")
+_BMP_KINDS: list[np.ndarray] = []
+
+
+def _kinds_of(chars: str) -> np.ndarray:
+    """The kind of each character of `chars`, decided by the same character classes as _UNITS (so Python's
+    own Unicode \\w): a character a class's substitution changes is in that class."""
+    base = np.frombuffer(chars.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    kinds = np.full(len(base), _SEPARATOR, dtype=np.uint8)
+    for kind, pattern in ((_WORD, _WORD_CHAR), (_NO_SPACE, _NO_SPACE_CHAR)):  # NUL is in neither class
+        marked = np.frombuffer(pattern.sub("\x00", chars).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        kinds[marked != base] = kind
+    return kinds
+
+
+def _char_kinds(cps: np.ndarray) -> np.ndarray:
+    """Kind of each code point: a table of the Basic Multilingual Plane (built once per process, ~15 ms), the
+    few distinct code points above it classified on the spot."""
+    if not _BMP_KINDS:
+        _BMP_KINDS.append(_kinds_of("".join(map(chr, range(0x10000)))))
+    table = _BMP_KINDS[0]
+    if not len(cps) or cps.max() < 0x10000:
+        return table[cps]
+    high = cps >= 0x10000
+    kinds = table[np.where(high, 0, cps)]
+    distinct = np.unique(cps[high])
+    kinds[high] = _kinds_of("".join(map(chr, distinct.tolist())))[np.searchsorted(distinct, cps[high])]
+    return kinds
+
+
+def _unit_spans(kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) character positions of the units, in order: maximal runs of word characters, and each
+    no-space-script character alone. Example: kinds of "ab 你好" -> starts [0, 3, 4], ends [2, 4, 5]"""
+    edges = np.diff(np.r_[False, kind == _WORD, False].view(np.int8))
+    alone = np.flatnonzero(kind == _NO_SPACE)
+    starts = np.concatenate([np.flatnonzero(edges == 1), alone])
+    ends = np.concatenate([np.flatnonzero(edges == -1), alone + 1])
+    order = np.argsort(starts, kind="stable")
+    return starts[order], ends[order]
+
+
+_X1, _X2, _X3, _X4, _X5 = (np.uint64(x) for x in (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                                                 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5))  # xxh64's primes
+_SHORT = 32  # xxh64 hashes an input of fewer bytes without its four-lane stripe loop
+
+
+def _xxh64_spans(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """xxhash.xxh64_intdigest (seed 0) of each buf[start:start+length]. Spans under 32 bytes (nearly every
+    unit) are hashed as arrays, all spans of one length together (they take the same steps: 8-byte lanes,
+    a 4-byte lane, single bytes, the final mix); longer ones with xxhash itself."""
+    out = np.empty(len(start), dtype=np.uint64)
+    length = length.astype(np.int64)
+    short = length < _SHORT
+    for i in np.flatnonzero(~short).tolist():
+        out[i] = xxhash.xxh64_intdigest(buf[start[i]:start[i] + length[i]].tobytes())
+    order = np.flatnonzero(short)
+    order = order[np.argsort(length[order].astype(np.uint8), kind="stable")]
+    bounds = np.searchsorted(length[order], np.arange(_SHORT + 1))
+    with np.errstate(over="ignore"):
+        for n in range(1, _SHORT):
+            which = order[bounds[n]:bounds[n + 1]]
+            if len(which):
+                out[which] = _xxh64_fixed(buf[start[which, None] + np.arange(n)], n)
+    return out
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+def _xxh64_fixed(data: np.ndarray, n: int) -> np.ndarray:
+    """xxh64 (seed 0) of each row of `data`, (rows, n) bytes with n < 32."""
+    h = np.full(len(data), _X5 + np.uint64(n), dtype=np.uint64)
+    p = 0
+    while p + 8 <= n:
+        lane = np.ascontiguousarray(data[:, p:p + 8]).view("<u8")[:, 0]
+        h = _rotl(h ^ (_rotl(lane * _X2, 31) * _X1), 27) * _X1 + _X4
+        p += 8
+    if p + 4 <= n:
+        lane = np.ascontiguousarray(data[:, p:p + 4]).view("<u4")[:, 0].astype(np.uint64)
+        h = _rotl(h ^ (lane * _X1), 23) * _X2 + _X3
+        p += 4
+    for q in range(p, n):
+        h = _rotl(h ^ (data[:, q].astype(np.uint64) * _X5), 11) * _X1
+    h ^= h >> np.uint64(33)
+    h *= _X2
+    h ^= h >> np.uint64(29)
+    h *= _X3
+    return h ^ (h >> np.uint64(32))
 
 
 def ngram_hashes(texts: list[str] | UnitBatch, n_words: int, n_chars: int, *,
