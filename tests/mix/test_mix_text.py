@@ -88,8 +88,7 @@ def _corpus_texts() -> list[str]:
     """Every line of chatterbot-corpus, all its 28 languages (English, Chinese, Japanese, Korean, Thai, Persian,
     Hindi, Russian...), one text per conversation."""
     import yaml
-
-    from tests.conftest import CORPUS
+    from conftest import CORPUS
 
     out = []
     for path in sorted(CORPUS.glob("*/*.yml")):
