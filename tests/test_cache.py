@@ -227,3 +227,20 @@ def test_size_cap_evicts_at_the_end_of_a_run(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMPREP_CACHE_MAX_SIZE", str(sum(sizes) - 1))  # one entry too many
     run(PrepareConfig(cache_dir=str(cache_dir), progress=False, num_proc=1), [src])
     assert len(_entries(cache_dir)) == 2
+
+
+def test_a_native_entry_read_keeps_int32_in_place_with_the_same_rows():
+    from llmprep.cache import entry_bytes, parse_entry
+    from llmprep.encode import Encoded
+
+    enc = Encoded(np.array([5, 49151, 7, 2], np.int64), np.array([-100, -100, 7, 2], np.int64), np.array([0, 1, 4]),
+                  np.array([0, 0, 1, 1], np.int64))
+    blob = entry_bytes(enc, {"shard": 0})
+    wide, meta = parse_entry(blob)
+    native, _ = parse_entry(blob, native=True)
+    assert meta == {"shard": 0} and wide.ids.dtype == np.int64 and native.ids.dtype == np.int32
+    assert native.labels.dtype == np.int32 and native.token_type_ids.dtype == np.int8
+    for a, b in ((wide.ids, native.ids), (wide.labels, native.labels), (wide.offsets, native.offsets),
+                 (wide.token_type_ids, native.token_type_ids)):
+        assert a.tolist() == b.tolist()
+    assert not native.ids.flags.writeable  # a view of the entry's bytes, not a copy

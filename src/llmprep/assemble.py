@@ -59,9 +59,10 @@ class RowIndex:
     def __len__(self) -> int:
         return len(self.columns["length"])
 
-    def shard(self, k: int, *, consume: bool = True) -> Encoded:
-        """Rows of shard k, read from its spill file (deleted afterwards when `consume`)."""
-        enc, _ = parse_entry(storage.read_bytes(self.spills[k]), verify=False)
+    def shard(self, k: int, *, consume: bool = True, native: bool = False) -> Encoded:
+        """Rows of shard k, read from its spill file (deleted afterwards when `consume`); `native`: as the
+        spill holds them (int32, no copy; see cache.parse_entry)."""
+        enc, _ = parse_entry(storage.read_bytes(self.spills[k]), verify=False, native=native)
         if consume:
             storage.remove(self.spills[k])
         return enc
@@ -140,7 +141,8 @@ def _in_order(index: RowIndex, splits: dict[str, np.ndarray], cfg, pad_id: int,
             a, b = index.shard_rows[k], index.shard_rows[k + 1]
             if not (which[a:b] >= 0).any():
                 continue
-            enc = index.shard(int(k), consume=last[k] == p)
+            # rows written as they are (int32 columns again) need no int64 copy; the wrap packer gets int64
+            enc = index.shard(int(k), consume=last[k] == p, native=not packers)
             for s, name in enumerate(rows):
                 local = np.flatnonzero(which[a:b] == s)
                 if not len(local):

@@ -130,8 +130,10 @@ class CorruptEntry(Exception):
     """An entry whose checksum does not match its bytes."""
 
 
-def parse_entry(blob: bytes, *, verify: bool = True) -> tuple[Encoded, dict]:
-    """Entry bytes -> (rows, meta); CorruptEntry if the checksum or the Arrow data is bad."""
+def parse_entry(blob: bytes, *, verify: bool = True, native: bool = False) -> tuple[Encoded, dict]:
+    """Entry bytes -> (rows, meta); CorruptEntry if the checksum or the Arrow data is bad. `native`: the
+    rows' arrays keep the entry's own integer types (int32 ids and labels, read in place) instead of int64
+    copies, for a reader that only writes them out again as int32 Arrow columns (assemble)."""
     if len(blob) < TRAILER or blob[-TRAILER:-32] != MAGIC:
         raise CorruptEntry("truncated or not an llmprep entry")
     body = memoryview(blob)[:-TRAILER]
@@ -142,18 +144,18 @@ def parse_entry(blob: bytes, *, verify: bool = True) -> tuple[Encoded, dict]:
         meta = json.loads(table.schema.metadata[b"llmprep"])
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:
         raise CorruptEntry(f"unreadable: {exc}") from None
-    return _encoded(table), meta
+    return _encoded(table, None if native else np.int64), meta
 
 
 def _flat(col: pa.ChunkedArray, dtype) -> tuple[np.ndarray, np.ndarray]:
     values, offsets = list_flat(col)
-    return values.astype(dtype, copy=False), offsets
+    return (values if dtype is None else values.astype(dtype, copy=False)), offsets
 
 
-def _encoded(table: pa.Table) -> Encoded:
-    ids, offsets = _flat(table["ids"], np.int64)
-    labels, _ = _flat(table["labels"], np.int64)
-    tt = _flat(table["token_type_ids"], np.int64)[0] if "token_type_ids" in table.column_names else None
+def _encoded(table: pa.Table, dtype=np.int64) -> Encoded:
+    ids, offsets = _flat(table["ids"], dtype)
+    labels, _ = _flat(table["labels"], dtype)
+    tt = _flat(table["token_type_ids"], dtype)[0] if "token_type_ids" in table.column_names else None
     enc = Encoded(ids, labels, offsets, tt)
     if "class_labels" in table.column_names:
         enc.extra["class_labels"] = table["class_labels"].to_pylist()
