@@ -244,3 +244,25 @@ def test_a_native_entry_read_keeps_int32_in_place_with_the_same_rows():
                  (wide.token_type_ids, native.token_type_ids)):
         assert a.tolist() == b.tolist()
     assert not native.ids.flags.writeable  # a view of the entry's bytes, not a copy
+
+
+def test_entry_parts_are_the_entry_and_an_unchecked_spill_never_passes_verification():
+    from llmprep.cache import CorruptEntry, entry_bytes, entry_parts, parse_entry
+    from llmprep.encode import Encoded
+
+    enc = Encoded(np.array([1, 2, 3], np.int64), np.array([-100, 2, 3], np.int64), np.array([0, 1, 3]))
+    assert b"".join(entry_parts(enc, {"k": 1})) == entry_bytes(enc, {"k": 1})
+    parse_entry(entry_bytes(enc, {"k": 1}))  # verified
+    unchecked = b"".join(entry_parts(enc, {"k": 1}, checksum=False))
+    with pytest.raises(CorruptEntry, match="checksum"):
+        parse_entry(unchecked)  # a spill written without its digest can never pass for a cache entry
+    assert parse_entry(unchecked, verify=False)[0].labels.tolist() == [-100, 2, 3]
+
+
+def test_write_atomic_writes_a_list_of_buffers_in_turn(tmp_path):
+    import pyarrow as pa
+
+    from llmprep.cache import write_atomic
+
+    write_atomic(tmp_path / "x", [pa.py_buffer(b"ab"), b"cd", memoryview(b"ef")])
+    assert (tmp_path / "x").read_bytes() == b"abcdef" and list(tmp_path.iterdir()) == [tmp_path / "x"]

@@ -111,6 +111,17 @@ def class_label_column(labels: list) -> pa.Array:
 
 def entry_bytes(enc: Encoded, meta: dict) -> bytes:
     """Serialise one shard's rows + meta, checksum appended. Meta is JSON (never pickled)."""
+    return b"".join(entry_parts(enc, meta))
+
+
+def entry_parts(enc: Encoded, meta: dict, *, checksum: bool = True) -> list:
+    """entry_bytes as its three pieces (Arrow body, MAGIC, sha256 of the body), for a writer that writes them
+    one after the other: no copy of the body (a shard's 3 MB) into one bytes object. `checksum=False` writes 32
+    zero bytes for the digest: only for a run's own spill file, which is never read with verify (a cached entry
+    always has its digest).
+
+    Example: entry_parts(enc, {"shard": 0}) -> [<pyarrow.Buffer>, b"LLMPREP1", <32-byte sha256>]
+    """
     from llmprep.output import list_column
 
     cols = {"ids": list_column(enc.ids, enc.offsets), "labels": list_column(enc.labels, enc.offsets)}
@@ -122,8 +133,8 @@ def entry_bytes(enc: Encoded, meta: dict) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    body = sink.getvalue().to_pybytes()
-    return body + MAGIC + hashlib.sha256(body).digest()
+    body = sink.getvalue()
+    return [body, MAGIC, hashlib.sha256(body).digest() if checksum else bytes(32)]
 
 
 class CorruptEntry(Exception):
@@ -167,12 +178,14 @@ def read_entry(path: str | os.PathLike, *, verify: bool = True) -> tuple[Encoded
         return parse_entry(fh.read(), verify=verify)
 
 
-def write_atomic(path: Path, blob: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: a reader sees the whole file or none."""
+def write_atomic(path: Path, blob) -> None:
+    """Write `blob` (bytes, or a list of buffers written in turn) to a temp file beside `path`, then rename:
+    a reader sees the whole file or none."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
+            for part in blob if isinstance(blob, list) else [blob]:
+                fh.write(part)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -233,7 +246,7 @@ class ShardCache:
             pass  # a read-only cache still serves hits
         return Lookup(blob)
 
-    def put(self, key: str, blob: bytes) -> None:
+    def put(self, key: str, blob) -> None:
         """Store an entry; a read-only or full cache dir turns writing off (self.write_error) instead of failing."""
         if self.write_error is not None:
             return

@@ -101,11 +101,12 @@ def relabel(rec: Record, source: str) -> Record:
 
 # ---------------------------------------------------------------- spill files and URI outputs
 
-def write_bytes(path: str, blob: bytes) -> None:
-    """Write a whole file; local writes are atomic (temp + rename), a retried task never leaves half a file."""
+def write_bytes(path: str, blob) -> None:
+    """Write a whole file (bytes, or a list of buffers in turn); local writes are atomic (temp + rename), a
+    retried task never leaves half a file."""
     if is_uri(path):
         fs, p = filesystem(path)
-        fs.pipe_file(p, blob)
+        fs.pipe_file(p, blob if isinstance(blob, bytes) else b"".join(blob))
         return
     from llmprep.cache import write_atomic
 

@@ -112,8 +112,10 @@ def _located(items: list[dict], records: list[Record]) -> list[Rejected]:
 
 
 def _compute(records: list[Record], fmt: str | None, settings: ShardSettings,
-             keys: RowKeys | None = None) -> tuple[bytes, ShardResult, dict]:
-    from llmprep.cache import entry_bytes
+             keys: RowKeys | None = None, checksum: bool = True) -> tuple[list, ShardResult, dict]:
+    """(the entry's pieces, see cache.entry_parts; the shard's result; its meta). `checksum`: the entry goes
+    into the cache too (a spill alone is never verified)."""
+    from llmprep.cache import entry_parts
 
     formats = {r.source: fmt for r in records} if fmt else {}
     res = process_shard(records, formats, settings)
@@ -128,7 +130,7 @@ def _compute(records: list[Record], fmt: str | None, settings: ShardSettings,
         # examples truncation dropped are deduplicated too: a copy of one is a duplicate, whatever --max-length
         texts = [example_text(ex.kind, ex.data) for ex in res.dropped_examples or []]
         meta["dropped_keys"] = {name: array_to_json(a) for name, a in keys.columns(texts, bench=False).items()}
-    return entry_bytes(res.encoded, meta), res, meta
+    return entry_parts(res.encoded, meta, checksum=checksum), res, meta
 
 
 def array_to_json(a: np.ndarray) -> dict:
@@ -166,7 +168,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
             blob, hit = lookup.blob, True
             enc, meta = parse_entry(blob, verify=False)  # verified by cache.get
         else:
-            blob, res, meta = _compute(records, task.format, settings, env.keys)
+            blob, res, meta = _compute(records, task.format, settings, env.keys, checksum=cache is not None)
             enc, hit = res.encoded, False
             if cache is not None:
                 cache.put(key, blob)
