@@ -403,16 +403,22 @@ def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[lis
     """
     if len(ids) and int(ids.max()) >= len(byte_lengths):  # an id the table does not know: no row is trusted
         return np.full(len(ids), IGNORE_INDEX, dtype=np.int64), np.zeros(len(rows), dtype=bool)
-    tb = byte_lengths[ids] if len(ids) else np.zeros(0, np.int64)
-    ends = np.cumsum(tb)
-    starts = ends - tb
-    tok_at = np.concatenate([[0], ends])[off]  # where each row's tokens start, in bytes of the whole batch
-    unknown = np.diff(np.concatenate([[0], np.cumsum(tb < 0)])[off])  # ids with no known text, per row
+    n = len(ids)
+    # few passes over the batch's tokens (each is a pass over millions of int64s): token i spans bytes
+    # at[i]:at[i + 1] of the whole batch; starts and ends are views of that one array
+    tb = byte_lengths[ids]
+    at = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(tb, out=at[1:])
+    starts, ends = at[:-1], at[1:]
+    tok_at = at[off]  # where each row's tokens start, in bytes of the whole batch
+    good = np.ones(len(rows), dtype=bool)
+    if n and tb.min() < 0:  # ids with no known text: their rows are not verified
+        good &= np.diff(np.concatenate([[0], np.cumsum(tb < 0)])[off]) == 0
     row_texts = [texts[r] for r in rows]
     char_at = offsets_of(np.fromiter(map(len, row_texts), np.int64, len(rows)))  # rows' starts in the joined text
     byte_of = _utf8_positions("".join(row_texts))  # character position in the joined text -> byte position
     text_at = byte_of(char_at)
-    good = (np.diff(tok_at) == np.diff(text_at)) & (unknown == 0)  # the tokens are the text, byte for byte
+    good &= np.diff(tok_at) == np.diff(text_at)  # the tokens are the text, byte for byte
     counts = np.fromiter(map(len, (spans[r] for r in rows)), np.int64, len(rows))
     flat = np.fromiter(chain.from_iterable(chain.from_iterable(spans[r] for r in rows)), np.int64,
                        2 * int(counts.sum())).reshape(-1, 2)
@@ -424,11 +430,15 @@ def _labels_by_bytes(byte_lengths: np.ndarray, texts: list[str], spans: list[lis
     gb = byte_of(char_at[span_row] + flat[:, 1]) + shift
     first = np.searchsorted(ends, ga, side="right")  # the first token ending after the span's start
     stop = np.searchsorted(starts, gb, side="left")  # the first token starting at or after its end
-    n = len(ids)
     on_edges = (starts[np.minimum(first, n - 1)] == ga) & (ends[np.maximum(stop - 1, 0)] == gb) if n else first < 0
     good[span_row[~on_edges]] = False
-    inside = np.cumsum(np.bincount(first, minlength=n + 1) - np.bincount(stop, minlength=n + 1))[:n] > 0
-    return np.where(inside, ids, IGNORE_INDEX), good
+    # tokens inside a span: +1 where one starts, -1 where it stops, summed (int32: a quarter of bincount's
+    # two int64 arrays); np.add.at counts two spans starting at one token twice
+    depth = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(depth, first, 1)
+    np.add.at(depth, stop, -1)
+    np.cumsum(depth, out=depth)
+    return np.where(depth[:n] > 0, ids, IGNORE_INDEX), good
 
 
 def _utf8_positions(text: str):
