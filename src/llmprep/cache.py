@@ -178,7 +178,7 @@ def read_entry(path: str | os.PathLike, *, verify: bool = True) -> tuple[Encoded
         return parse_entry(fh.read(), verify=verify)
 
 
-def write_atomic(path: Path, blob) -> None:
+def write_atomic(path: Path, blob: bytes | list) -> None:
     """Write `blob` (bytes, or a list of buffers written in turn) to a temp file beside `path`, then rename:
     a reader sees the whole file or none."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -246,7 +246,7 @@ class ShardCache:
             pass  # a read-only cache still serves hits
         return Lookup(blob)
 
-    def put(self, key: str, blob) -> None:
+    def put(self, key: str, blob: bytes | list) -> None:
         """Store an entry; a read-only or full cache dir turns writing off (self.write_error) instead of failing."""
         if self.write_error is not None:
             return

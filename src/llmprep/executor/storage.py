@@ -101,7 +101,7 @@ def relabel(rec: Record, source: str) -> Record:
 
 # ---------------------------------------------------------------- spill files and URI outputs
 
-def write_bytes(path: str, blob) -> None:
+def write_bytes(path: str, blob: bytes | list) -> None:
     """Write a whole file (bytes, or a list of buffers in turn); local writes are atomic (temp + rename), a
     retried task never leaves half a file."""
     if is_uri(path):

@@ -122,8 +122,8 @@ class UnitBatch:
     @classmethod
     def of(cls, texts: list[str]) -> "UnitBatch":
         """The units of `texts` (as `units`), hashed (as `unit_hashes`), found and hashed with whole-batch
-        array steps rather than per unit in Python (~2.5x faster; tests check equality on real text in many
-        scripts and on random Unicode). A text holding NUL (the separator used here) takes the per-text way.
+        array steps rather than per unit in Python (about 2x faster; tests check equality on real text in
+        many scripts and on random Unicode). A text holding NUL (the separator used here) takes the per-text way.
 
         Example: UnitBatch.of(["a b", "你好"]) -> 4 unit hashes, cjk [F, F, T, T], offsets [0, 2, 4]
         """
