@@ -46,6 +46,11 @@ EDGE_LINES = [
     json.dumps({"conversation": chat("Hi", "Yo")}),  # no messages field
     json.dumps({"messages": [u("Hi"), {"role": "assistant", "content": None}]}),
     json.dumps({"messages": [u("Hi"), a("Yo")], "messages_extra": 1}),
+    # JSON that faster parsers read otherwise than json: an integer beyond 64 bits, NaN, Infinity
+    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], "id": 123456789012345678901234567890}',
+    '{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "id": -98765432109876543210987}',
+    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], "score": NaN}',
+    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], "w": -Infinity}',
 ]
 
 
