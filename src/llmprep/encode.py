@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Sequence
 
 import numpy as np

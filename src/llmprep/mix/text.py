@@ -134,7 +134,9 @@ class UnitBatch:
             return cls._of_each(texts)
         kind = _char_kinds(cps)
         starts, ends = _unit_spans(kind)
-        # UTF-8 byte offset of every character: unit_hashes hashes a unit's UTF-8 bytes
+        # UTF-8 byte offset of every character: unit_hashes hashes a unit's UTF-8 bytes. (encode._utf8_positions
+        # maps a few positions of a long text by searchsorted; for a position per unit, as here, the dense
+        # offsets are ~2x faster: measured, 4 against 9 ms per 2,000 chats.)
         size = 1 + (cps >= 0x80).view(np.uint8) + (cps >= 0x800).view(np.uint8) + (cps >= 0x10000).view(np.uint8)
         at = np.zeros(len(cps) + 1, dtype=np.int64)
         np.cumsum(size, out=at[1:])
