@@ -30,7 +30,7 @@ CHUNK_TOKENS = 1 << 20  # rows are read and checked about a million tokens at a 
 @dataclass(frozen=True)
 class Rows:
     """Consecutive rows of a split as flat arrays: row r is ids[offsets[r]:offsets[r + 1]]. The derived
-    arrays (lengths, real, trained, row_of) are computed once: several checks read the same kept rows.
+    arrays (lengths, real, trained, real_lengths) are computed once: several checks read the same kept rows.
 
     `labels` is None for sentence pairs (one class label per row); `mask` is the attention mask
     (0 = padding).
@@ -82,11 +82,6 @@ class Rows:
     def real_lengths(self) -> np.ndarray:
         """Real (non-padding) tokens per row. Example: offsets [0, 3], mask [0, 1, 1] -> [2]"""
         return self.lengths if self.unpadded else self.per_row(self.real)
-
-    @functools.cached_property
-    def row_of(self) -> np.ndarray:
-        """Row index of every flat position. Example: offsets [0, 2, 3] -> [0, 0, 1]"""
-        return np.repeat(np.arange(len(self)), self.lengths)
 
     def per_row(self, flags: np.ndarray) -> np.ndarray:
         """How many flagged tokens each row has. Example: offsets [0, 2, 3], flags [T, F, T] -> [1, 1]"""
