@@ -54,8 +54,9 @@ def _opaque(tree, message_names: set[str], *, plain: bool = False) -> bool:
     return visit(tree, [])
 
 
-# Tests whose answer on a non-empty string is fixed (jinja2's and MiniJinja's alike).
-_STRING_TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "sequence", "iterable"})
+# Type tests: their answer on a value of a known type is fixed (jinja2's and MiniJinja's alike).
+_TYPE_TESTS = frozenset({"defined", "undefined", "none", "mapping", "sequence", "iterable"})
+_STRING_TESTS = _TYPE_TESTS | {"string"}  # ... and on a message's content, a non-empty string
 
 
 def _decides_a_test_only(node, parents) -> bool:
@@ -124,7 +125,6 @@ def _message_names(tree) -> set[str]:
 # text that depends only on the roles: read a key (not a dict method), iterate, alias, count, test its type.
 _DICT_METHODS = frozenset({"items", "keys", "values", "get", "pop", "copy", "update", "setdefault", "popitem",
                            "clear", "fromkeys"})
-_TYPE_TESTS = frozenset({"defined", "undefined", "none", "mapping", "sequence", "iterable"})
 _GLOBALS_OK = frozenset({"range", "namespace", "raise_exception", "dict"})
 
 
