@@ -35,7 +35,7 @@ from llmprep.examples import Example, Rejected, to_examples
 from llmprep.formats import CHAT
 from llmprep.messages import trained_messages
 from llmprep.records import Record, messages_object
-from llmprep.render.skeleton import ContentFields, join, plain_parts, positions
+from llmprep.render.skeleton import ContentFields, plain_parts
 
 
 @dataclass
@@ -129,9 +129,8 @@ class PlainLane:
         shape = shapes.by_key.get(key)
         if shape is None or not shapes.enabled or not trained or shapes.due(key) or stats.wants_prefix(len(messages)):
             return None
-        shapes.count_unrendered(key)
+        text, spans, starts = shapes.unrendered_text(key, shape, contents)
         self.r.rows_by_engine["shape"] += 1  # as ChatRenderer.layout counts a row whose text was not rendered
         stats.add_plain(roles)
-        spans, starts = positions(shape, contents)
         literal = ContentFields(contents, starts).control_spans(self.has_control_text) if self.literal else []
-        return messages, join(shape, contents), spans, literal  # `messages` is this record's own list: no copy
+        return messages, text, spans, literal  # `messages` is this record's own list: no copy

@@ -236,9 +236,8 @@ class Shapes:
         contents = [m["content"] for m in messages]
         check = self.due(key)
         if self.render_free and not check:
-            self.count_unrendered(key)
-            spans, starts = positions(shape, contents)
-            return Layout(join(shape, contents), spans, ContentFields(contents, starts), stop=shape.stop)
+            text, spans, starts = self.unrendered_text(key, shape, contents)
+            return Layout(text, spans, ContentFields(contents, starts), stop=shape.stop)
         self.seen[key] += 1
         text = self.r.render(messages)  # the template's own text
         if text != join(shape, contents):
@@ -260,12 +259,18 @@ class Shapes:
         """Is the next chat of this (known) shape one the spot checks lay out the full way too?"""
         return self.seen[key] < CHECK_PER_SHAPE or (self.served + 1) % CHECK_EVERY == 0
 
-    def count_unrendered(self, key: tuple) -> None:
-        """Count a chat of this shape whose text is its joined pieces, not rendered and not spot-checked."""
+    def unrendered_text(self, key: tuple, shape: Shape, contents: list[str]) -> tuple[str, list[Span], list[int]]:
+        """(text, trained spans, content starts) of a chat of this known shape laid out without rendering (no
+        spot check due: see `due`), counted as such. Shapes.layout and the lane (lane.py) take this one way.
+
+        Example: pieces ["<u>", "<a>", "</a>"], contents ["Hi", "Yo"] -> ("<u>Hi<a>Yo</a>", spans, [3, 8])
+        """
         self.seen[key] += 1
         self.served += 1
         self.rows += 1
         self.unrendered += 1
+        spans, starts = positions(shape, contents)
+        return join(shape, contents), spans, starts
 
     def _learn(self, key: tuple, messages: list[Message], trained: list[int], add_eos: bool) -> Layout:
         lay = self._full(messages, trained, add_eos)
