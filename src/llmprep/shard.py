@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -167,7 +168,7 @@ def process_shard(records: list[Record], formats: dict[str, str],
         parts.append(encode_pairs(tok, [x["text"] for x in d], [x["text_pair"] for x in d],
                                   [x["label"] for x in d], settings.max_length, settings.truncation))
         order += pairs
-    if len(parts) == 1 and all(a < b for a, b in zip(order, order[1:])):
+    if len(parts) == 1 and all(a < b for a, b in pairwise(order)):
         enc = parts[0]  # one kind of example, already in input order
     else:
         enc = take(concat(parts), np.argsort(order, kind="stable")) if parts else concat([])
