@@ -44,7 +44,7 @@ from llmprep.encode import ENGINES, tokenizer_json, whole_texts
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected
 from llmprep.executor import EXECUTORS, get_executor, storage
-from llmprep.executor.plan import plan
+from llmprep.executor.plan import plan, split_compressed
 from llmprep.executor.task import ShardMeta, TaskEnv
 from llmprep.formats import CHAT, PAIR, get_format
 from llmprep.messages import ROLES
@@ -316,6 +316,7 @@ def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = 
         work.mkdir()
         spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there
         storage.make_dirs(spills)
+        tasks = split_compressed(tasks, spills, SHARD_SIZE)  # a big .jsonl.gz runs as many tasks too
         env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE,
                       keys=keys if keys.active else None, sources=sources)
         acc = Accounts(tmp, work, cfg)

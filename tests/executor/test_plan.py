@@ -87,10 +87,10 @@ def test_parquet_of_one_row_group_or_unreadable_is_one_task(tmp_path):
 def test_a_parquet_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tmp_path, monkeypatch):
     """The bundled real chats as one parquet file of row groups of 40: with shards of 64 rows it is cut
     into tasks (local path and file:// URI alike), and prepares exactly as the same chats in a .jsonl."""
-    import llmprep.prepare as prep
     from doctor_assets import sample_lines
     from helpers import write_jsonl
 
+    import llmprep.prepare as prep
     from llmprep.prepare import PrepareConfig, run
 
     monkeypatch.setattr(prep, "SHARD_SIZE", 64)
@@ -111,10 +111,10 @@ def test_a_parquet_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin
 def test_a_json_array_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tmp_path, monkeypatch):
     """The bundled real chats as one .json array (LLaMA-Factory's shape): cut into tasks of 64 items, it
     prepares exactly as the same chats in a .jsonl (rows, rejects, report), locally and as a file:// URI."""
-    import llmprep.prepare as prep
     from doctor_assets import sample_lines
     from helpers import write_jsonl
 
+    import llmprep.prepare as prep
     from llmprep.prepare import PrepareConfig, run
 
     monkeypatch.setattr(prep, "SHARD_SIZE", 64)
@@ -132,3 +132,99 @@ def test_a_json_array_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(t
         assert list(r.splits) == list(results[2].splits)
         for name in r.splits:
             assert r.splits[name].to_list() == results[2].splits[name].to_list()
+
+
+def test_a_gzip_line_file_is_decompressed_once_and_cut_into_ranges(tmp_path):
+    """A .jsonl.gz read by one task becomes line ranges of its decompressed copy: together they hold exactly
+    its records, each named by the .gz file and its own line number; the tasks are numbered again."""
+    from llmprep.executor.plan import split_compressed
+
+    body = "".join(("\n" if i % 7 == 3 else json.dumps({"text": f"doc {i}"}) + "\n") for i in range(23))
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt") as fh:
+        fh.write(body + "{broken\n")
+    (tmp_path / "a.txt").write_text("one\ntwo\nthree\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    tasks, _ = plan(sorted(tmp_path.glob("*.*")), shard_lines=5, fmt=None, columns={})
+    assert [t.span is None for t in tasks] == [False, True]  # a.txt: its one range; b.jsonl.gz: the whole file
+    split = split_compressed(tasks, str(work), shard_lines=5)
+    assert [t.index for t in split] == list(range(len(split))) == list(range(6))
+    assert split[0] == tasks[0]  # a plain file's task is left as it was
+    gz = split[1:]
+    assert {t.local for t in gz} == {str(work / "input-00001.jsonl")} and [t.span[2] for t in gz] == [1, 6, 11, 16, 21]
+    assert all(t.format == "text" and t.file_index == 1 for t in gz)
+    whole = list(read_file(tmp_path / "b.jsonl.gz", lazy=True))
+    by_range = [r for t in gz for r in t.records()]
+    assert [(r.source, r.line, r.raw) for r in by_range] == [(r.source, r.line, r.raw) for r in whole]
+    assert by_range[-1].line == 24 and by_range[-1].source == str(tmp_path / "b.jsonl.gz")
+
+
+def test_a_small_or_broken_gzip_file_stays_one_task_and_leaves_no_copy(tmp_path):
+    from llmprep.executor.plan import split_compressed
+
+    with gzip.open(tmp_path / "small.jsonl.gz", "wt") as fh:
+        fh.write('{"text": "x"}\n' * 3)
+    (tmp_path / "truncated.jsonl.gz").write_bytes(gzip.compress(b'{"text": "y"}\n' * 50)[:-30])
+    (tmp_path / "not-gzip.txt.gz").write_text("plain text, not gzip\n" * 50)
+    work = tmp_path / "work"
+    work.mkdir()
+    tasks, _ = plan(sorted(tmp_path.glob("*.gz")), shard_lines=5, fmt="text", columns={})
+    assert split_compressed(tasks, str(work), shard_lines=5) == tasks
+    assert list(work.iterdir()) == []
+    (bad,) = [r for r in tasks[2].records() if r.error is not None]  # the whole-file task says why
+    assert "cannot read file" in bad.error.reason
+
+
+def test_a_gzip_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tmp_path, monkeypatch):
+    """The bundled real chats gzipped: cut into tasks of 64 lines, they prepare exactly as the same chats in a
+    .jsonl (rows, rejects with their lines, report), and the decompressed copy goes with the run."""
+    from doctor_assets import sample_lines
+    from helpers import write_jsonl
+
+    import llmprep.prepare as prep
+    from llmprep.prepare import PrepareConfig, run
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 64)
+    rows = sample_lines(300)
+    rows[100] = {"messages": "not a list"}  # a reject in both, in the second task
+    gz = write_jsonl(tmp_path / "chats.jsonl.gz", rows, gzip.open)
+    twin = write_jsonl(tmp_path / "chats.jsonl", rows)
+    cfg = PrepareConfig(progress=False, cache=False, num_proc=2, test_size=0.1)
+    results = [run(cfg, [str(src)], out=tmp_path / f"out-{src.name}") for src in (gz, twin)]
+    assert [r.run_info["executor"]["tasks"] for r in results] == [5, 5]  # 300 lines / 64
+    assert results[0].report["records"] == results[1].report["records"]
+    assert results[0].report["tokens"] == results[1].report["tokens"]
+    assert [(x.line, x.reason) for x in results[0].rejected] == [(x.line, x.reason) for x in results[1].rejected]
+    assert {x.source for x in results[0].rejected} == {str(gz)} and results[0].rejected[0].line == 101
+    for name in ("train", "test"):
+        assert (tmp_path / f"out-{gz.name}" / name / "data-00000-of-00001.arrow").read_bytes() == \
+            (tmp_path / f"out-{twin.name}" / name / "data-00000-of-00001.arrow").read_bytes()
+    assert not [f for f in (tmp_path / f"out-{gz.name}").rglob("*") if "input-" in f.name]
+
+
+def test_a_full_disk_while_decompressing_is_the_outputs_clear_error(tmp_path, monkeypatch):
+    """The decompressed copy goes to the output's work dir: a disk that fills up while it is written fails
+    the run with --out's one-line error, leaving nothing there."""
+    import os
+
+    import pytest
+    from helpers import mount_tmpfs
+
+    import llmprep.prepare as prep
+    from llmprep.errors import OutputError
+    from llmprep.prepare import PrepareConfig, run
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 64)
+    gz = tmp_path / "docs.jsonl.gz"
+    with gzip.open(gz, "wt") as fh:  # 1 MB of text that compresses to a few kB
+        fh.writelines(json.dumps({"text": f"document {i} " + "words " * 150}) + "\n" for i in range(1000))
+    full = tmp_path / "full"
+    unmount = mount_tmpfs(full, "256k")
+    try:
+        with pytest.raises(OutputError) as info:
+            run(PrepareConfig(progress=False, cache=False, num_proc=2), [str(gz)], out=full / "out")
+        assert str(info.value).startswith(f"--out {str(full / 'out')!r}: cannot write the output")
+        assert "No space left on device" in str(info.value)
+        assert os.listdir(full) == []
+    finally:
+        unmount()

@@ -3,6 +3,7 @@ worker killed mid-run either completes through Ray's retries or fails loudly, ne
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def inputs(tmp_path, english_chats, monkeypatch):
 
     chats = [{"messages": m} for m in english_chats[40:52]]  # row groups of 4: tasks of 2 groups, then 1
     pq.write_table(pa.Table.from_pylist(chats), d / "c.parquet", row_group_size=4)
+    write_jsonl(d / "d.jsonl.gz", [{"messages": m} for m in english_chats[52:66]], gzip.open)  # 14 lines: 3 tasks
     return d
 
 
@@ -62,9 +64,10 @@ def test_ray_output_identical_to_local_even_when_a_worker_is_killed(local_ray, i
     local = run(PrepareConfig(**opts, num_proc=2), [str(inputs)], out=tmp_path / "local")
     assert files_under(tmp_path / "local") == files_under(tmp_path / "ray")  # same bytes, nothing missing
     info = json.loads((tmp_path / "ray" / "run.json").read_text())
-    # b.json: 2 tasks of <= 6 items; c.parquet: 2 tasks (8 rows: 2 shards of <= 6; 4 rows: 1 shard)
-    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 11, "shards": 12}
-    assert local.report["records"] == {"read": 62, "kept": 61, "rejected": 1, "dropped": 0}
+    # b.json: 2 tasks of <= 6 items; c.parquet: 2 tasks (8 rows: 2 shards of <= 6; 4 rows: 1 shard); d.jsonl.gz:
+    # 3 tasks of <= 6 lines (its decompressed copy, read by Ray's workers)
+    assert info["executor"] == {"name": "ray", "workers": 1, "tasks": 14, "shards": 15}
+    assert local.report["records"] == {"read": 76, "kept": 75, "rejected": 1, "dropped": 0}
 
 
 def test_ray_worker_killed_every_time_fails_clearly(local_ray, inputs, tmp_path, monkeypatch, capfd):

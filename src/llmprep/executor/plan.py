@@ -4,10 +4,11 @@ A plain `.jsonl` or `.txt` file is cut into byte ranges of SHARD_LINES lines (a 
 done together with the file's sha256 for the report), so one big file runs as many parallel tasks.
 A `.json` array is cut into byte ranges of SHARD_LINES whole items (a structural scan, jsonarray.py).
 A `.parquet` file with several row groups is cut into runs of row groups of about SHARD_LINES rows
-(from its footer). Other files (`.csv`, gzip, a parquet file of one row group, a `.json` file that is
-not one plain array) are one task each, which cuts its records into shards of SHARD_LINES. A shard
-never spans two files: adding, renaming or moving a file leaves every other file's shards — and so
-their cache keys — unchanged.
+(from its footer). A gzip `.jsonl.gz`/`.txt.gz` is decompressed once into the run's work dir and cut like
+a plain file (split_compressed). Other files (`.csv`, other gzip files, a parquet file of one row group, a
+`.json` file that is not one plain array) are one task each, which cuts its records into shards of
+SHARD_LINES. A shard never spans two files: adding, renaming or moving a file leaves every other file's
+shards — and so their cache keys — unchanged.
 
 Each file's format is detected here, from its first readable record, so every shard of a file uses
 the same one (as the in-memory pipeline did).
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from itertools import islice
+from dataclasses import dataclass, replace
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -47,8 +48,13 @@ class ShardTask:
     format: str | None = None  # the file's detected format (None: --format, or no readable record)
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # --max-record-bytes: a longer record is a reject
     source: int = 0  # --mix: index of the recipe source the file belongs to (its own format and columns)
+    local: str | None = None  # a decompressed copy of `path` the span is read from (split_compressed)
 
     def records(self, lazy: bool = True) -> Iterator[Record]:
+        if self.local is not None:  # the lines of a gzip file, from its copy, named by the file itself
+            for rec in read_file(Path(self.local), lazy=lazy, span=self.span, max_record_bytes=self.max_record_bytes):
+                yield storage.relabel(rec, self.path)
+            return
         if not storage.is_uri(self.path):
             yield from read_file(Path(self.path), lazy=lazy, span=self.span, max_record_bytes=self.max_record_bytes)
             return
@@ -78,39 +84,101 @@ class FileScan:
     #                                          None: one whole-file task
 
 
+class LineCuts:
+    """Byte ranges of `shard_lines` lines of a text fed block by block, in order.
+
+    Example: feed(b"a\nb\nc\nd\ne\n") with shard_lines 2 -> cuts() [(0, 4, 1), (4, 8, 3), (8, 10, 5)]
+    """
+
+    def __init__(self, shard_lines: int):
+        self.shard_lines = shard_lines
+        self.starts, self.pos, self.lines, self.text = [0], 0, 0, False
+
+    def feed(self, block: bytes) -> None:
+        n = self.shard_lines
+        # a regex stops at the first non-blank byte; np.isin compared every byte (0.1 s per 12 MB)
+        self.text = self.text or _TEXT.search(block) is not None
+        newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+        first = (n - 1 - self.lines) % n  # newline #k*n ends a range
+        for k in newlines[first::n] if first < len(newlines) else []:
+            self.starts.append(self.pos + int(k) + 1)
+        self.lines += len(newlines)
+        self.pos += len(block)
+
+    def cuts(self) -> list[tuple[int, int, int]] | None:
+        """(start byte, stop byte, first line number) of each range; None when the text is all blank."""
+        if not self.text:
+            return None
+        bounds = [s for s in self.starts if s < self.pos] + [self.pos]
+        return [(a, b, 1 + i * self.shard_lines) for i, (a, b) in enumerate(pairwise(bounds))]
+
+
 def scan(path: str | Path, shard_lines: int) -> FileScan:
     """sha256 of the file and, for an uncompressed .jsonl/.txt with text in it, byte ranges of
     `shard_lines` lines. Example: 5 lines, shard_lines 2 -> cuts (0, b2, 1), (b2, b4, 3), (b4, end, 5)"""
     path = str(path)
     h = hashlib.sha256()
-    splittable = storage.kind(path) in (".jsonl", ".txt") and not path.lower().endswith(".gz")
+    lines = LineCuts(shard_lines) if _line_file(path) and not path.lower().endswith(".gz") else None
     array = ArrayScan() if storage.kind(path) == ".json" and not path.lower().endswith(".gz") else None
-    starts, pos, lines, text = [0], 0, 0, False
     with storage.open_bytes(path) as fh:
         while block := fh.read(SCAN_BLOCK):
             h.update(block)
             if array is not None:
                 array.feed(block)
-            if splittable:
-                arr = np.frombuffer(block, np.uint8)
-                # a regex stops at the first non-blank byte; np.isin compared every byte (0.1 s per 12 MB)
-                text = text or _TEXT.search(block) is not None
-                newlines = np.flatnonzero(arr == 10)
-                first = (shard_lines - 1 - lines) % shard_lines  # newline #k*shard_lines ends a range
-                for k in newlines[first::shard_lines] if first < len(newlines) else []:
-                    starts.append(pos + int(k) + 1)
-                lines += len(newlines)
-            pos += len(block)
+            if lines is not None:
+                lines.feed(block)
     if array is not None:
         return FileScan(path, h.hexdigest(), array.cuts(shard_lines))
     if storage.kind(path) == ".parquet" and not path.lower().endswith(".gz"):
         return FileScan(path, h.hexdigest(), row_group_cuts(path, shard_lines))
-    if not splittable or not text:
-        return FileScan(path, h.hexdigest(), None)
-    starts = [s for s in starts if s < pos]
-    bounds = starts + [pos]
-    cuts = [(a, b, 1 + i * shard_lines) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
-    return FileScan(path, h.hexdigest(), cuts)
+    return FileScan(path, h.hexdigest(), lines.cuts() if lines is not None else None)
+
+
+def _line_file(path: str) -> bool:
+    return storage.kind(path) in (".jsonl", ".txt")
+
+
+def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int) -> list[ShardTask]:
+    """Tasks with each gzip line file (.jsonl.gz, .txt.gz) decompressed once into `work_dir` and cut into line
+    ranges like a plain file, so its shards run in parallel instead of as one task; its records keep their
+    file name and line numbers. A file that stays one task: one range long, all blank, not gzip or
+    truncated (its one task rejects it, saying why), or remote (as is a URI `work_dir`: the copies stay local).
+    Tasks are numbered again, in input order. The copies go with `work_dir`.
+
+    Example: [0: a.jsonl.gz, whole] -> [0: a.jsonl.gz lines 1-2048 (from work_dir/input-00000.jsonl), 1: ...]
+    """
+    out: list[ShardTask] = []
+    for task in tasks:
+        parts = [task]
+        if task.span is None and task.path.lower().endswith(".gz") and _line_file(task.path) \
+                and not storage.is_uri(task.path) and not storage.is_uri(work_dir):
+            copy = f"{work_dir}/input-{task.file_index:05d}{storage.kind(task.path)}"
+            cuts = _decompress(task.path, copy, shard_lines)
+            if cuts is not None and len(cuts) > 1:
+                parts = [replace(task, span=span, local=copy) for span in cuts]
+            else:
+                Path(copy).unlink(missing_ok=True)
+        out += [replace(t, index=len(out) + k) for k, t in enumerate(parts)]
+    return out
+
+
+def _decompress(path: str, copy: str, shard_lines: int) -> list[tuple[int, int, int]] | None:
+    """Write the decompressed bytes of `path` to `copy`; -> their line ranges, or None when `path` cannot be
+    read as gzip (the whole-file task reports that). A failed write (disk full) is raised: the caller's error."""
+    import gzip
+    import zlib
+
+    lines = LineCuts(shard_lines)
+    with gzip.open(path, "rb") as src, open(copy, "wb") as dst:
+        while True:
+            try:
+                block = src.read(SCAN_BLOCK)
+            except (OSError, EOFError, zlib.error):  # not gzip, or truncated
+                return None
+            if not block:
+                return lines.cuts()
+            dst.write(block)
+            lines.feed(block)
 
 
 def row_group_cuts(path: str, shard_lines: int) -> list[tuple[int, int, int]] | None:
