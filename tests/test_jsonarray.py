@@ -103,6 +103,28 @@ def test_a_big_json_file_read_whole_streams_range_by_range(tmp_path, monkeypatch
     assert max(parsed) <= 4096  # items parsed at once
 
 
+def test_a_json_file_this_process_scanned_is_read_by_range_without_a_second_scan(tmp_path, monkeypatch):
+    """plan's scan (done while it hashes the file) is remembered: reading the file whole afterwards (prepare's
+    doctor pass) goes range by range, with the records of a whole-file read, and scans nothing again; a file
+    rewritten since is read as it is now."""
+    from llmprep import jsonarray, records
+    from llmprep.executor.plan import scan
+
+    items = [{"question": f"q{i}", "answer": f"a{i}"} for i in range(9000)]
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps(items))
+    whole = [(r.line, r.data) for r in read_file(p)]
+    assert scan(p, shard_lines=2048).cuts is not None
+    parsed = []
+    monkeypatch.setattr(records, "_json_items", _spy(records._json_items, parsed))
+    monkeypatch.setattr(jsonarray.ArrayScan, "feed", lambda *a: pytest.fail("scanned a second time"))
+    assert [(r.line, r.data) for r in read_file(p)] == whole
+    assert sorted(parsed) == [808, 4096, 4096]  # items parsed at once: by range, not all 9,000
+    monkeypatch.undo()
+    p.write_text(json.dumps(items[:10]))  # not the scanned file any more
+    assert [(r.line, r.data) for r in read_file(p)] == whole[:10]
+
+
 def _spy(fn, sizes: list[int]):
     def wrapper(value, *args, **kwargs):
         sizes.append(len(value))

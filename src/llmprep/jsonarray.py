@@ -16,6 +16,10 @@ brackets) leaves the file to the whole-file reader, which reports what is wrong 
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
+from itertools import pairwise
+
 import numpy as np
 
 QUOTE, BACKSLASH, COMMA = 34, 92, 44
@@ -141,27 +145,75 @@ class ArrayScan:
             out[j] = run % 2 == 1
         return out
 
-    def cuts(self, every: int) -> list[tuple[int, int, int]] | None:
-        """Byte ranges of `every` items (the last may hold fewer): (start, stop, number of its first item).
-        None when the file is not one plain array, or holds at most `every` items."""
+    def separators_found(self) -> np.ndarray | None:
+        """Positions of the commas between the top-level items, once every byte was fed; None when the file is
+        not one plain array."""
         if self._lead is not None:  # a file of fewer than 3 bytes
             block, self._lead = self._lead, None
             self._feed(block)
         if not (self.valid and self.started and self.closed and not self.in_string):
             return None
-        seps = np.concatenate(self.separators) if self.separators else np.zeros(0, np.int64)
-        bounds = [0] + [int(p) + 1 for p in seps[every - 1::every]] + [self.pos]
-        if len(bounds) <= 2:
-            return None
-        return [(a, b, 1 + i * every) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        return np.concatenate(self.separators) if self.separators else np.zeros(0, np.int64)
+
+    def cuts(self, every: int) -> list[tuple[int, int, int]] | None:
+        """Byte ranges of `every` items (the last may hold fewer): (start, stop, number of its first item).
+        None when the file is not one plain array, or holds at most `every` items."""
+        seps = self.separators_found()
+        return None if seps is None else _cuts(seps, self.pos, every)
+
+
+def _cuts(seps: np.ndarray, size: int, every: int) -> list[tuple[int, int, int]] | None:
+    bounds = [0] + [int(p) + 1 for p in seps[every - 1::every]] + [size]
+    if len(bounds) <= 2:
+        return None
+    return [(a, b, 1 + i * every) for i, (a, b) in enumerate(pairwise(bounds))]
+
+
+# Separators of the arrays scanned in this process, by file (path, size, mtime, inode): prepare's plan scans
+# each input while it hashes it, and its doctor pass reads the first items again, range by range, without a
+# second scan or a parse of the whole file. None: the file is not one plain array. A few files are kept.
+_KNOWN: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
+_KEEP = 8
+
+
+def _file_key(path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def remember(path, scan: ArrayScan) -> None:
+    """Keep what a finished scan of the file at `path` found (plan.scan's, fed the whole file)."""
+    key = _file_key(path)
+    if key is not None and key[1] == scan.pos:
+        _KNOWN[key] = scan.separators_found()
+        _KNOWN.move_to_end(key)
+        while len(_KNOWN) > _KEEP:
+            _KNOWN.popitem(last=False)
+
+
+def known_cuts(path, every: int) -> tuple[bool, list[tuple[int, int, int]] | None]:
+    """(whether this process scanned the file as it is now, its cuts() then).
+    Example: after plan scanned a 10,000-item a.json -> (True, [(0, b1, 1), (b1, b2, 4097), (b2, end, 8193)])"""
+    key = _file_key(path)
+    if key is None or key not in _KNOWN:
+        return False, None
+    seps = _KNOWN[key]
+    return True, None if seps is None else _cuts(seps, key[1], every)
 
 
 def scan_file(path, every: int, block: int = 1 << 24) -> list[tuple[int, int, int]] | None:
-    """cuts() of a file, read a block at a time (memory: one block)."""
+    """cuts() of a file, read a block at a time (memory: one block), or of this process's earlier scan of it."""
+    known, cuts = known_cuts(path, every)
+    if known:
+        return cuts
     s = ArrayScan()
     with open(path, "rb") as fh:
         while chunk := fh.read(block):
             s.feed(chunk)
+    remember(path, s)
     return s.cuts(every)
 
 

@@ -123,10 +123,14 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     if span is not None and kind == ".json":
         yield from _read_json_span(path, span, max_record_bytes=max_record_bytes)
         return
-    if kind == ".json" and _big_plain_file(path):  # a big array streams, range by range, as its tasks do
-        from llmprep.jsonarray import scan_file
+    if kind == ".json" and not path.name.lower().endswith(".gz"):
+        from llmprep.jsonarray import known_cuts, scan_file
 
-        cuts = scan_file(path, STREAM_JSON_ITEMS)
+        # a big array streams, range by range, as its tasks do; so does one this process scanned already
+        # (prepare's doctor pass then parses the items it reads, not the whole file)
+        known, cuts = known_cuts(path, STREAM_JSON_ITEMS)
+        if not known and _big_plain_file(path):
+            cuts = scan_file(path, STREAM_JSON_ITEMS)
         if cuts is not None:
             for part in cuts:
                 yield from _read_json_span(path, part, max_record_bytes=max_record_bytes)

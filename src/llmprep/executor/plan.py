@@ -27,7 +27,7 @@ import numpy as np
 
 from llmprep.examples import detect_formats
 from llmprep.executor import storage
-from llmprep.jsonarray import ArrayScan
+from llmprep.jsonarray import ArrayScan, remember
 from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, read_file
 
 SCAN_BLOCK = 1 << 24
@@ -128,6 +128,8 @@ def scan(path: str | Path, shard_lines: int) -> FileScan:
             if lines is not None:
                 lines.feed(block)
     if array is not None:
+        if not storage.is_uri(path):
+            remember(path, array)  # the doctor's pass reads the first items by range, without a second scan
         return FileScan(path, h.hexdigest(), array.cuts(shard_lines))
     if storage.kind(path) == ".parquet" and not path.lower().endswith(".gz"):
         return FileScan(path, h.hexdigest(), row_group_cuts(path, shard_lines))
