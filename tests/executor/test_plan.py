@@ -5,6 +5,8 @@ task; a file with no text stays one task (its "empty file" reject)."""
 import gzip
 import json
 
+import pytest
+
 from llmprep.executor.plan import plan, scan
 from llmprep.records import read_file
 
@@ -175,9 +177,11 @@ def test_a_small_or_broken_gzip_file_stays_one_task_and_leaves_no_copy(tmp_path)
     assert "cannot read file" in bad.error.reason
 
 
-def test_a_gzip_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tmp_path, monkeypatch):
-    """The bundled real chats gzipped: cut into tasks of 64 lines, they prepare exactly as the same chats in a
-    .jsonl (rows, rejects with their lines, report), and the decompressed copy goes with the run."""
+@pytest.mark.parametrize("kind", [".jsonl", ".json"])
+def test_a_gzip_file_runs_as_parallel_tasks_with_the_output_of_its_plain_twin(kind, tmp_path, monkeypatch):
+    """The bundled real chats gzipped (JSON lines, or one JSON array): cut into tasks of 64 lines (items), they
+    prepare exactly as the same chats in a plain .jsonl (rows, rejects with their lines, report), and the
+    decompressed copy goes with the run."""
     from doctor_assets import sample_lines
     from helpers import write_jsonl
 
@@ -187,11 +191,16 @@ def test_a_gzip_file_runs_as_parallel_tasks_with_the_output_of_its_jsonl_twin(tm
     monkeypatch.setattr(prep, "SHARD_SIZE", 64)
     rows = sample_lines(300)
     rows[100] = {"messages": "not a list"}  # a reject in both, in the second task
-    gz = write_jsonl(tmp_path / "chats.jsonl.gz", rows, gzip.open)
+    gz = tmp_path / f"chats{kind}.gz"
+    if kind == ".json":
+        with gzip.open(gz, "wt", encoding="utf-8") as fh:
+            json.dump(rows, fh, ensure_ascii=False, indent=1)
+    else:
+        write_jsonl(gz, rows, gzip.open)
     twin = write_jsonl(tmp_path / "chats.jsonl", rows)
     cfg = PrepareConfig(progress=False, cache=False, num_proc=2, test_size=0.1)
     results = [run(cfg, [str(src)], out=tmp_path / f"out-{src.name}") for src in (gz, twin)]
-    assert [r.run_info["executor"]["tasks"] for r in results] == [5, 5]  # 300 lines / 64
+    assert [r.run_info["executor"]["tasks"] for r in results] == [5, 5]  # 300 lines (items) / 64
     assert results[0].report["records"] == results[1].report["records"]
     assert results[0].report["tokens"] == results[1].report["tokens"]
     assert [(x.line, x.reason) for x in results[0].rejected] == [(x.line, x.reason) for x in results[1].rejected]
@@ -207,7 +216,6 @@ def test_a_full_disk_while_decompressing_is_the_outputs_clear_error(tmp_path, mo
     the run with --out's one-line error, leaving nothing there."""
     import os
 
-    import pytest
     from helpers import mount_tmpfs
 
     import llmprep.prepare as prep

@@ -4,9 +4,9 @@ A plain `.jsonl` or `.txt` file is cut into byte ranges of SHARD_LINES lines (a 
 done together with the file's sha256 for the report), so one big file runs as many parallel tasks.
 A `.json` array is cut into byte ranges of SHARD_LINES whole items (a structural scan, jsonarray.py).
 A `.parquet` file with several row groups is cut into runs of row groups of about SHARD_LINES rows
-(from its footer). A gzip `.jsonl.gz`/`.txt.gz` is decompressed once into the run's work dir and cut like
-a plain file (split_compressed). Other files (`.csv`, other gzip files, a parquet file of one row group, a
-`.json` file that is not one plain array) are one task each, which cuts its records into shards of
+(from its footer). A gzip `.jsonl.gz`/`.txt.gz`/`.json.gz` is decompressed once into the run's work dir and
+cut like the plain file (split_compressed). Other files (`.csv`, `.csv.gz`, a parquet file of one row group,
+a `.json` file that is not one plain array) are one task each, which cuts its records into shards of
 SHARD_LINES. A shard never spans two files: adding, renaming or moving a file leaves every other file's
 shards — and so their cache keys — unchanged.
 
@@ -141,18 +141,19 @@ def _line_file(path: str) -> bool:
 
 
 def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int) -> list[ShardTask]:
-    """Tasks with each gzip line file (.jsonl.gz, .txt.gz) decompressed once into `work_dir` and cut into line
-    ranges like a plain file, so its shards run in parallel instead of as one task; its records keep their
-    file name and line numbers. A file that stays one task: one range long, all blank, not gzip or
-    truncated (its one task rejects it, saying why), or remote (as is a URI `work_dir`: the copies stay local).
-    Tasks are numbered again, in input order. The copies go with `work_dir`.
+    """Tasks with each gzip file of lines or of one JSON array (.jsonl.gz, .txt.gz, .json.gz) decompressed once
+    into `work_dir` and cut like the plain file (line ranges, ranges of whole items), so its shards run in
+    parallel instead of as one task, and a big array is never parsed whole; its records keep their file name
+    and line (item) numbers. A file that stays one task: one range long, all blank, not one plain array, not
+    gzip or truncated (its one task rejects it, saying why), or remote (as is a URI `work_dir`: the copies
+    stay local). Tasks are numbered again, in input order. The copies go with `work_dir`.
 
     Example: [0: a.jsonl.gz, whole] -> [0: a.jsonl.gz lines 1-2048 (from work_dir/input-00000.jsonl), 1: ...]
     """
     out: list[ShardTask] = []
     for task in tasks:
         parts = [task]
-        if task.span is None and task.path.lower().endswith(".gz") and _line_file(task.path) \
+        if task.span is None and task.path.lower().endswith(".gz") and storage.kind(task.path) in _SPLIT_GZ \
                 and not storage.is_uri(task.path) and not storage.is_uri(work_dir):
             copy = f"{work_dir}/input-{task.file_index:05d}{storage.kind(task.path)}"
             cuts = _decompress(task.path, copy, shard_lines)
@@ -164,13 +165,17 @@ def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int) ->
     return out
 
 
+_SPLIT_GZ = (".jsonl", ".txt", ".json")  # what a gzip file holds, to be cut after decompression
+
+
 def _decompress(path: str, copy: str, shard_lines: int) -> list[tuple[int, int, int]] | None:
-    """Write the decompressed bytes of `path` to `copy`; -> their line ranges, or None when `path` cannot be
-    read as gzip (the whole-file task reports that). A failed write (disk full) is raised: the caller's error."""
+    """Write the decompressed bytes of `path` to `copy`; -> their ranges (lines; whole items of a .json array),
+    or None when `path` cannot be read as gzip (the whole-file task reports that). A failed write (disk
+    full) is raised: the caller's error."""
     import gzip
     import zlib
 
-    lines = LineCuts(shard_lines)
+    cutter = ArrayScan() if storage.kind(path) == ".json" else LineCuts(shard_lines)
     with gzip.open(path, "rb") as src, open(copy, "wb") as dst:
         while True:
             try:
@@ -178,9 +183,9 @@ def _decompress(path: str, copy: str, shard_lines: int) -> list[tuple[int, int, 
             except (OSError, EOFError, zlib.error):  # not gzip, or truncated
                 return None
             if not block:
-                return lines.cuts()
+                return cutter.cuts(shard_lines) if isinstance(cutter, ArrayScan) else cutter.cuts()
             dst.write(block)
-            lines.feed(block)
+            cutter.feed(block)
 
 
 def row_group_cuts(path: str, shard_lines: int) -> list[tuple[int, int, int]] | None:
