@@ -130,3 +130,26 @@ def _spy(fn, sizes: list[int]):
         sizes.append(len(value))
         return fn(value, *args, **kwargs)
     return wrapper
+
+
+def test_a_big_gzip_json_array_read_whole_streams_range_by_range(tmp_path, monkeypatch):
+    """A .json.gz array that may be big is read in two passes over the stream (find whole items, then parse
+    them range by range), with the records of a whole-file read; a truncated one is the whole-file error."""
+    import gzip
+
+    from llmprep import records
+
+    items = [{"question": f'q{i} \\" ]', "answer": f"a{i}"} for i in range(9000)] + [[1]]
+    p = tmp_path / "big.json.gz"
+    with gzip.open(p, "wt") as fh:
+        json.dump(items, fh)
+    whole = [(r.line, r.data, r.error and r.error.reason) for r in read_file(p)]
+    parsed = []
+    monkeypatch.setattr(records, "STREAM_JSON_BYTES", 80)  # compressed: over 10 bytes
+    monkeypatch.setattr(records, "_json_items", _spy(records._json_items, parsed))
+    streamed = [(r.line, r.data, r.error and r.error.reason) for r in read_file(p)]
+    assert streamed == whole and len(whole) == 9001 and whole[-1][2] is not None
+    assert sorted(parsed) == [809, 4096, 4096]
+    p.write_bytes(p.read_bytes()[:-40])
+    (bad,) = list(read_file(p))
+    assert "cannot read file" in bad.error.reason

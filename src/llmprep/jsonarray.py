@@ -16,11 +16,13 @@ brackets) leaves the file to the whole-file reader, which reports what is wrong 
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
+
+from llmprep.records import file_key, open_input
 
 QUOTE, BACKSLASH, COMMA = 34, 92, 44
 OPENS, CLOSES = (91, 123), (93, 125)  # [ {   ] }
@@ -176,17 +178,9 @@ _KNOWN: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
 _KEEP = 8
 
 
-def _file_key(path) -> tuple | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 def remember(path, scan: ArrayScan) -> None:
     """Keep what a finished scan of the file at `path` found (plan.scan's, fed the whole file)."""
-    key = _file_key(path)
+    key = file_key(path)
     if key is not None and key[1] == scan.pos:
         _KNOWN[key] = scan.separators_found()
         _KNOWN.move_to_end(key)
@@ -197,7 +191,7 @@ def remember(path, scan: ArrayScan) -> None:
 def known_cuts(path, every: int) -> tuple[bool, list[tuple[int, int, int]] | None]:
     """(whether this process scanned the file as it is now, its cuts() then).
     Example: after plan scanned a 10,000-item a.json -> (True, [(0, b1, 1), (b1, b2, 4097), (b2, end, 8193)])"""
-    key = _file_key(path)
+    key = file_key(path)
     if key is None or key not in _KNOWN:
         return False, None
     seps = _KNOWN[key]
@@ -210,7 +204,7 @@ def scan_file(path, every: int, block: int = 1 << 24) -> list[tuple[int, int, in
     if known:
         return cuts
     s = ArrayScan()
-    with open(path, "rb") as fh:
+    with open_input(Path(path)) as fh:
         while chunk := fh.read(block):
             s.feed(chunk)
     remember(path, s)

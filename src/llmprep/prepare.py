@@ -385,13 +385,13 @@ def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = 
             report["packing"] = pack_stats
         acc.finish(rows_filter.records(tasks, acc.metas, SHARD_SIZE))
         write_json(tmp / REPORT, report)
-        shutil.rmtree(work)
         if remote_out:
             storage.remove(spills)
         if out is not None:  # llmprep doctor's cheap checks on what was just written (into report.json), report.html
             from llmprep.report import finish_output
 
             report["doctor"] = finish_output(tmp, tok)
+        shutil.rmtree(work)  # after the doctor's pass: it reads a gzip input's decompressed copy there
         clock["assemble"] = time.perf_counter()
         if cache is not None:
             _explain_misses(cache, acc, shaping)

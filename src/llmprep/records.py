@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -101,8 +102,44 @@ def _walk(root: Path) -> list[Path]:
 _LLMPREP_TEMP = re.compile(r"\..+\.(?:tmp|old)-.+-\d+-[A-Za-z0-9_]+")
 
 
-def _open_bytes(path: Path) -> io.BufferedIOBase:
+def open_input(path: Path) -> io.BufferedIOBase:
+    """The bytes of an input file, decompressed when it is gzip (by its name)."""
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def file_key(path) -> tuple | None:
+    """What tells a file's version apart: (absolute path, size, mtime, inode); None when it can't be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def relabel(rec: Record, source: str) -> Record:
+    """The record as read from a copy, named by the file it copies. Example: /tmp/x/a.jsonl:3 -> s3://b/a.jsonl:3"""
+    err = rec.error.located(source, rec.line) if rec.error is not None else None
+    return Record(source, rec.line, rec.data, err, rec.raw)
+
+
+# Decompressed copies of gzip inputs that this process's prepare made (executor.plan.split_compressed), by the
+# version of the file they hold: reading such a file whole (prepare's doctor pass) reads its copy instead,
+# a big .json array range by range, never parsed whole. A copy counts only while it is the file it was.
+_COPIES: dict[tuple, tuple[str, tuple]] = {}
+
+
+def register_copy(path, copy) -> None:
+    """`copy` holds the decompressed bytes of the gzip file `path` (as both are now)."""
+    key, copy_key = file_key(path), file_key(copy)
+    if key is not None and copy_key is not None:
+        _COPIES[key] = (str(copy), copy_key)
+        while len(_COPIES) > 64:
+            del _COPIES[next(iter(_COPIES))]
+
+
+def _live_copy(path) -> str | None:
+    entry = _COPIES.get(file_key(path))
+    return entry[0] if entry is not None and file_key(entry[0]) == entry[1] else None
 
 
 def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | None = None,
@@ -116,6 +153,10 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     A record longer than `max_record_bytes` (--max-record-bytes) is rejected with its size, read
     without holding it whole.
     """
+    if span is None and path.name.lower().endswith(".gz") and (copy := _live_copy(path)) is not None:
+        for rec in read_file(Path(copy), lazy=lazy, max_record_bytes=max_record_bytes):
+            yield relabel(rec, str(path))
+        return
     kind = file_kind(path)
     if span is not None and kind == ".parquet":
         yield from _read_parquet(path, max_record_bytes=max_record_bytes, row_groups=span)
@@ -123,6 +164,18 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     if span is not None and kind == ".json":
         yield from _read_json_span(path, span, max_record_bytes=max_record_bytes)
         return
+    if kind == ".json" and _big_gzip(path):  # two passes over the stream: find whole items, then parse them
+        from llmprep.jsonarray import scan_file
+
+        try:
+            cuts = scan_file(path, STREAM_JSON_ITEMS)
+        except (OSError, EOFError, zlib.error):  # not gzip, or truncated: the whole-file reader says so
+            cuts = None
+        if cuts is not None:
+            with open_input(path) as fh:
+                for a, b, first in cuts:  # contiguous ranges, read in order: one decompression
+                    yield from _json_span_records(fh.read(b - a), str(path), first, max_record_bytes=max_record_bytes)
+            return
     if kind == ".json" and not path.name.lower().endswith(".gz"):
         from llmprep.jsonarray import known_cuts, scan_file
 
@@ -155,6 +208,14 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
 
 STREAM_JSON_BYTES = 32 << 20  # a .json file bigger than this is read range by range, never parsed whole
 STREAM_JSON_ITEMS = 4096  # items per range then (one range's objects in memory at a time)
+
+
+def _big_gzip(path: Path) -> bool:
+    """A gzip file that may hold more than STREAM_JSON_BYTES (compressed text: 8x smaller, or less)."""
+    try:
+        return path.name.lower().endswith(".gz") and path.stat().st_size > STREAM_JSON_BYTES // 8
+    except OSError:
+        return False  # the whole-file reader reports it
 
 
 def _big_plain_file(path: Path) -> bool:
@@ -208,7 +269,7 @@ def text_lines(path: Path, span: tuple[int, int, int] | None = None, *,
     """
     source = str(path)
     cap = max_record_bytes + 2  # a line of exactly the limit and its CR LF
-    with _open_bytes(path) as fh:
+    with open_input(path) as fh:
         n, left = 0, math.inf
         if span is not None:
             fh.seek(span[0])
@@ -343,7 +404,7 @@ def _as_object(value: Any, source: str, line: int, raw: str, surrogates: bool | 
 
 def _read_json(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iterator[Record]:
     source = str(path)
-    with _open_bytes(path) as fh:
+    with open_input(path) as fh:
         raw = fh.read()
     text = _decode(raw, source, 1)
     if isinstance(text, RecordError):
@@ -375,12 +436,16 @@ def _read_json(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Iter
 def _read_json_span(path: Path, span: tuple[int, int, int], *, max_record_bytes: int) -> Iterator[Record]:
     """The items of one byte range of a .json array (a shard task's; plan.py found whole items), numbered
     from span[2]. An item that does not parse is rejected alone, naming its number."""
-    from llmprep.jsonarray import item_texts, span_body
-
-    source, first = str(path), span[2]
     with open(path, "rb") as fh:
         fh.seek(span[0])
         raw = fh.read(span[1] - span[0])
+    yield from _json_span_records(raw, str(path), span[2], max_record_bytes=max_record_bytes)
+
+
+def _json_span_records(raw: bytes, source: str, first: int, *, max_record_bytes: int) -> Iterator[Record]:
+    """_read_json_span on the range's bytes, its first item numbered `first`."""
+    from llmprep.jsonarray import item_texts, span_body
+
     text = _decode(raw, source, first)
     if isinstance(text, RecordError):
         yield Record(source, first, error=text)
@@ -433,7 +498,7 @@ def _read_csv(path: Path, *, max_record_bytes: int, lazy: bool = False) -> Itera
     if csv.field_size_limit() < max_record_bytes:
         csv.field_size_limit(max_record_bytes)  # csv's default (128 KiB) would refuse long documents
     oversized: dict[int, int] = {}  # physical line -> its size, for lines over max_record_bytes
-    with _open_bytes(path) as raw_fh:
+    with open_input(path) as raw_fh:
         # surrogateescape keeps undecodable bytes visible per row, so one bad row is rejected, not the file;
         # utf-8-sig drops the byte-order mark Excel writes (else the first column is "\ufeffinstruction")
         fh = io.TextIOWrapper(raw_fh, encoding="utf-8-sig", errors="surrogateescape", newline="")

@@ -236,3 +236,34 @@ def test_a_full_disk_while_decompressing_is_the_outputs_clear_error(tmp_path, mo
         assert os.listdir(full) == []
     finally:
         unmount()
+
+
+def test_prepares_doctor_pass_reads_a_json_gz_through_its_copy_by_range(tmp_path, monkeypatch):
+    """A big .json.gz input is never parsed whole in prepare's main process: its format is detected from its
+    first range, and prepare's own doctor pass reads the copy decompressed for the tasks, range by range; it
+    finds what it finds in the plain .json."""
+    from doctor_assets import sample_lines
+
+    import llmprep.prepare as prep
+    from llmprep import records
+    from llmprep.prepare import PrepareConfig, run
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 64)
+    monkeypatch.setattr(records, "STREAM_JSON_ITEMS", 50)
+    monkeypatch.setattr(records, "STREAM_JSON_BYTES", 80)  # every file counts as big (the plan's format detection too)
+    rows = sample_lines(300)
+    gz, plain = tmp_path / "chats.json.gz", tmp_path / "chats.json"
+    with gzip.open(gz, "wt", encoding="utf-8") as fh:
+        json.dump(rows, fh, ensure_ascii=False)
+    plain.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    parsed: list[int] = []
+    items = records._json_items
+    monkeypatch.setattr(records, "_json_items", lambda value, *a, **k: parsed.append(len(value)) or items(value, *a, **k))
+    cfg = PrepareConfig(progress=False, cache=False, num_proc=2, dedup="none", test_size=0.1)
+    res = run(cfg, [str(gz)], out=tmp_path / "out-gz")
+    assert res.run_info["executor"]["tasks"] == 5
+    assert parsed and max(parsed) <= 50  # the workers parse their ranges; this process, ranges of 50 items
+    twin = run(cfg, [str(plain)], out=tmp_path / "out-plain")
+    assert json.dumps(res.report["doctor"]).replace(gz.name, "X") == json.dumps(twin.report["doctor"]).replace(
+        plain.name, "X")
+    assert res.report["doctor"]["findings"]  # something to compare (the sample holds duplicates)

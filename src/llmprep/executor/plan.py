@@ -28,7 +28,13 @@ import numpy as np
 from llmprep.examples import detect_formats
 from llmprep.executor import storage
 from llmprep.jsonarray import ArrayScan, remember
-from llmprep.records import DEFAULT_MAX_RECORD_BYTES, Record, read_file
+from llmprep.records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    Record,
+    read_file,
+    register_copy,
+    relabel,
+)
 
 SCAN_BLOCK = 1 << 24
 _TEXT = re.compile(rb"[^ \t\r\n]")  # a byte that is not JSON whitespace
@@ -53,7 +59,7 @@ class ShardTask:
     def records(self, lazy: bool = True) -> Iterator[Record]:
         if self.local is not None:  # the lines of a gzip file, from its copy, named by the file itself
             for rec in read_file(Path(self.local), lazy=lazy, span=self.span, max_record_bytes=self.max_record_bytes):
-                yield storage.relabel(rec, self.path)
+                yield relabel(rec, self.path)
             return
         if not storage.is_uri(self.path):
             yield from read_file(Path(self.path), lazy=lazy, span=self.span, max_record_bytes=self.max_record_bytes)
@@ -67,7 +73,7 @@ class ShardTask:
             return
         with storage.local_copy(self.path, self.span) as (local, span):
             for rec in read_file(local, lazy=lazy, span=span, max_record_bytes=self.max_record_bytes):
-                yield storage.relabel(rec, self.path)
+                yield relabel(rec, self.path)
 
     def shards(self, size: int) -> Iterator[list[Record]]:
         """The task's records in shards of at most `size` (a line-range task is one shard)."""
@@ -159,6 +165,7 @@ def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int) ->
             cuts = _decompress(task.path, copy, shard_lines)
             if cuts is not None and len(cuts) > 1:
                 parts = [replace(task, span=span, local=copy) for span in cuts]
+                register_copy(task.path, copy)  # the doctor's pass reads it too (records.read_file)
             else:
                 Path(copy).unlink(missing_ok=True)
         out += [replace(t, index=len(out) + k) for k, t in enumerate(parts)]
@@ -183,7 +190,11 @@ def _decompress(path: str, copy: str, shard_lines: int) -> list[tuple[int, int, 
             except (OSError, EOFError, zlib.error):  # not gzip, or truncated
                 return None
             if not block:
-                return cutter.cuts(shard_lines) if isinstance(cutter, ArrayScan) else cutter.cuts()
+                if isinstance(cutter, ArrayScan):
+                    dst.flush()
+                    remember(copy, cutter)  # read whole again (the doctor's pass), the copy goes by range
+                    return cutter.cuts(shard_lines)
+                return cutter.cuts()
             dst.write(block)
             cutter.feed(block)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from llmprep.errors import ConfigError
-from llmprep.records import EXTENSIONS, Record, expand_inputs, file_kind
+from llmprep.records import EXTENSIONS, expand_inputs, file_kind
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -91,12 +91,6 @@ def local_copy(uri: str, span: tuple[int, int, int] | None) -> Iterator[tuple[Pa
         else:
             local.write_bytes(fs.cat_file(p, start=span[0], end=span[1]))
             yield local, (0, span[1] - span[0], span[2])
-
-
-def relabel(rec: Record, source: str) -> Record:
-    """The record as read from a local copy, named by its URI. Example: /tmp/x/a.jsonl:3 -> s3://b/a.jsonl:3"""
-    err = rec.error.located(source, rec.line) if rec.error is not None else None
-    return Record(source, rec.line, rec.data, err, rec.raw)
 
 
 # ---------------------------------------------------------------- spill files and URI outputs
