@@ -66,10 +66,13 @@ def run_checks(subject: Subject, *, model: bool = True, cheap: bool = True) -> R
 PREPARE_SCAN = 2_000
 
 
-def prepared_checks(out_dir: Path, tokenizer, *, scan_limit: int | None = PREPARE_SCAN) -> Report:
+def prepared_checks(out_dir: Path, tokenizer, *, scan_limit: int | None = PREPARE_SCAN,
+                    data: Data | None = None) -> Report:
     """The cheap checks on a directory prepare just wrote (its report.json names the rest of the setup);
-    the example checks look at the first `scan_limit` examples and say so when there are more."""
-    data = Data.from_dir(out_dir, verify_inputs=False)  # prepare has just read and hashed the inputs
+    the example checks look at the first `scan_limit` examples and say so when there are more. `data`:
+    the directory as the caller read it already (Data.from_dir), its rows then kept for the caller."""
+    if data is None:
+        data = Data.from_dir(out_dir, verify_inputs=False)  # prepare has just read and hashed the inputs
     data.scan_limit = scan_limit
     spec = tokenizer_entry(data.report).get("name")
     subject = Subject.build(tokenizer, template=data.options.get("template", "auto"), tokenizer_dir=local_dir(spec),

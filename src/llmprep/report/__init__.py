@@ -14,12 +14,13 @@ from pathlib import Path
 REPORT_HTML = "report.html"
 
 
-def build_report_html(out_dir: str | Path, tokenizer=None) -> str:
-    """The page for a prepared directory (report.json + rejected.jsonl + the dataset splits)."""
+def build_report_html(out_dir: str | Path, tokenizer=None, chunks=None) -> str:
+    """The page for a prepared directory (report.json + rejected.jsonl + the dataset splits); `chunks(split)`:
+    the splits' rows as the caller holds them already (collect.load)."""
     from llmprep.report import collect, plots
 
     out_dir = Path(out_dir)
-    report, stats = collect.load(out_dir, tokenizer)
+    report, stats = collect.load(out_dir, tokenizer, chunks)
     opts = report.get("options") or {}
     limit = opts.get("max_length") if opts.get("pack", "none") != "wrap" else None
     doctor = report.get("doctor") or {}
@@ -95,7 +96,7 @@ def finish_output(out_dir: str | Path, tokenizer) -> dict:
     into report.json ("doctor"), then report.html is written. Returns the "doctor" section."""
     import json
 
-    from llmprep.checks import prepared_checks
+    from llmprep.checks import Data, prepared_checks
     from llmprep.store import write_json
 
     out_dir = Path(out_dir)
@@ -105,20 +106,21 @@ def finish_output(out_dir: str | Path, tokenizer) -> dict:
         from llmprep.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_entry(report).get("name"))
-    doctor = prepared_checks(out_dir, tokenizer).to_json(examples=True)
+    data = Data.from_dir(out_dir, verify_inputs=False)  # prepare has just read and hashed the inputs
+    doctor = prepared_checks(out_dir, tokenizer, data=data).to_json(examples=True)
     write_json(out_dir / "report.json", {**report, "doctor": doctor})
-    write_report_html(out_dir, tokenizer)
+    write_report_html(out_dir, tokenizer, chunks=data.chunks)  # the rows the checks read (and kept), not again
     return doctor
 
 
-def write_report_html(out_dir: str | Path, tokenizer=None) -> Path:
+def write_report_html(out_dir: str | Path, tokenizer=None, chunks=None) -> Path:
     """Write DIR/report.html (atomically: a temp file renamed into place)."""
     import os
 
     from llmprep.store import record_entry
 
     out_dir = Path(out_dir)
-    html = build_report_html(out_dir, tokenizer)
+    html = build_report_html(out_dir, tokenizer, chunks)
     path = out_dir / REPORT_HTML
     tmp = path.with_name(f".{REPORT_HTML}.tmp-{os.getpid()}")
     tmp.write_text(html, encoding="utf-8")

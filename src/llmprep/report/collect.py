@@ -4,6 +4,7 @@ shares, packing fill, rejects by reason with examples, the doctor's findings, sa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +26,15 @@ class Reason:
     examples: list = field(default_factory=list)  # (file:line, record as JSON, shortened)
 
 
-def split_stats(files: list[Path], tokenizer) -> dict:
-    """Per-row real lengths and trained-token shares of one split, read chunk by chunk, plus its first
-    SAMPLE_ROWS rows decoded for display.
+def split_stats(chunks: Iterable[tuple[int, Rows]], tokenizer) -> dict:
+    """Per-row real lengths and trained-token shares of one split, from its rows chunk by chunk (read_chunks),
+    plus its first SAMPLE_ROWS rows decoded for display.
 
     Example: rows [5 tokens, 2 trained], [3 tokens, 3 trained] -> lengths [5, 3], shares [0.4, 1.0]
     """
     lengths, trained, samples = [], [], []
     labelled = True
-    for start, rows in read_chunks(files):
+    for start, rows in chunks:
         lengths.append(rows.real_lengths)
         labelled = rows.labels is not None
         if labelled:
@@ -87,10 +88,12 @@ def sample_pieces(rows: Rows, r: int, tokenizer) -> tuple[list[tuple[str, bool]]
     return pieces, len(ids) - shown
 
 
-def load(out_dir: Path, tokenizer) -> tuple[dict, dict[str, dict]]:
-    """report.json and the statistics of every split of a prepared directory."""
+def load(out_dir: Path, tokenizer, chunks: Callable[[str], Iterable] | None = None) -> tuple[dict, dict[str, dict]]:
+    """report.json and the statistics of every split of a prepared directory. `chunks(split)`: its rows
+    as a reader already holds them (prepare's doctor pass: checks.prepared.Data.chunks), else read here."""
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-    return report, {name: split_stats(files, tokenizer) for name, files in split_files(out_dir).items()}
+    return report, {name: split_stats(chunks(name) if chunks is not None else read_chunks(files), tokenizer)
+                    for name, files in split_files(out_dir).items()}
 
 
 def counts(report: dict) -> list[tuple[str, str]]:
