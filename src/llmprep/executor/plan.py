@@ -31,6 +31,7 @@ from llmprep.jsonarray import ArrayScan, remember
 from llmprep.records import (
     DEFAULT_MAX_RECORD_BYTES,
     Record,
+    open_input,
     read_file,
     register_copy,
     relabel,
@@ -179,11 +180,10 @@ def _decompress(path: str, copy: str, shard_lines: int) -> list[tuple[int, int, 
     """Write the decompressed bytes of `path` to `copy`; -> their ranges (lines; whole items of a .json array),
     or None when `path` cannot be read as gzip (the whole-file task reports that). A failed write (disk
     full) is raised: the caller's error."""
-    import gzip
     import zlib
 
     cutter = ArrayScan() if storage.kind(path) == ".json" else LineCuts(shard_lines)
-    with gzip.open(path, "rb") as src, open(copy, "wb") as dst:
+    with open_input(Path(path)) as src, open(copy, "wb") as dst:
         while True:
             try:
                 block = src.read(SCAN_BLOCK)
