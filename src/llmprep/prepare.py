@@ -44,7 +44,7 @@ from llmprep.encode import ENGINES, tokenizer_json, whole_texts
 from llmprep.errors import ConfigError, LlmprepError
 from llmprep.examples import Rejected
 from llmprep.executor import EXECUTORS, get_executor, storage
-from llmprep.executor.plan import plan, split_compressed
+from llmprep.executor.plan import detect_format, plan, split_compressed
 from llmprep.executor.task import ShardMeta, TaskEnv
 from llmprep.formats import CHAT, PAIR, get_format
 from llmprep.messages import ROLES
@@ -298,7 +298,8 @@ def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = 
     tasks, scans, files = [], [], []
     for i, g in enumerate(groups):
         t, sc = plan(g.files, shard_lines=SHARD_SIZE, fmt=g.format, columns=g.columns, source=i,
-                     first_task=len(tasks), first_file=len(scans), max_record_bytes=cfg.max_record_bytes)
+                     first_task=len(tasks), first_file=len(scans), max_record_bytes=cfg.max_record_bytes,
+                     defer_gzip=not remote_out)  # detected by split_compressed, from the decompressed copy
         tasks, scans = tasks + t, scans + sc
         files += [(str(f), g) for f in g.files]
     sources = tuple((replace(settings, format=g.format, columns=tuple(sorted(g.columns.items()))),
@@ -316,7 +317,10 @@ def _run(cfg: PrepareConfig, inputs: list[str], out: str | os.PathLike | None = 
         work.mkdir()
         spills = f"{staging}/.work" if remote_out else str(work)  # on the output filesystem: Ray tasks write there
         storage.make_dirs(spills)
-        tasks = split_compressed(tasks, spills, SHARD_SIZE)  # a big .jsonl.gz runs as many tasks too
+        # a big .jsonl.gz runs as many tasks too; its format is detected from its first range
+        tasks = split_compressed(tasks, spills, SHARD_SIZE,
+                                 detect=lambda parts: None if groups[parts[0].source].format else
+                                 detect_format(parts, groups[parts[0].source].columns))
         env = TaskEnv(settings, digest, spills, str(cache.base) if cache else None, SHARD_SIZE,
                       keys=keys if keys.active else None, sources=sources)
         acc = Accounts(tmp, work, cfg)

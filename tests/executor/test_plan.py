@@ -245,7 +245,7 @@ def test_prepares_doctor_pass_reads_a_json_gz_through_its_copy_by_range(tmp_path
     from doctor_assets import sample_lines
 
     import llmprep.prepare as prep
-    from llmprep import records
+    from llmprep import jsonarray, records
     from llmprep.prepare import PrepareConfig, run
 
     monkeypatch.setattr(prep, "SHARD_SIZE", 64)
@@ -259,10 +259,15 @@ def test_prepares_doctor_pass_reads_a_json_gz_through_its_copy_by_range(tmp_path
     parsed: list[int] = []
     items = records._json_items
     monkeypatch.setattr(records, "_json_items", lambda value, *a, **k: parsed.append(len(value)) or items(value, *a, **k))
+    scanned = []
+    whole_scan = jsonarray.scan_file
+    monkeypatch.setattr(jsonarray, "scan_file", lambda path, *a, **k: scanned.append(path) or whole_scan(path, *a, **k))
     cfg = PrepareConfig(progress=False, cache=False, num_proc=2, dedup="none", test_size=0.1)
     res = run(cfg, [str(gz)], out=tmp_path / "out-gz")
-    assert res.run_info["executor"]["tasks"] == 5
-    assert parsed and max(parsed) <= 50  # the workers parse their ranges; this process, ranges of 50 items
+    assert res.run_info["executor"]["tasks"] == 5 and res.report["examples"] == {"chat": 300}
+    # this process parsed the first task's range (64 items: the format) and ranges of 50 (the doctor), never all 300
+    assert parsed[0] == 64 and max(parsed[1:]) == 50
+    assert scanned == []  # the format came from the first range of the copy, not a pass over the whole stream
     twin = run(cfg, [str(plain)], out=tmp_path / "out-plain")
     assert json.dumps(res.report["doctor"]).replace(gz.name, "X") == json.dumps(twin.report["doctor"]).replace(
         plain.name, "X")

@@ -155,6 +155,36 @@ def test_mix_in_every_chat_mode(two_sources, tmp_path, mode):
         assert "duplicates" not in {s["id"] for s in rep["doctor"]["skipped"]}
 
 
+def test_a_mix_of_gzip_sources_is_cut_and_detected_per_source(two_sources, tmp_path, monkeypatch):
+    """The two sources gzipped, in shards of 16: each is decompressed and cut into tasks, its format detected
+    from its first range with its own columns (the zh source is question/answer), and the mix gives the rows
+    of the plain files."""
+    import gzip
+    import shutil
+
+    import llmprep.prepare as prep
+
+    monkeypatch.setattr(prep, "SHARD_SIZE", 16)
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    for name in ("en", "zh"):
+        with open(two_sources / f"{name}.jsonl", "rb") as src, gzip.open(gz / f"{name}.jsonl.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    doc = json.loads(recipe(two_sources, 5000, 0.3).read_text())
+    for source in doc["sources"]:
+        source["path"] += ".gz"
+    (gz / "recipe.json").write_text(json.dumps(doc))
+    common = {"test_size": 5, "seed": 3, "progress": False, "num_proc": 2, "cache": False}
+    plain = run(PrepareConfig(mix=str(recipe(two_sources, 5000, 0.3)), **common), [], out=tmp_path / "plain")
+    res = run(PrepareConfig(mix=str(gz / "recipe.json"), **common), [], out=tmp_path / "gzipped")
+    assert res.run_info["executor"]["tasks"] == 8  # en: 80 lines / 16; zh: 40 / 16
+    assert res.report["records"] == plain.report["records"] and res.report["mix"]["rows"] == plain.report["mix"]["rows"]
+    for split in ("train", "test"):
+        a = datasets.load_from_disk(str(tmp_path / "plain"))[split]
+        b = datasets.load_from_disk(str(tmp_path / "gzipped"))[split]
+        assert a["input_ids"] == b["input_ids"] and a["labels"] == b["labels"]
+
+
 def test_mix_of_documents_packed_with_wrap_and_scarcest(tmp_path, gpl_paragraphs, fortunes):
     write_jsonl(tmp_path / "en.jsonl", [{"text": p} for p in gpl_paragraphs])
     (tmp_path / "zh.txt").write_text("\n".join(fortunes[:60]) + "\n", encoding="utf-8")

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, replace
 from itertools import islice, pairwise
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -147,21 +147,27 @@ def _line_file(path: str) -> bool:
     return storage.kind(path) in (".jsonl", ".txt")
 
 
-def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int) -> list[ShardTask]:
+def _splits_after_decompressing(path: str) -> bool:
+    """A file split_compressed considers: local gzip of lines or of one JSON array."""
+    return path.lower().endswith(".gz") and storage.kind(path) in _SPLIT_GZ and not storage.is_uri(path)
+
+
+def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int,
+                     detect: Callable[[list[ShardTask]], str | None] | None = None) -> list[ShardTask]:
     """Tasks with each gzip file of lines or of one JSON array (.jsonl.gz, .txt.gz, .json.gz) decompressed once
     into `work_dir` and cut like the plain file (line ranges, ranges of whole items), so its shards run in
     parallel instead of as one task, and a big array is never parsed whole; its records keep their file name
     and line (item) numbers. A file that stays one task: one range long, all blank, not one plain array, not
     gzip or truncated (its one task rejects it, saying why), or remote (as is a URI `work_dir`: the copies
-    stay local). Tasks are numbered again, in input order. The copies go with `work_dir`.
+    stay local). Tasks are numbered again, in input order. The copies go with `work_dir`. `detect(tasks)`: the
+    format of such a file planned with `defer_gzip` (None: --format), from the tasks it became.
 
     Example: [0: a.jsonl.gz, whole] -> [0: a.jsonl.gz lines 1-2048 (from work_dir/input-00000.jsonl), 1: ...]
     """
     out: list[ShardTask] = []
     for task in tasks:
         parts = [task]
-        if task.span is None and task.path.lower().endswith(".gz") and storage.kind(task.path) in _SPLIT_GZ \
-                and not storage.is_uri(task.path) and not storage.is_uri(work_dir):
+        if task.span is None and _splits_after_decompressing(task.path) and not storage.is_uri(work_dir):
             copy = f"{work_dir}/input-{task.file_index:05d}{storage.kind(task.path)}"
             cuts = _decompress(task.path, copy, shard_lines)
             if cuts is not None and len(cuts) > 1:
@@ -169,6 +175,9 @@ def split_compressed(tasks: list[ShardTask], work_dir: str, shard_lines: int) ->
                 register_copy(task.path, copy)  # the doctor's pass reads it too (records.read_file)
             else:
                 Path(copy).unlink(missing_ok=True)
+            if detect is not None and task.format is None:
+                fmt = detect(parts)  # from the first range of the copy: not a pass over the whole file
+                parts = [replace(t, format=fmt) for t in parts]
         out += [replace(t, index=len(out) + k) for k, t in enumerate(parts)]
     return out
 
@@ -233,12 +242,14 @@ def detect_format(tasks: list[ShardTask], columns: Mapping[str, str]) -> str | N
 
 
 def plan(files: list[str], *, shard_lines: int, fmt: str | None, columns: Mapping[str, str], source: int = 0,
-         first_task: int = 0, first_file: int = 0,
-         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[list[ShardTask], list[FileScan]]:
+         first_task: int = 0, first_file: int = 0, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+         defer_gzip: bool = False) -> tuple[list[ShardTask], list[FileScan]]:
     """Every file scanned (sha256, line ranges) and its format detected -> tasks in input order.
 
     A --mix source is planned on its own (its format and columns) and numbered after the sources before
-    it: `first_task`/`first_file` are the counts so far, `source` its index in the recipe.
+    it: `first_task`/`first_file` are the counts so far, `source` its index in the recipe. `defer_gzip`: a
+    local gzip file split_compressed will cut is detected there, from its first range (read whole here, a
+    big .json.gz would be decompressed and scanned to the end first).
     """
     tasks: list[ShardTask] = []
     scans = []
@@ -248,6 +259,7 @@ def plan(files: list[str], *, shard_lines: int, fmt: str | None, columns: Mappin
         mine = [ShardTask(first_task + len(tasks) + k, str(path), i, span, source=source,
                            max_record_bytes=max_record_bytes)
                 for k, span in enumerate(s.cuts or [None])]
-        detected = None if fmt else detect_format(mine, columns)
+        detected = None if fmt or (defer_gzip and _splits_after_decompressing(str(path))) else \
+            detect_format(mine, columns)
         tasks += [ShardTask(t.index, t.path, i, t.span, detected, max_record_bytes, source) for t in mine]
     return tasks, scans
