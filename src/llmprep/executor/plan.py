@@ -11,7 +11,7 @@ SHARD_LINES. A shard never spans two files: adding, renaming or moving a file le
 shards — and so their cache keys — unchanged.
 
 Each file's format is detected here, from its first readable record, so every shard of a file uses
-the same one (as the in-memory pipeline did).
+the same one (as the in-memory pipeline did); a local gzip file's by split_compressed, from its first range.
 """
 
 from __future__ import annotations
