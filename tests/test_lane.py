@@ -13,7 +13,7 @@ from helpers import a, chat, s, u
 
 import llmprep.shard as shard_mod
 from llmprep.lane import PlainLane
-from llmprep.records import Record
+from llmprep.records import Record, read_file
 from llmprep.render import resolve_template
 from llmprep.shard import ShardSettings, process_shard
 
@@ -78,18 +78,27 @@ def _summary(res) -> dict:
     }
 
 
+def _as_json_array(records: list[Record], path) -> list[Record]:
+    """The same records as a prepare task reads them from its range of a .json array file: objects parsed
+    (and checked) by the reader, an item nested too deep rejected alone. (The malformed line has no place in
+    an array that is one.)"""
+    path.write_text("[" + ",\n".join(r.raw for r in records if not r.raw.endswith(", ")) + "]", encoding="utf-8")
+    return list(read_file(path, lazy=True, span=(0, path.stat().st_size, 1)))
+
+
 def _both(records, settings, monkeypatch) -> tuple[dict, dict, int]:
     """(lane result, general result, records the lane took)"""
     lanes = []
     real = PlainLane.for_shard.__func__
+    formats = {records[0].source: "messages"}
     shard_mod._STATE.clear()
     with monkeypatch.context() as m:
         m.setattr(PlainLane, "for_shard", classmethod(lambda cls, *args: lanes.append(real(cls, *args)) or lanes[-1]))
-        with_lane = process_shard(records, {"mem.jsonl": "messages"}, settings)
+        with_lane = process_shard(records, formats, settings)
     shard_mod._STATE.clear()
     with monkeypatch.context() as m:
         m.setattr(PlainLane, "for_shard", classmethod(lambda cls, *args: None))
-        general = process_shard(records, {"mem.jsonl": "messages"}, settings)
+        general = process_shard(records, formats, settings)
     shard_mod._STATE.clear()
     return _summary(with_lane), _summary(general), lanes[0].taken if lanes[0] else 0
 
@@ -108,7 +117,7 @@ SETTINGS = {
 
 @pytest.mark.parametrize("template", ["auto", "chatml", "zephyr", "alpaca"])
 @pytest.mark.parametrize("variant", sorted(SETTINGS))
-def test_lane_equals_the_general_path(template, variant, english_chats, chinese_chats, monkeypatch):
+def test_lane_equals_the_general_path(template, variant, english_chats, chinese_chats, monkeypatch, tmp_path):
     from llmprep.tokenizer import load_lite_tokenizer, resolve_tokenizer_path
 
     tok = load_lite_tokenizer("smollm2")
@@ -117,6 +126,13 @@ def test_lane_equals_the_general_path(template, variant, english_chats, chinese_
                                      max_length=4096, truncation="right", engine="fastokens", template_name=name),
                        **SETTINGS[variant])
     records = _records(english_chats, chinese_chats)
+    if variant == "default":  # and read as one .json array: the lane takes the reader's objects as they are
+        json_lane, json_general, json_taken = _both(_as_json_array(records, tmp_path / "mem.json"), settings,
+                                                    monkeypatch)
+        for key in json_general:
+            assert json_lane[key] == json_general[key], key
+        if template != "alpaca":
+            assert json_taken > len(records) // 2
     lane, general, taken = _both(records, settings, monkeypatch)
     for key in general:
         assert lane[key] == general[key], key

@@ -10,7 +10,8 @@ this shard has learnt, and join the shape's pieces with the contents.
 The lane takes a record only when the general path would do exactly that with it:
 - the file's format is `messages` and no --column renames anything;
 - the JSON is an object with a `messages` list and no `tools`, and parse_record would find no problem in it
-  (no lone surrogate, no deep nesting);
+  (no lone surrogate, no deep nesting); an object its reader parsed already (a `.json` array's item, which
+  that reader checked) is taken the same way, without parsing;
 - every message is `{"role", "content"}` with a known role and a non-empty string (an assistant's not
   blank), so validation depends on the roles alone — and a shape is only ever learnt from a chat that
   passed validation with the same roles;
@@ -91,9 +92,11 @@ class PlainLane:
         fmt, formats = self.settings.format, self.formats
         for rec in records:
             plain = None
-            if rec.raw is not None and rec.data is None and rec.error is None \
-                    and (fmt or formats.get(rec.source)) == "messages":
-                plain = self._plain(rec.raw, stats)
+            if rec.error is None and (fmt or formats.get(rec.source)) == "messages":
+                if rec.data is None and rec.raw is not None:  # a JSON line, parsed here
+                    plain = self._plain(rec.raw, stats)
+                elif type(rec.data) is dict:  # an object read already (a .json array's item)
+                    plain = self._plain_object(rec.data, stats)
             if plain is not None:
                 self.taken += 1
                 messages, text, spans, literal = plain
@@ -113,9 +116,15 @@ class PlainLane:
     def _plain(self, raw: str, stats) -> tuple | None:
         """(messages, text, spans, literal spans) of a record the lane takes, else None (nothing changed)."""
         got = messages_object(raw)
-        if got is None:
-            return None
-        messages = got[1]
+        return None if got is None else self._laid_out(got[1], stats)
+
+    def _plain_object(self, record: dict, stats) -> tuple | None:
+        """_plain for a record its reader parsed (and checked: an item with a lone surrogate or nested too deep
+        is a reject there), as messages_object would take it: a non-empty `messages` list and no `tools`."""
+        messages = record.get("messages") if "tools" not in record else None
+        return self._laid_out(messages, stats) if type(messages) is list and messages else None
+
+    def _laid_out(self, messages: list, stats) -> tuple | None:
         parts = plain_parts(messages)  # its role and blank-reply conditions stand in for validate_messages
         if parts is None:
             return None
