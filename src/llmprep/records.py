@@ -164,30 +164,11 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
     if span is not None and kind == ".json":
         yield from _read_json_span(path, span, max_record_bytes=max_record_bytes)
         return
-    if kind == ".json" and _big_gzip(path):  # two passes over the stream: find whole items, then parse them
-        from llmprep.jsonarray import scan_file
-
-        try:
-            cuts = scan_file(path, STREAM_JSON_ITEMS)
-        except (OSError, EOFError, zlib.error):  # not gzip, or truncated: the whole-file reader says so
-            cuts = None
-        if cuts is not None:
-            with open_input(path) as fh:
-                for a, b, first in cuts:  # contiguous ranges, read in order: one decompression
-                    yield from _json_span_records(fh.read(b - a), str(path), first, max_record_bytes=max_record_bytes)
-            return
-    if kind == ".json" and not path.name.lower().endswith(".gz"):
-        from llmprep.jsonarray import known_cuts, scan_file
-
-        # a big array streams, range by range, as its tasks do; so does one this process scanned already
-        # (prepare's doctor pass then parses the items it reads, not the whole file)
-        known, cuts = known_cuts(path, STREAM_JSON_ITEMS)
-        if not known and _big_plain_file(path):
-            cuts = scan_file(path, STREAM_JSON_ITEMS)
-        if cuts is not None:
-            for part in cuts:
-                yield from _read_json_span(path, part, max_record_bytes=max_record_bytes)
-            return
+    if kind == ".json" and (cuts := _json_ranges(path)) is not None:  # an array read range by range, as its tasks do
+        with open_input(path) as fh:
+            for a, b, first in cuts:  # contiguous from byte 0, read in order (a .gz: one decompression)
+                yield from _json_span_records(fh.read(b - a), str(path), first, max_record_bytes=max_record_bytes)
+        return
     if span is not None:
         lines = text_lines(path, span, max_record_bytes=max_record_bytes)
         yield from (_jsonl_records(path, lines, lazy) if kind == ".jsonl" else _txt_records(path, lines))
@@ -208,6 +189,23 @@ def read_file(path: Path, *, lazy: bool = False, span: tuple[int, int, int] | No
 
 STREAM_JSON_BYTES = 32 << 20  # a .json file bigger than this is read range by range, never parsed whole
 STREAM_JSON_ITEMS = 4096  # items per range then (one range's objects in memory at a time)
+
+
+def _json_ranges(path: Path) -> list[tuple[int, int, int]] | None:
+    """Ranges of whole items to read a .json file by instead of parsing it whole: a big array's (a big .gz's
+    too, found in a first pass over its stream), or that of an array this process scanned already (prepare's
+    plan: its doctor pass then parses the items it reads, not the whole file). None: read it whole."""
+    from llmprep.jsonarray import known_cuts, scan_file
+
+    if path.name.lower().endswith(".gz"):
+        if not _big_gzip(path):
+            return None
+        try:
+            return scan_file(path, STREAM_JSON_ITEMS)
+        except (OSError, EOFError, zlib.error):  # not gzip, or truncated: the whole-file reader says so
+            return None
+    known, cuts = known_cuts(path, STREAM_JSON_ITEMS)
+    return cuts if known or not _big_plain_file(path) else scan_file(path, STREAM_JSON_ITEMS)
 
 
 def _big_gzip(path: Path) -> bool:
