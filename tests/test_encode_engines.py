@@ -2,6 +2,8 @@
 the fastokens engine (token byte lengths, or span-cut re-encoding), `tokenizers` with edge lookups, and the
 offsets fallback."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,26 @@ def test_tokenizer_json_keeps_only_the_newest_few(smollm2):
         assert encode.tokenizer_json(tok.backend_tokenizer) == tok.backend_tokenizer.to_str()
     assert len(encode._JSON) <= encode._JSON_KEPT
     assert all(entry[0] is not toks[0].backend_tokenizer for entry in encode._JSON.values())
+
+
+def test_fastokens_encodes_on_the_cores_left_over_by_prepares_processes(smollm2, monkeypatch):
+    # prepare runs one shard per core (at most MAX_PROCESSES processes); fastokens' own pool, sized to the
+    # machine, would only compete with the other shards, so its size is set before its first batch (the
+    # pool is started once per process and inherited by forked workers) unless the user chose one.
+    from llmprep import encode
+
+    for cores, threads in ((1, 1), (2, 1), (4, 1), (8, 2), (16, 4), (None, 1)):
+        monkeypatch.setattr(encode.os, "cpu_count", lambda cores=cores: cores)
+        assert encode.encode_threads() == threads
+    pytest.importorskip("fastokens")
+    text = encode.tokenizer_json(encode.backend(smollm2))
+    monkeypatch.setattr(encode.os, "cpu_count", lambda: 16)
+    for preset, expected in ((None, "4"), ("3", "3")):
+        if preset is None:
+            monkeypatch.delenv("FASTOKENS_BPE_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("FASTOKENS_BPE_THREADS", preset)
+        encode._fastokens_for.cache_clear()
+        assert encode._fastokens_for(text) is not None
+        assert os.environ["FASTOKENS_BPE_THREADS"] == expected
+    encode._fastokens_for.cache_clear()

@@ -12,6 +12,7 @@ special-token matching turned off, so only the template can emit control tokens.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass, field
 from itertools import chain
@@ -19,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from llmprep.constants import IGNORE_INDEX
+from llmprep.constants import IGNORE_INDEX, MAX_PROCESSES
 from llmprep.errors import ConfigError
 
 Span = tuple[int, int]
@@ -112,6 +113,13 @@ def _byte_lengths_for(text: str) -> np.ndarray | None:
         return None
 
 
+def encode_threads() -> int:
+    """Threads for one fastokens encode: the cores left over when prepare's processes (one per core, at most
+    MAX_PROCESSES) each work a shard. Example: 2 cores -> 1, 16 cores -> 4"""
+    cores = os.cpu_count() or 1
+    return max(1, cores // min(cores, MAX_PROCESSES))
+
+
 def fast_engine_for(tokenizer_json: str) -> None:
     """Load (and cache) the fastokens tokenizer for a tokenizer.json text; prepare calls it in a thread
     ahead of the workers. Any failure is left to the first real use."""
@@ -170,6 +178,13 @@ def _fastokens_for(tokenizer_json: str):
         import fastokens
     except ImportError:
         return None
+    # fastokens spreads one encode over a thread pool as big as the machine, started at its first batch; prepare
+    # already runs a shard per core (the main process and its workers), so those threads only compete with the
+    # other shards (2 cores: the main process's share of the shards gained nothing while its encodes took a
+    # second thread). Set before that first batch: the pool's size is read once per process, and forked workers
+    # inherit the setting. (With a pool, a worker forked from it encodes on its calling thread alone: fastokens'
+    # caller takes every chunk its missing threads do not.)
+    os.environ.setdefault("FASTOKENS_BPE_THREADS", str(encode_threads()))
     try:
         inner = fastokens.Tokenizer.from_json_str(tokenizer_json)
         inner.no_truncation(), inner.no_padding()

@@ -29,8 +29,8 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _task_blocked(task) -> list:
-    return [_blocked()]
+def _task_blocked(task, env=None) -> list:
+    return [_blocked(), os.getpid()]
 
 
 def test_workers_start_with_sigterm_and_sigint_blocked_until_their_handlers_are_set(tmp_path, monkeypatch):
@@ -41,7 +41,7 @@ def test_workers_start_with_sigterm_and_sigint_blocked_until_their_handlers_are_
     env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
     _AT_FORK[:] = [str(tmp_path / "mask")]
     try:
-        results = list(local.LocalExecutor(2).map(list(range(4)), env))
+        results = list(local.LocalExecutor(3).map(list(range(4)), env))  # the main process and 2 workers
     finally:
         _AT_FORK.clear()
     at_fork = [f.read_text().split() for f in tmp_path.glob("mask.*")]
@@ -51,7 +51,7 @@ def test_workers_start_with_sigterm_and_sigint_blocked_until_their_handlers_are_
     assert int(signal.SIGTERM) not in _blocked()  # the main process's mask is restored
 
 
-def _task_pid(task) -> list:
+def _task_pid(task, env=None) -> list:
     return [os.getpid()]
 
 
@@ -73,9 +73,62 @@ def test_close_waits_for_the_workers_ended_in_the_background(tmp_path, monkeypat
     monkeypatch.setattr(local, "run_task", _task_pid)
     env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
     ex = local.LocalExecutor(2)
-    pids = {r[0] for r in ex.map(list(range(6)), env)}
-    assert len(pids) >= 1 and os.getpid() not in pids
+    pids = {r[0] for r in ex.map(list(range(6)), env)} - {os.getpid()}  # the main process works tasks too
+    assert len(pids) == 1
     ex.close()
     assert ex._teardown is None
     assert not any(_alive(p) for p in pids)
     ex.close()  # a second close is harmless
+
+
+def _task_slow_worker(task, env=None) -> list:
+    """A task that takes the worker 50 ms longer than the main process: the main process takes more of them."""
+    import time
+
+    if env is None:  # a worker (the main process passes its env)
+        time.sleep(0.05)
+    return [task, os.getpid()]
+
+
+def test_main_process_and_workers_share_the_tasks_in_order(tmp_path, monkeypatch):
+    # Each task runs exactly once, results come back in task order, and the main process (which would
+    # otherwise only wait) works a share: whoever is free takes the next task.
+    monkeypatch.setattr(local, "run_task", _task_slow_worker)
+    env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
+    ex = local.LocalExecutor(2)
+    results = list(ex.map(list(range(12)), env))
+    ex.close()
+    assert [r[0] for r in results] == list(range(12))
+    by_main = sum(r[1] == os.getpid() for r in results)
+    assert 6 < by_main < 12  # the slower worker takes fewer, but it takes some
+    assert ex.workers == 2
+
+
+def _task_fails_on_3(task, env=None) -> list:
+    if task == 3:
+        raise ValueError(f"task {task} failed in {'a worker' if env is None else 'the main process'}")
+    return [task]
+
+
+def test_a_failed_task_raises_at_its_place(tmp_path, monkeypatch):
+    # Tasks before it are yielded, then its exception, whichever process ran it; the pool is stopped.
+    monkeypatch.setattr(local, "run_task", _task_fails_on_3)
+    env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
+    got = []
+    with pytest.raises(ValueError, match="task 3 failed"):
+        for r in local.LocalExecutor(2).map(list(range(8)), env):
+            got.append(r[0])
+    assert got == [0, 1, 2]
+
+
+def _task_killed_in_worker(task, env=None) -> list:
+    if env is None:  # in a worker (the main process passes its env)
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+    return [task]
+
+
+def test_a_worker_killed_mid_run_fails_loudly_instead_of_waiting_forever(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "run_task", _task_killed_in_worker)
+    env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
+    with pytest.raises(local.LlmprepError, match=r"was killed by signal 9 .*most likely out of memory.*--num-proc"):
+        list(local.LocalExecutor(2).map(list(range(4)), env))

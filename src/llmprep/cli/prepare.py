@@ -88,7 +88,7 @@ def parse_test_size(value: str) -> float:
               help="Shard cache (default $LLMPREP_CACHE or ~/.cache/llmprep); keyed by the records' bytes, "
                    "tokenizer, template and options.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the shard cache.")
-@click.option("--num-proc", type=int, default=None, help="Worker processes (default: number of cores, max 4).")
+@click.option("--num-proc", type=int, default=None, help="Processes working shards, the main process included (default: number of cores, max 4).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Run shard tasks in local worker processes or as Ray tasks (pip install 'llmprep[ray]').")
 @click.option("--ray-address", default=None,

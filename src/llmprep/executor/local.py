@@ -1,6 +1,18 @@
-"""The local executor: run_task in a pool of worker processes (or in process for a single worker).
+"""The local executor: run_task on `num_proc` processes — the main process and num_proc - 1 forked workers —
+or in process alone for one process or one task.
 
-Workers ignore SIGINT (Ctrl-C reaches the main process only, which stops the pool: one "Aborted!",
+The main process works tasks too: it would otherwise only wait for results. That saves a whole process
+(its fork, its cold caches, its memory) for the same number of busy cores, and a process that runs
+prepare again keeps its warm caches for its share of the shards. Tasks are claimed in order from one
+counter, a worker holding one task at a time, so whoever is free takes the next one and the run ends
+evenly; results are yielded in task order, a task's exception at its place.
+
+Each worker is a forked process with a pipe, fed by a thread of the main process. A worker that dies
+mid-run (the out-of-memory killer, a kill -9) closes its pipe: the run fails at once with that worker's
+exit status, instead of waiting forever for a task that will never return (multiprocessing.Pool's
+behaviour, whose terminate() could then hang too) — never a shorter dataset.
+
+Workers ignore SIGINT (Ctrl-C reaches the main process only, which stops the workers: one "Aborted!",
 no worker tracebacks) and die with their parent (PR_SET_PDEATHSIG on Linux: a kill -9 of the main
 process leaves no orphan that later prints BrokenPipeError).
 """
@@ -11,16 +23,21 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
 import threading
 from collections.abc import Iterator
+from multiprocessing.pool import ExceptionWithTraceback
+from typing import Any
 
+from llmprep.constants import MAX_PROCESSES
+from llmprep.errors import LlmprepError
 from llmprep.executor.task import TaskEnv, run_task, task_worker_init
 
 
 def default_workers() -> int:
-    return min(os.cpu_count() or 1, 4)
+    return min(os.cpu_count() or 1, MAX_PROCESSES)
 
 
 def _die_with_parent() -> None:
@@ -48,11 +65,10 @@ def _init(env: TaskEnv, parent: int) -> None:
 
 @contextlib.contextmanager
 def _signals_blocked():
-    """SIGTERM and SIGINT blocked while the pool forks its workers (and in the pool's threads, which inherit
-    the mask and fork any replacement worker). A worker inherits the mask, so a signal that reaches it before
-    _init has set its handlers (pool.terminate() on a worker the OS had not yet run, Ctrl-C) waits instead of
-    running this process's Python handler in the child: that raises out of multiprocessing's fork code and
-    leaves a copy of the main process running the caller's code."""
+    """SIGTERM and SIGINT blocked while the main process forks its workers. A worker inherits the mask, so a
+    signal that reaches it before _init has set its handlers (a stop of a worker the OS had not yet run,
+    Ctrl-C) waits instead of running this process's Python handler in the child: that raises out of
+    multiprocessing's fork code and leaves a copy of the main process running the caller's code."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -64,12 +80,12 @@ def _signals_blocked():
 
 
 class LocalExecutor:
-    """run_task over the tasks on a pool of forked workers (in process for one worker or one task)."""
+    """run_task over the tasks on the main process and forked workers (in process for one worker or one task)."""
 
     name = "local"
 
     def __init__(self, num_proc: int | None = None):
-        self.workers = num_proc or default_workers()
+        self.workers = num_proc or default_workers()  # processes working tasks, the main process included
         self._teardown: threading.Thread | None = None
 
     def map(self, tasks: list, env: TaskEnv) -> Iterator[list]:
@@ -78,29 +94,157 @@ class LocalExecutor:
             for task in tasks:
                 yield run_task(task, env)
             return
+        board = _Board(tasks)
         ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
         with _signals_blocked():
-            pool = ctx.Pool(min(self.workers, len(tasks)), initializer=_init, initargs=(env, os.getpid()))
+            workers = [_Worker(ctx, env, board) for _ in range(min(self.workers, len(tasks)) - 1)]
+        # a worker's next task is sent by its thread here, which needs the GIL while the main process works a
+        # task: at the default 5 ms switch interval each hand-off could wait that long
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, 0.0005))
         done = False
         try:
-            yield from pool.imap(run_task, tasks)
+            for w in workers:
+                w.thread.start()
+            yield from board.results(env)
             done = True
         finally:
+            sys.setswitchinterval(switch)
+            board.close()
             if done:  # every result is in: the workers are ended in a thread while the caller goes on (close joins)
-                self._teardown = threading.Thread(target=_end, args=(pool,), name="llmprep-pool-end", daemon=True)
+                self._teardown = threading.Thread(target=_end, args=(workers,), name="llmprep-workers-end",
+                                                  daemon=True)
                 self._teardown.start()
             else:
-                _end(pool)
+                _end(workers)
 
     def close(self) -> None:
-        """Wait until the pool's workers are gone."""
+        """Wait until the workers are gone."""
         if self._teardown is not None:
             self._teardown.join()
             self._teardown = None
 
 
-def _end(pool) -> None:
-    """terminate + join: tens of milliseconds of waiting for the workers to exit, off the main thread's path
-    once the results are in."""
-    pool.terminate()
-    pool.join()
+class _Board:
+    """The tasks of one map: claimed in order by the main process and the workers, results kept by index.
+
+    Example: 10 tasks, main + 1 worker -> the worker takes 0, the main process 1, then each the next when free.
+    """
+
+    def __init__(self, tasks: list):
+        self.tasks = tasks
+        self.next = 0
+        self.found: dict[int, Any] = {}  # index -> result, or the exception its task raised
+        self.ready = threading.Condition()
+        self.closed = False
+
+    def claim(self) -> int | None:
+        """The next task's index, or None when none is left (or a task failed: the run is over; every task
+        before it was claimed already, tasks being claimed in order)."""
+        with self.ready:
+            if self.next >= len(self.tasks) or self.closed:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def put(self, i: int, result) -> None:
+        """Task i's result, or its exception (which ends the claiming)."""
+        with self.ready:
+            self.found[i] = result
+            self.closed |= isinstance(result, BaseException)
+            self.ready.notify_all()
+
+    def close(self) -> None:
+        with self.ready:
+            self.closed = True
+
+    def results(self, env: TaskEnv) -> Iterator[list]:
+        """Each task's result in task order; the main process works the next unclaimed task whenever the
+        next result is not in yet. A task's exception is raised at its place."""
+        for out in range(len(self.tasks)):
+            while True:
+                with self.ready:
+                    if out in self.found:
+                        result = self.found.pop(out)
+                        break
+                i = self.claim()
+                if i is None:
+                    with self.ready:
+                        self.ready.wait_for(lambda out=out: out in self.found)
+                    continue
+                try:
+                    self.put(i, run_task(self.tasks[i], env))
+                except Exception as exc:  # noqa: BLE001 - raised at its place, as a worker's is (Ctrl-C is not caught)
+                    self.put(i, exc)
+            if isinstance(result, BaseException):
+                raise result
+            yield result
+
+
+class _Worker:
+    """A forked worker process, and the thread of the main process that hands it the board's tasks one at a time."""
+
+    def __init__(self, ctx, env: TaskEnv, board: _Board):
+        self.board = board
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, env, os.getpid()), daemon=True)
+        self.proc.start()
+        child.close()
+        self.thread = threading.Thread(target=self._feed, name="llmprep-worker-feed", daemon=True)
+
+    def _feed(self) -> None:
+        while (i := self.board.claim()) is not None:
+            try:
+                self.conn.send(self.board.tasks[i])
+                _, result = self.conn.recv()
+            except (EOFError, OSError):  # the worker is gone: its task will never return
+                self.board.put(i, self._lost())
+                return
+            self.board.put(i, result)  # an exception (ok False) comes with the worker's traceback as its __cause__
+
+    def _lost(self) -> LlmprepError:
+        self.proc.join(timeout=5)
+        code = self.proc.exitcode
+        how = (f"was killed by signal {-code}" if code is not None and code < 0 else
+               f"exited with status {code}" if code is not None else "stopped answering")
+        oom = " (signal 9: most likely out of memory)" if code == -signal.SIGKILL else ""
+        return LlmprepError(f"a prepare worker process (pid {self.proc.pid}) {how} before its task finished{oom}; "
+                            "nothing was written. Lower --num-proc or --max-record-bytes, or split the input")
+
+
+def _serve(conn, env: TaskEnv, parent: int) -> None:
+    """A worker's loop: a task in, (True, its result) or (False, its exception) out; None or a closed pipe ends it."""
+    _init(env, parent)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            reply = (True, run_task(task))
+        except Exception as exc:  # noqa: BLE001 - sent to the main process, raised there at the task's place
+            reply = (False, _sendable(exc))
+        conn.send(reply)
+
+
+def _sendable(exc: Exception):
+    """The exception with its traceback, as the main process can unpickle it (else a RuntimeError naming it)."""
+    wrapped = ExceptionWithTraceback(exc, exc.__traceback__)
+    try:
+        pickle.loads(pickle.dumps(wrapped))
+        return wrapped
+    except Exception:  # noqa: BLE001 - an exception that does not survive pickling
+        return ExceptionWithTraceback(RuntimeError(f"{type(exc).__name__}: {exc}"), exc.__traceback__)
+
+
+def _end(workers: list[_Worker]) -> None:
+    """Stop the workers (SIGTERM: they hold no state worth a clean exit) and wait for them: tens of milliseconds
+    of waiting, off the main thread's path once the results are in."""
+    for w in workers:
+        if w.proc.is_alive():
+            w.proc.terminate()
+    for w in workers:
+        w.proc.join()
+        w.conn.close()
