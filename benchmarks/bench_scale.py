@@ -50,8 +50,14 @@ def write_input(path: Path, n: int, base: list) -> Path:
 
 
 def tree_rss(proc: psutil.Process) -> int:
+    """RSS summed over the process and its descendants; one that exits meanwhile counts 0 (its exit, or a
+    child's between listing and reading, must not end the sampling: the peak would be cut short)."""
     total = 0
-    for p in [proc] + proc.children(recursive=True):
+    try:
+        family = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        family = [proc]
+    for p in family:
         try:
             total += p.memory_info().rss
         except psutil.Error:

@@ -132,3 +132,16 @@ def test_a_worker_killed_mid_run_fails_loudly_instead_of_waiting_forever(tmp_pat
     env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
     with pytest.raises(local.LlmprepError, match=r"was killed by signal 9 .*most likely out of memory.*--num-proc"):
         list(local.LocalExecutor(2).map(list(range(4)), env))
+
+
+def test_a_run_of_many_tasks_hands_freed_memory_back_before_its_tail(tmp_path, monkeypatch):
+    # The main process's shards leave freed memory resident; a long run (whose tail holds much per-row metadata)
+    # returns it before assembling, a short one keeps it (its tail would only fault those pages in again).
+    monkeypatch.setattr(local, "run_task", _task_pid)
+    calls = []
+    monkeypatch.setattr(local, "_release_freed_memory", lambda: calls.append(1))
+    env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
+    list(local.LocalExecutor(2).map(list(range(local.TRIM_AFTER_TASKS - 1)), env))
+    assert calls == []
+    list(local.LocalExecutor(2).map(list(range(local.TRIM_AFTER_TASKS)), env))
+    assert calls == [1]

@@ -40,6 +40,22 @@ def default_workers() -> int:
     return min(os.cpu_count() or 1, MAX_PROCESSES)
 
 
+# A run of this many tasks or more hands its freed shard memory back to the OS once its tasks are done (see
+# _release_freed_memory); a smaller run's tail would only pay page faults to touch that memory again.
+TRIM_AFTER_TASKS = 32
+
+
+def _release_freed_memory() -> None:
+    """Give the memory the main process's shards freed back to the OS (glibc's malloc_trim) before the run's tail
+    (assembling, the report) allocates its own: kept, it stays resident under the tail's peak. Measured, 2M
+    chats: the tail peaked ~50 MB higher than when only workers worked shards."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # another C library
+            pass
+
+
 def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         try:
@@ -108,6 +124,8 @@ class LocalExecutor:
                 w.thread.start()
             yield from board.results(env)
             done = True
+            if len(tasks) >= TRIM_AFTER_TASKS:
+                _release_freed_memory()
         finally:
             sys.setswitchinterval(switch)
             board.close()
