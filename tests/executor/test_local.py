@@ -82,11 +82,10 @@ def test_close_waits_for_the_workers_ended_in_the_background(tmp_path, monkeypat
 
 
 def _task_slow_worker(task, env=None) -> list:
-    """A task that takes the worker 50 ms longer than the main process: the main process takes more of them."""
+    """A task that takes a worker 50 ms and the main process 10 ms: the main process takes more of them."""
     import time
 
-    if env is None:  # a worker (the main process passes its env)
-        time.sleep(0.05)
+    time.sleep(0.05 if env is None else 0.01)  # a worker gets no env (the main process passes its own)
     return [task, os.getpid()]
 
 
@@ -145,3 +144,18 @@ def test_a_run_of_many_tasks_hands_freed_memory_back_before_its_tail(tmp_path, m
     assert calls == []
     list(local.LocalExecutor(2).map(list(range(local.TRIM_AFTER_TASKS)), env))
     assert calls == [1]
+
+
+def _task_fails_in_worker(task, env=None) -> list:
+    if env is None:  # a worker
+        raise ValueError(f"task {task} failed in a worker")
+    return [task]
+
+
+def test_a_workers_exception_reaches_the_main_process_with_its_traceback(tmp_path, monkeypatch):
+    # The worker's own traceback travels as the exception's cause (as multiprocessing.Pool did), for LLMPREP_DEBUG.
+    monkeypatch.setattr(local, "run_task", _task_fails_in_worker)
+    env = TaskEnv(ShardSettings("smollm2", None, 16, "right"), "", str(tmp_path), None, 1)
+    with pytest.raises(ValueError, match=r"task \d+ failed in a worker") as info:
+        list(local.LocalExecutor(2).map(list(range(4)), env))
+    assert "_task_fails_in_worker" in str(info.value.__cause__)
