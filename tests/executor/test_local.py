@@ -121,8 +121,11 @@ def test_a_failed_task_raises_at_its_place(tmp_path, monkeypatch):
 
 
 def _task_killed_in_worker(task, env=None) -> list:
+    import time
+
     if env is None:  # in a worker (the main process passes its env)
         os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+    time.sleep(0.02)  # the main process's tasks take a moment: its worker surely claims one
     return [task]
 
 
@@ -147,8 +150,11 @@ def test_a_run_of_many_tasks_hands_freed_memory_back_before_its_tail(tmp_path, m
 
 
 def _task_fails_in_worker(task, env=None) -> list:
+    import time
+
     if env is None:  # a worker
         raise ValueError(f"task {task} failed in a worker")
+    time.sleep(0.02)  # the main process's tasks take a moment: its worker surely claims one
     return [task]
 
 
