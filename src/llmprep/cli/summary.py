@@ -37,7 +37,9 @@ def print_summary(result, out) -> None:
     if cache["enabled"]:
         table.add_row("cache (shards hit / computed)", f"{cache['hits']:,} / {cache['computed']:,}")
     ex = result.run_info["executor"]
-    table.add_row("executor", f"{ex['name']}, {ex['workers']} workers, {ex['tasks']:,} tasks")
+    # local: processes working tasks, the main process among them; ray: its actors
+    unit = "processes" if ex["name"] == "local" else "workers"
+    table.add_row("executor", f"{ex['name']}, {ex['workers']} {unit}, {ex['tasks']:,} tasks")
     secs = max(result.seconds, 1e-9)
     table.add_row("time", f"{result.seconds:.2f} s ({rep['tokens']['total'] / secs:,.0f} tokens/s)")
     console = Console(stderr=False)
