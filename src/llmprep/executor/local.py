@@ -225,7 +225,7 @@ class _Worker:
         code = self.proc.exitcode
         how = (f"was killed by signal {-code}" if code is not None and code < 0 else
                f"exited with status {code}" if code is not None else "stopped answering")
-        oom = " (signal 9: most likely out of memory)" if code == -signal.SIGKILL else ""
+        oom = " (most likely out of memory)" if code == -signal.SIGKILL else ""
         return LlmprepError(f"a prepare worker process (pid {self.proc.pid}) {how} before its task finished{oom}; "
                             "nothing was written. Lower --num-proc or --max-record-bytes, or split the input")
 
