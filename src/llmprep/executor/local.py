@@ -214,11 +214,11 @@ class _Worker:
         while (i := self.board.claim()) is not None:
             try:
                 self.conn.send(self.board.tasks[i])
-                _, result = self.conn.recv()
+                result = self.conn.recv()
             except (EOFError, OSError):  # the worker is gone: its task will never return
                 self.board.put(i, self._lost())
                 return
-            self.board.put(i, result)  # an exception (ok False) comes with the worker's traceback as its __cause__
+            self.board.put(i, result)  # an exception comes with the worker's traceback as its __cause__
 
     def _lost(self) -> LlmprepError:
         self.proc.join(timeout=5)
@@ -231,7 +231,7 @@ class _Worker:
 
 
 def _serve(conn, env: TaskEnv, parent: int) -> None:
-    """A worker's loop: a task in, (True, its result) or (False, its exception) out; None or a closed pipe ends it."""
+    """A worker's loop: a task in, its result or its exception out; None or a closed pipe ends it."""
     _init(env, parent)
     while True:
         try:
@@ -241,9 +241,9 @@ def _serve(conn, env: TaskEnv, parent: int) -> None:
         if task is None:
             return
         try:
-            reply = (True, run_task(task))
+            reply = run_task(task)
         except Exception as exc:  # noqa: BLE001 - sent to the main process, raised there at the task's place
-            reply = (False, _sendable(exc))
+            reply = _sendable(exc)
         conn.send(reply)
 
 
