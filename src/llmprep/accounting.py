@@ -170,7 +170,7 @@ def report(cfg, acc: Accounts, index: RowIndex, splits: dict[str, np.ndarray],
                    "trained": 0 if pairs else int(index.columns["trained"][used].sum(dtype=np.int64)),
                    # trained tokens truncation cut away: from the rows written (as often as they are written)
                    # and from the records dropped with none left
-                   "trained_cut": 0 if pairs else int(index.columns["cut"][used].sum(dtype=np.int64))
+                   "trained_cut": 0 if pairs else index.trained_cut(used)
                    + acc.counts["trained_lost"]},
         "lengths": length_stats(lengths),
         "engine": {"requested": cfg.engine, "fastokens_rows": acc.counts["fast_rows"],

@@ -43,6 +43,8 @@ class RowIndex:
     columns: dict[str, np.ndarray]
     shard_rows: np.ndarray
     spills: list[str]
+    # trained tokens truncation cut, only at the rows that lost some: (row numbers, tokens), int64
+    cut: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
     @classmethod
     def build(cls, metas: list) -> "RowIndex":
@@ -53,11 +55,30 @@ class RowIndex:
         cols = {}
         for k in names:
             cols[k] = np.concatenate([m.rows.pop(k) for m in metas]) if metas else np.zeros(0, np.int32)
-        cols["shard"] = np.repeat(np.arange(len(metas), dtype=np.int32), sizes)
-        return cls(cols, offsets_of(sizes), [m.spill for m in metas])
+        shard_rows = offsets_of(sizes)
+        cut_rows = [np.asarray(m.cut["rows"], np.int64) + shard_rows[k] for k, m in enumerate(metas)]
+        cut_tokens = [np.asarray(m.cut["tokens"], np.int64) for m in metas]
+        cut = (np.concatenate(cut_rows), np.concatenate(cut_tokens)) if metas else cls.cut
+        return cls(cols, shard_rows, [m.spill for m in metas], cut)
 
     def __len__(self) -> int:
         return len(self.columns["length"])
+
+    def trained_cut(self, rows: np.ndarray) -> int:
+        """Trained tokens truncation cut from these rows (a row given twice counts twice).
+        Example: cut at rows [1] of 5 tokens; rows [0, 1, 1] -> 10"""
+        at, tokens = self.cut
+        if len(at) == 0:
+            return 0
+        pos = np.searchsorted(at, rows)  # `at` is ascending: shards in order, rows in order within each
+        hit = pos < len(at)
+        hit[hit] = at[pos[hit]] == rows[hit]
+        return int(tokens[pos[hit]].sum(dtype=np.int64))
+
+    def shard_of(self, rows: np.ndarray) -> np.ndarray:
+        """The shard of each row (global row numbers), from shard_rows: no per-row column (2M rows: 8 MB).
+        Example: shard_rows [0, 2, 2, 5]; rows [0, 2, 4] -> [0, 2, 2] (shard 1 has no row)"""
+        return np.searchsorted(self.shard_rows, rows, side="right") - 1
 
     def shard(self, k: int, *, consume: bool = True, native: bool = False) -> Encoded:
         """Rows of shard k, read from its spill file (deleted afterwards when `consume`); `native`: as the
@@ -132,7 +153,7 @@ def _in_order(index: RowIndex, splits: dict[str, np.ndarray], cfg, pad_id: int,
     last = np.full(len(index.spills), -1)
     for p, rows in enumerate(passes):
         for idx in rows.values():
-            last[np.unique(index.columns["shard"][idx])] = p
+            last[np.unique(index.shard_of(idx))] = p
     for k in np.flatnonzero(last < 0):  # every row removed (dedup, decontamination, mix)
         index.discard(int(k))
     for p, rows in enumerate(passes):

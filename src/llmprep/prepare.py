@@ -470,7 +470,7 @@ def _mix(recipe: Recipe, index: RowIndex, acc: Accounts, train: np.ndarray, rows
     """Down-sample or repeat each source's train rows to its share -> (train rows in output order, report's mix)."""
     source_of_file = np.array([groups.index(g) for g in group_of_file], dtype=np.int64)
     file_of_shard = np.array([m.file for m in acc.metas], dtype=np.int64)
-    source = source_of_file[file_of_shard[index.columns["shard"][train]]]
+    source = source_of_file[file_of_shard[index.shard_of(train)]]
     pairs = PAIR in acc.kinds  # sentence pairs train no token: their shares count all tokens
     weights = index.columns["length" if pairs else "trained"][train].astype(np.int64)
     order, left_out, left_source, reasons, mix_plan = mix_order(recipe, train, source, weights)
@@ -651,7 +651,7 @@ def per_turn_conflicts(cfg: PrepareConfig) -> list[str]:
 def _record_ids(index: RowIndex) -> np.ndarray:
     """One id per input record behind the rows (--history per-turn gives a record several rows).
     Example: shard [0, 0, 1], record [0, 0, 0] -> [0, 0, 2**32]"""
-    return index.columns["shard"].astype(np.int64) * (1 << 32) + index.columns["record"].astype(np.int64)
+    return index.shard_of(np.arange(len(index))) * (1 << 32) + index.columns["record"].astype(np.int64)
 
 
 def split_rows(n: int, test_size: float, seed: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

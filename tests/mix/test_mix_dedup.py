@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from llmprep.errors import ConfigError
@@ -86,3 +87,14 @@ def test_bad_settings_are_reported_together():
     msg = str(err.value)
     assert "--dedup 'fuzzy'" in msg and "exact, near, none" in msg
     assert "--dedup-threshold 1.5" in msg and "--dedup-ngram 0" in msg
+
+
+def test_kept_rows_locations_are_int32_unless_a_line_needs_more():
+    """The dedup index holds a (source, line) per kept row: int32 (half the memory), int64 past 2**31 lines."""
+    d = Deduplicator(DedupConfig())
+    keys = dedup_keys(["a", "b", "a"], d.cfg)
+    d.check(keys, ["x.jsonl"] * 3, [1, 2, 3])
+    big = dedup_keys(["c", "a"], d.cfg)
+    assert d.check(big, ["y.jsonl"] * 2, [2**31 + 5, 2**31 + 6])[1].of == "x.jsonl:1"
+    assert [w.dtype for w in d._where] == [np.int32, np.int64]
+    assert d.where(2) == f"y.jsonl:{2**31 + 5}" and d.where(1) == "x.jsonl:2"

@@ -50,3 +50,22 @@ def test_runs_with_equal_high_words_merge_in_order():
         assert all(lo[i] < lo[i + 1] for i in np.flatnonzero(hi[1:] == hi[:-1]))
     probe = np.array(list(ref) + [(1, 2**41), (9, 0)], dtype=np.uint64)
     assert ix.find(probe).tolist() == list(ref.values()) + [-1, -1]
+
+
+def test_runs_stop_merging_at_the_cap_and_lookups_still_answer(monkeypatch):
+    """Capped runs (RUN_KEYS) bound the merge's extra memory; every key is still found, in any run."""
+    import llmprep.mix.keyindex as K
+
+    monkeypatch.setattr(K, "RUN_KEYS", 256)
+    rng = np.random.default_rng(2)
+    ix, ref = KeyIndex(2), {}
+    for _ in range(40):
+        keys = np.unique(rng.integers(0, 2**63, (60, 2), dtype=np.uint64), axis=0)
+        new = [k for k in map(tuple, keys.tolist()) if k not in ref]
+        ix.add(np.array(new, dtype=np.uint64).reshape(-1, 2), np.arange(len(ref), len(ref) + len(new)))
+        ref.update({k: len(ref) + j for j, k in enumerate(new)})
+    sizes = [len(run[0]) for run in ix._runs]
+    assert max(sizes) <= 256 and sum(sizes) == len(ref) == ix.size
+    assert len(sizes) >= len(ref) // 256  # the cap held: not one merged run
+    probe = np.array(list(ref) + [(1, 2)], dtype=np.uint64)
+    assert ix.find(probe).tolist() == list(ref.values()) + [-1]

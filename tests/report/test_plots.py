@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from llmprep.report.plots import bars, histograms, nice_ticks, tick_label
+from llmprep.report.plots import Counted, bars, histograms, nice_ticks, tick_label
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -109,3 +109,17 @@ def test_long_bar_labels_get_room_instead_of_being_cut():
     label = next(t for t in long.iter(f"{SVG}text") if t.text == "a-very-long-source-name.jsonl")
     assert float(label.get("x")) - 5.2 * len(label.text) >= 0  # right-aligned at x: starts inside the figure
     assert float(long.get("width")[:-2]) > float(short.get("width")[:-2])
+
+
+def test_counted_values_draw_the_same_bytes_as_the_rows():
+    """report.html draws a split's lengths and shares from value counts: the SVG is the rows' own, byte for byte."""
+    rng = np.random.default_rng(3)
+    lengths = rng.gamma(2.0, 150.0, size=5000).round().astype(np.int64) + 1
+    trained = (lengths * rng.random(5000)).astype(np.int64)
+    shares = trained / np.maximum(lengths, 1)
+    for values, bins in ((lengths, 40), (shares, 20), (np.full(7, 12), 40), (np.zeros(0), 40)):
+        rows = histograms({"train": values, "test": values[:3]}, xlabel="x", bins=bins, limit=600)
+        counted = histograms({"train": Counted.of(values), "test": Counted.of(values[:3])}, xlabel="x", bins=bins,
+                             limit=600)
+        assert counted == rows
+    assert len(Counted.of([5, 3, 3])) == 3 and Counted.of([5, 3, 3]).counts.tolist() == [2, 1]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmprep.encode import Encoded
+from llmprep.encode import Encoded, int32_if_fits
 from llmprep.examples import Rejected
 from llmprep.mix.keys import RowKeys
 from llmprep.records import Record
@@ -57,6 +57,9 @@ class ShardMeta:
     fast_rows: int = 0
     engine_mismatches: int = 0
     kinds: dict = field(default_factory=dict)
+    # trained tokens truncation cut from rows, only where non-zero (most rows lose none): {"rows": [...] (within
+    # the shard), "tokens": [...]}; a dense per-row column cost the main process 4 bytes per row of the run
+    cut: dict = field(default_factory=lambda: {"rows": [], "tokens": []})
     template_rows: dict = field(default_factory=dict)  # rows per template engine (shard.TEMPLATE_ROWS)
     chat: dict = field(default_factory=dict)  # chat statistics for the report (shard.ChatStats)
     content: str = ""  # content key (records only), for the manifest's miss reasons
@@ -96,13 +99,6 @@ def _sparse(cut: np.ndarray | None) -> dict:
     Example: [0, 5, 0] -> {"rows": [1], "tokens": [5]}"""
     at = np.flatnonzero(cut) if cut is not None else np.zeros(0, np.int64)
     return {"rows": at.tolist(), "tokens": cut[at].tolist() if cut is not None else []}
-
-
-def _dense(sparse: dict, n: int) -> np.ndarray:
-    """The inverse of _sparse for n rows. Example: {"rows": [1], "tokens": [5]}, 3 -> [0, 5, 0]"""
-    out = np.zeros(n, np.int32)
-    out[np.asarray(sparse["rows"], np.int64)] = sparse["tokens"]
-    return out
 
 
 def _located(items: list[dict], records: list[Record]) -> list[Rejected]:
@@ -174,8 +170,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
                 cache.put(key, blob)
         storage.write_bytes(spill, blob)  # atomic: a retried task (Ray) never leaves a half-written spill
         rows = row_columns(enc, meta["record"], meta["pairs"])
-        rows["line"] = np.asarray([records[i].line for i in meta["record"]], np.int64)
-        rows["cut"] = _dense(meta["cut"], len(rows["length"]))
+        rows["line"] = int32_if_fits([records[i].line for i in meta["record"]])
         rows |= {name: array_from_json(a) for name, a in meta.get("keys", {}).items()}
         out.append(ShardMeta(
             task=task.index, shard=n, spill=spill, records=len(records), rows=rows,
@@ -184,7 +179,7 @@ def run_task(task, env: TaskEnv | None = None) -> list[ShardMeta]:
             dropped_trained=meta["dropped_trained"], control_text_rows=meta["control_text_rows"],
             fast_rows=meta["fast_rows"], engine_mismatches=meta["engine_mismatches"],
             template_rows=meta.get("template_rows", {}), chat=meta.get("chat", {}), kinds=meta["kinds"],
-            content=content, hit=hit,
+            cut=meta["cut"], content=content, hit=hit,
             miss=None if hit or lookup is None else lookup.miss,
             cache_error=cache.write_error if cache is not None else None, seconds=time.perf_counter() - started,
             file=task.file_index,

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
+from llmprep.encode import int32_if_fits
 from llmprep.errors import ConfigError
 from llmprep.mix.keyindex import KeyIndex
 from llmprep.mix.minhash import band_keys
@@ -153,7 +154,7 @@ class Deduplicator:
         self._near = KeyIndex(words=1)
         self._sources: list[str] = []
         self._source_id: dict[str, int] = {}
-        self._where: list[np.ndarray] = []  # per batch: (kept rows, 2) int64 [source id, line]
+        self._where: list[np.ndarray] = []  # per batch: (kept rows, 2) int32 (or int64) [source id, line]
         self._starts: list[int] = []  # id of each block's first row
         self.kept = 0
         self.removed = {"exact": 0, "near": 0}
@@ -225,8 +226,9 @@ class Deduplicator:
         if len(self._sources) < len(self._source_id):
             self._sources = list(self._source_id)
         self._starts.append(self.kept)
-        self._where.append(np.column_stack([np.asarray(src, dtype=np.int64),
-                                            np.asarray([lines[i] for i in kept_rows], dtype=np.int64)]))
+        # int32 unless a line number needs more: the index holds this for every kept row of the run
+        self._where.append(int32_if_fits(np.column_stack([np.asarray(src, dtype=np.int64),
+                                                          np.asarray([lines[i] for i in kept_rows], dtype=np.int64)])))
         self.kept += len(kept_rows)
 
     def where(self, rid: int) -> str:

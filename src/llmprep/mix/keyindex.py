@@ -2,8 +2,8 @@
 
 Keys are 64-bit (one uint64 column) or 128-bit (two columns: hi, lo); each key maps to the id of the
 row that first had it. Keys live in a few sorted numpy runs (a log-structured merge: a new batch is one
-run, runs of similar size are merged), so 2M keys take 2M x (8 or 16 + 4) bytes and no Python object
-per key. Lookups are vectorised binary searches.
+run, runs of similar size are merged up to RUN_KEYS keys), so 2M keys take 2M x (8 or 16 + 4) bytes and
+no Python object per key. Lookups are vectorised binary searches, one per run.
 
 Example: ix = KeyIndex(words=1); ix.add(np.array([[5], [7]], np.uint64), np.array([0, 1]))
          ix.find(np.array([[7], [9]], np.uint64)) -> array([1, -1])
@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 
+# Runs stop merging at this many keys. A merge holds both runs and the merged copy at once, so merging every
+# run into one made the main process's dedup peak grow with the data (2M rows: ~2x the keys, ~40 MB, at the
+# moment a shard's worker is alive too); capped, a merge holds at most ~2 x 5 MB, and a lookup searches a
+# few more runs (2M keys: about 16 runs, a few ms per shard).
+RUN_KEYS = 1 << 18
+
 
 class KeyIndex:
     """Sorted runs of (key, id); `find` returns the id stored for each key, or -1.
 
     A run is (high words, low words or None, ids), each a contiguous array: binary searches read the high
     words without copying them out of an (n, 2) array, and two runs merge by placing one into the other
-    (insertion positions), not by sorting their concatenation again: the merge of the last, largest runs
-    is what sets the main process's dedup peak (2M rows: ~2x the keys instead of ~4x).
+    (insertion positions), not by sorting their concatenation again; runs stop merging at RUN_KEYS keys.
     """
 
     def __init__(self, words: int = 1):
@@ -41,7 +46,8 @@ class KeyIndex:
         self._runs.append((hi[order], lo[order] if lo is not None else None,
                            np.asarray(ids, dtype=np.int32)[order]))
         self.size += len(keys)
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+        while (len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
+               and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= RUN_KEYS):
             b, a = self._runs.pop(), self._runs.pop()
             self._runs.append(_merge(a, b))
 

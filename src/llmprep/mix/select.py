@@ -151,12 +151,12 @@ class RowFilter:
         self.mix_reasons = reasons
         for s, n in zip(*np.unique(source, return_counts=True)):
             self._count_reason(reasons[int(s)], int(n), dropped=True)
-        shard = index.columns["shard"][rows]
+        shard = index.shard_of(rows)
         cuts = np.flatnonzero(np.diff(shard)) + 1
-        for part, src in zip(np.split(rows, cuts), np.split(source, cuts)):
+        for part, src, of in zip(np.split(rows, cuts), np.split(source, cuts), np.split(shard, cuts)):
             if not len(part):
                 continue
-            k = int(index.columns["shard"][part[0]])
+            k = int(of[0])
             a = int(index.shard_rows[k])
             cols = {"record": index.columns["record"][a:index.shard_rows[k + 1]],
                     "line": index.columns["line"][a:index.shard_rows[k + 1]]}

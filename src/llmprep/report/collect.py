@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from llmprep.checks.prepared import Rows, read_chunks, split_files, tokenizer_entry
+from llmprep.report.plots import Counted
 
 SAMPLE_ROWS = 3  # per split
 SAMPLE_TOKENS = 400  # per sample row shown
@@ -27,29 +28,62 @@ class Reason:
 
 
 def split_stats(chunks: Iterable[tuple[int, Rows]], tokenizer) -> dict:
-    """Per-row real lengths and trained-token shares of one split, from its rows chunk by chunk (read_chunks),
-    plus its first SAMPLE_ROWS rows decoded for display.
+    """Row lengths and trained-token shares of one split as value counts (plots.Counted), from its rows chunk
+    by chunk (read_chunks), plus its first SAMPLE_ROWS rows decoded for display.
 
-    Example: rows [5 tokens, 2 trained], [3 tokens, 3 trained] -> lengths [5, 3], shares [0.4, 1.0]
+    Counts, not per-row arrays: the page only draws their histograms, and a split of 2M rows held ~50 MB of
+    per-row arrays (more while numpy binned them); the distinct lengths and (trained, length) pairs are few.
+
+    Example: rows [5 tokens, 2 trained], [3 tokens, 3 trained] -> lengths Counted([3, 5], [1, 1]),
+    shares Counted([1.0, 0.4], [1, 1]), tokens 8, trained 5
     """
-    lengths, trained, samples = [], [], []
+    lengths, pairs, samples = _Tally(), _Tally(), []
+    rows_seen, tokens, trained_total = 0, 0, 0
     labelled = True
     for start, rows in chunks:
-        # int32 (a row's tokens fit): half the memory of a split's per-row arrays, which grow with its rows (2M
-        # rows: ~30 MB less at the page's peak); sums still accumulate in int64, shares are the same float64s
-        lengths.append(rows.real_lengths.astype(np.int32))
+        real = rows.real_lengths.astype(np.int64)
+        lengths.add(real)
+        rows_seen += len(real)
+        tokens += int(real.sum())
         labelled = rows.labels is not None
         if labelled:
-            trained.append(rows.per_row(rows.trained).astype(np.int32))
+            trained = rows.per_row(rows.trained).astype(np.int64)
+            trained_total += int(trained.sum())
+            pairs.add((trained << 32) | real)  # a row's tokens and trained tokens each fit 32 bits
         samples += [(start + r, *sample_pieces(rows, r, tokenizer))
                     for r in range(max(0, min(SAMPLE_ROWS - start, len(rows))))]
-    lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
-    out = {"rows": len(lengths), "lengths": lengths, "tokens": int(lengths.sum(dtype=np.int64)), "samples": samples}
+    out = {"rows": rows_seen, "lengths": Counted(*lengths.result()), "tokens": tokens, "samples": samples}
     if labelled:
-        per_row = np.concatenate(trained) if trained else np.zeros(0, np.int32)
-        out["trained"] = int(per_row.sum(dtype=np.int64))
-        out["shares"] = per_row / np.maximum(lengths, 1)
+        keys, counts = pairs.result()
+        out["trained"] = trained_total
+        # the share each row had as a float64 of its own (trained / max(length, 1)): the same values, counted
+        out["shares"] = Counted((keys >> 32) / np.maximum(keys & 0xFFFFFFFF, 1), counts)
     return out
+
+
+class _Tally:
+    """Distinct int64 values and how often each was added, merged every MERGE parts: memory follows the
+    distinct values, not the rows. Example: add([3, 3]); add([5, 3]) -> result() == ([3, 5], [3, 1])"""
+
+    MERGE = 16
+
+    def __init__(self):
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, values: np.ndarray) -> None:
+        self.parts.append(np.unique(values, return_counts=True))
+        if len(self.parts) >= self.MERGE:
+            self.parts = [self.result()]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        values = np.concatenate([v for v, _ in self.parts])
+        counts = np.concatenate([c for _, c in self.parts]).astype(np.int64)
+        distinct, at = np.unique(values, return_inverse=True)
+        total = np.zeros(len(distinct), np.int64)
+        np.add.at(total, at, counts)
+        return distinct, total
 
 
 def reasons(path: Path) -> list[Reason]:

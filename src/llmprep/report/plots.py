@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -104,16 +105,37 @@ def stairs_path(counts: np.ndarray, edges: np.ndarray, panel: _Panel) -> str:
     return "".join(d)
 
 
-def histograms(values: dict[str, np.ndarray], *, xlabel: str, bins: int = 40, limit: float | None = None,
+@dataclass(frozen=True)
+class Counted:
+    """Values with how often each occurs: a split's row lengths as (distinct lengths, rows of each), so a
+    histogram of 2M rows needs no 2M-entry array. Example: Counted([3, 5], [2, 1]) stands for [3, 3, 5]"""
+
+    values: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, values) -> "Counted":
+        """Example: Counted.of([5, 3, 3]) -> Counted(values=[3, 5], counts=[2, 1])"""
+        v, c = np.unique(np.asarray(values), return_counts=True)
+        return cls(v, c)
+
+    def __len__(self) -> int:
+        return int(self.counts.sum())
+
+
+def histograms(values: dict[str, np.ndarray | Counted], *, xlabel: str, bins: int = 40, limit: float | None = None,
                limit_label: str = "") -> str:
     """One histogram per split, side by side; an optional dashed line at `limit` (e.g. --max-length).
+    A split's values are an array, or Counted (the same picture: numpy bins a value's weight as the value).
 
     Example: histograms({"train": lengths, "test": lengths2}, xlabel="tokens per row") -> "<svg ...>"
     """
     body = [f'<rect width="{PANEL_W * max(len(values), 1):.1f}" height="{PANEL_H:.1f}" style="fill:#fff"/>']
     for i, (split, v) in enumerate(values.items()):
-        v = np.asarray(v, dtype=float)
-        counts, edges = np.histogram(v, bins=bins) if len(v) else (np.zeros(0), np.array([0.0, 1.0]))
+        v = v if isinstance(v, Counted) else Counted.of(v)
+        rows = len(v)
+        v, weights = np.asarray(v.values, dtype=float), v.counts
+        counts, edges = np.histogram(v, bins=bins, weights=weights) if len(v) else (np.zeros(0), np.array([0.0, 1.0]))
         top = float(v.max()) if len(v) else 1.0
         show_limit = limit is not None and limit <= 1.25 * top  # a limit far right of the data would squash it
         hi = max(float(edges[-1]), float(limit)) if show_limit else float(edges[-1])
@@ -125,7 +147,7 @@ def histograms(values: dict[str, np.ndarray], *, xlabel: str, bins: int = 40, li
         if len(v):
             body.append(f'<path d="{stairs_path(counts, edges, panel)}" '
                         f'style="fill:{COLORS.get(split, "#555")};fill-opacity:0.85"/>')
-        body += panel.frame(nice_ticks(*xlim), yticks, title=f"{split} ({len(v):,} rows)", xlabel=xlabel,
+        body += panel.frame(nice_ticks(*xlim), yticks, title=f"{split} ({rows:,} rows)", xlabel=xlabel,
                             ylabel="rows")
         if show_limit:
             x = panel.x(limit)
