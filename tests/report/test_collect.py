@@ -45,5 +45,5 @@ def test_tally_merges_parts():
     t = _Tally()
     t.add(np.array([3, 3]))
     t.add(np.array([5, 3]))
-    assert [x.tolist() for x in t.result()] == [[3, 5], [3, 1]]
-    assert [x.tolist() for x in _Tally().result()] == [[], []]
+    assert (t.result().values.tolist(), t.result().counts.tolist()) == ([3, 5], [3, 1])
+    assert len(_Tally().result()) == 0 and _Tally().result().values.tolist() == []

@@ -52,38 +52,36 @@ def split_stats(chunks: Iterable[tuple[int, Rows]], tokenizer) -> dict:
             pairs.add((trained << 32) | real)  # a row's tokens and trained tokens each fit 32 bits
         samples += [(start + r, *sample_pieces(rows, r, tokenizer))
                     for r in range(max(0, min(SAMPLE_ROWS - start, len(rows))))]
-    out = {"rows": rows_seen, "lengths": Counted(*lengths.result()), "tokens": tokens, "samples": samples}
+    out = {"rows": rows_seen, "lengths": lengths.result(), "tokens": tokens, "samples": samples}
     if labelled:
-        keys, counts = pairs.result()
+        keys = pairs.result()
         out["trained"] = trained_total
         # the share each row had as a float64 of its own (trained / max(length, 1)): the same values, counted
-        out["shares"] = Counted((keys >> 32) / np.maximum(keys & 0xFFFFFFFF, 1), counts)
+        out["shares"] = Counted((keys.values >> 32) / np.maximum(keys.values & 0xFFFFFFFF, 1), keys.counts)
     return out
 
 
 class _Tally:
-    """Distinct int64 values and how often each was added, merged every MERGE parts: memory follows the
-    distinct values, not the rows. Example: add([3, 3]); add([5, 3]) -> result() == ([3, 5], [3, 1])"""
+    """Value counts of everything added, merged every MERGE parts: memory follows the distinct values, not
+    the rows. Example: add([3, 3]); add([5, 3]) -> result() == Counted([3, 5], [3, 1])"""
 
     MERGE = 16
 
     def __init__(self):
-        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.parts: list[Counted] = []
 
     def add(self, values: np.ndarray) -> None:
-        self.parts.append(np.unique(values, return_counts=True))
+        self.parts.append(Counted.of(values))
         if len(self.parts) >= self.MERGE:
             self.parts = [self.result()]
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
+    def result(self) -> Counted:
         if not self.parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        values = np.concatenate([v for v, _ in self.parts])
-        counts = np.concatenate([c for _, c in self.parts]).astype(np.int64)
-        distinct, at = np.unique(values, return_inverse=True)
+            return Counted(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        distinct, at = np.unique(np.concatenate([p.values for p in self.parts]), return_inverse=True)
         total = np.zeros(len(distinct), np.int64)
-        np.add.at(total, at, counts)
-        return distinct, total
+        np.add.at(total, at, np.concatenate([p.counts for p in self.parts]))
+        return Counted(distinct, total)
 
 
 def reasons(path: Path) -> list[Reason]:
